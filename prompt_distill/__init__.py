@@ -1,0 +1,1 @@
+"""Prompt distillation: a thinking teacher with a long prompt labels data; a LoRA student learns it promptless."""

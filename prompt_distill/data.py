@@ -1,0 +1,232 @@
+"""Files on disk: input sentences, gold labels, the training JSONL, and the deterministic train/eval split.
+
+Every error names the file and line, because users edit these files by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .task import Task
+
+SPLITS = ("train", "eval", "all")
+DEFAULT_EVAL_FRACTION = 0.2
+DEFAULT_SPLIT_SEED = 0
+
+
+class DataError(ValueError):
+    """A problem with an input file; the message starts with ``path:line:`` where a line is known."""
+
+
+def _where(path, line: int | None = None) -> str:
+    return f"{path}:{line}" if line is not None else str(path)
+
+
+# -- sentences and gold labels --------------------------------------------------------------------------
+@dataclass
+class Sentences:
+    texts: list[str]
+    blank_lines: int
+
+
+def read_sentences(path) -> Sentences:
+    """One sentence per line (the reference input format); blank lines are skipped and counted."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: input file not found.")
+    texts, blank = [], 0
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            text = line.rstrip("\r\n")
+            if text.strip():
+                texts.append(text.strip())
+            else:
+                blank += 1
+    if not texts:
+        raise DataError(f"{path}: the file has no sentences (it is empty or blank).")
+    return Sentences(texts, blank)
+
+
+def gold_path_for(sentences_path) -> Path:
+    """``example-data/multilingual.txt`` -> ``example-data/multilingual.gold.tsv``."""
+    path = Path(sentences_path)
+    return path.with_name(path.stem + ".gold.tsv")
+
+
+def read_gold(sentences_path, task: Task) -> dict[str, str] | None:
+    """Gold labels for a sentence file, keyed by sentence; None when the file has no gold file beside it.
+
+    The gold file has ``label<TAB>sentence`` on the same line number as the sentence in the .txt file, and the
+    sentence is repeated so that a misaligned file is an error instead of silently wrong grading.
+    """
+    gold_path = gold_path_for(sentences_path)
+    if not gold_path.is_file():
+        return None
+    sentence_lines = Path(sentences_path).read_text("utf-8").splitlines()
+    gold_lines = gold_path.read_text("utf-8").splitlines()
+    if len(gold_lines) != len(sentence_lines):
+        raise DataError(
+            f"{gold_path}: {len(gold_lines)} lines, but {sentences_path} has {len(sentence_lines)}; they must align."
+        )
+    gold: dict[str, str] = {}
+    for number, (gold_line, sentence) in enumerate(zip(gold_lines, sentence_lines, strict=True), start=1):
+        if not sentence.strip() and not gold_line.strip():
+            continue
+        label, tab, text = gold_line.partition("\t")
+        if not tab:
+            raise DataError(f"{_where(gold_path, number)}: expected 'label<TAB>sentence'.")
+        if text.strip() != sentence.strip():
+            raise DataError(
+                f"{_where(gold_path, number)}: the sentence differs from line {number} of {sentences_path}; "
+                "the files are misaligned."
+            )
+        if label not in task.labels:
+            raise DataError(f"{_where(gold_path, number)}: unknown label {label!r}; labels: {', '.join(task.labels)}.")
+        key = sentence.strip()
+        if gold.get(key, label) != label:
+            raise DataError(f"{_where(gold_path, number)}: this sentence appears earlier with label {gold[key]!r}.")
+        gold[key] = label
+    return gold
+
+
+# -- JSONL ------------------------------------------------------------------------------------------------
+def iter_jsonl(path) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)``; blank lines are skipped, a malformed line is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found.")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(f"{_where(path, number)}: not valid JSON ({error.msg}).") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{_where(path, number)}: expected a JSON object.")
+            yield number, record
+
+
+def repair_truncated_tail(path) -> bool:
+    """Drop a last line cut off by a crash (no newline, not JSON). Returns True when something was dropped."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    data = path.read_bytes()
+    if data.endswith(b"\n"):
+        return False
+    cut = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[cut:])
+        with path.open("ab") as handle:  # a complete record that only lacks its newline
+            handle.write(b"\n")
+        return False
+    except ValueError:
+        with path.open("r+b") as handle:
+            handle.truncate(cut)
+        return True
+
+
+class JsonlAppender:
+    """Append records and flush each batch to the OS, so a killed process (even SIGKILL) loses nothing written."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def write(self, records: list[dict]) -> None:
+        for record in records:
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_jsonl(path, records) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+# -- training examples ------------------------------------------------------------------------------------
+def training_record(text: str, label: str) -> dict:
+    """The reference format: a chat with the sentence as the user turn and the label as the assistant turn."""
+    return {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": label}]}
+
+
+def example_from_record(record: dict, task: Task, path, number: int) -> tuple[str, str]:
+    """Validate one training record and return ``(text, label)``."""
+    where = _where(path, number)
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where}: expected a non-empty 'messages' list.")
+    for message in messages:
+        if not isinstance(message, dict) or "role" not in message or "content" not in message:
+            raise DataError(f"{where}: every message needs a 'role' and a 'content'.")
+    roles = [message["role"] for message in messages]
+    if roles != ["user", "assistant"]:
+        raise DataError(f"{where}: expected roles ['user', 'assistant'], got {roles}.")
+    text, label = messages[0]["content"], messages[1]["content"]
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{where}: the user message is empty.")
+    if not isinstance(label, str) or not label.strip():
+        raise DataError(f"{where}: the assistant answer is empty.")
+    if label not in task.labels:
+        raise DataError(f"{where}: answer {label!r} is not a label; labels: {', '.join(task.labels)}.")
+    return text, label
+
+
+def read_training_file(path, task: Task) -> list[tuple[str, str]]:
+    examples = [example_from_record(record, task, path, number) for number, record in iter_jsonl(path)]
+    if not examples:
+        raise DataError(f"{path}: no training examples.")
+    return examples
+
+
+# -- the split --------------------------------------------------------------------------------------------
+def split_of(text: str, eval_fraction: float = DEFAULT_EVAL_FRACTION, seed: int = DEFAULT_SPLIT_SEED) -> str:
+    """'train' or 'eval', from a stable hash of the sentence: the same on every machine, no state file to lose,
+    and a sentence that occurs twice always lands on the same side."""
+    digest = hashlib.sha256(f"{seed}\x00{text.strip()}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    return "eval" if position < eval_fraction else "train"
+
+
+def in_split(text: str, split: str, eval_fraction: float, seed: int) -> bool:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return split == "all" or split_of(text, eval_fraction, seed) == split
+
+
+def add_split_arguments(parser, default_split: str) -> None:
+    """The split flags shared by train_sft_trl.py and evaluate.py, so both compute the same split."""
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default=default_split,
+        help=f"Which part of the data to use (default: {default_split}); 'all' ignores the split.",
+    )
+    parser.add_argument(
+        "--eval_fraction",
+        type=float,
+        default=DEFAULT_EVAL_FRACTION,
+        help="Fraction of sentences held out for evaluation, chosen by a stable hash of the sentence.",
+    )
+    parser.add_argument("--split_seed", type=int, default=DEFAULT_SPLIT_SEED, help="Changes which sentences are held out.")

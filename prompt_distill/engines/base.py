@@ -1,0 +1,63 @@
+"""The engine interface shared by create_data.py (teacher), evaluate.py (student) and benchmark.py.
+
+An engine turns a list of chats (lists of ``{"role", "content"}`` messages) into one ``Generation`` each, in
+order. Engines batch internally; callers pass whole lists and get results back as batches complete through
+``on_batch`` so that progress can be shown and results flushed to disk as they arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """What to generate. Every field is explicit: engines never fall back to a model's hidden defaults."""
+
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    # Constrained answer: the reply must end with ``answer_prefix + one of answer_labels``. With a thinking
+    # model the constraint applies after the thought; ``answer_prefix=""`` means the reply is the label alone
+    # (the student).
+    answer_labels: tuple[str, ...] | None = None
+    answer_prefix: str = "Final Answer: "
+    # Force exactly this many generated tokens (emulated thinking in the CPU benchmark): ignore EOS.
+    min_tokens: int = 0
+    chat_template_kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Generation:
+    """One request's result with the accounting that the sidecar and the benchmark record."""
+
+    text: str  # the reply as the model wrote it; with a thinking model, thought + "</think>" + answer
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop", "length", or "constrained" when the answer was chosen by scoring the labels
+    latency_s: float  # seconds from the start of this request's batch to its result
+    reasoning: str | None = None  # the thought, when the engine separates it (vLLM's reasoning parser)
+    cached_prompt_tokens: int | None = None  # prompt tokens served from a prefix cache
+
+
+BatchCallback = Callable[[list[int], list[Generation]], None]
+
+
+class Engine(Protocol):
+    name: str
+
+    def generate(
+        self,
+        chats: list[list[dict]],
+        params: GenerationParams,
+        on_batch: BatchCallback | None = None,
+    ) -> list[Generation]:
+        """Generate one reply per chat, in order; call ``on_batch(indices, generations)`` as batches finish."""
+        ...
+
+    def count_prompt_tokens(self, chat: list[dict], params: GenerationParams) -> int:
+        """Tokens of the templated prompt, as the engine would send it."""
+        ...

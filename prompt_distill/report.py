@@ -1,0 +1,192 @@
+"""The printed evaluation report: live per-sample lines, confusion matrix, per-label table, problems, summary.
+
+Pure formatting: every function takes numbers from ``prompt_distill.metrics`` and returns text, so the layout is
+tested without a model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .metrics import UNPARSEABLE_COLUMN, ConfusionMatrix, Fidelity, LabelStats, Scores
+from .task import UNPARSEABLE
+
+WIDE_RULE = "=" * 80
+NARROW_RULE = "=" * 60
+GOOD_AT = 90.0  # per-label accuracy (%) at or above which a label is marked ✓
+FAIR_AT = 50.0  # ... at or above which it is ⚠️; below it is ✗
+EXAMPLE_CHARS = 50
+LINE_TEXT_CHARS = 100
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _shown(label: str) -> str:
+    return UNPARSEABLE_COLUMN if label == UNPARSEABLE else label
+
+
+def _percent(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else 0.0
+
+
+def marker(accuracy_percent: float) -> str:
+    """✓, ⚠️ or ✗ followed by the spacing that lines the labels up (⚠️ is two code points, drawn narrow)."""
+    if accuracy_percent >= GOOD_AT:
+        return "✓ "
+    if accuracy_percent >= FAIR_AT:
+        return "⚠️  "
+    return "✗ "
+
+
+def sample_line(
+    position: int,
+    total: int,
+    predicted: str,
+    reference: str,
+    matches_so_far: int,
+    text: str,
+    reference_name: str = "GT",
+    score_name: str = "Acc",
+    label_width: int = 2,
+) -> str:
+    """``✓ [  3/176] Pred: de | GT: de | Acc: 3/3 (100.0%) | text``; position counts from 1."""
+    mark = "✓" if predicted == reference else "✗"
+    width = len(str(total))
+    rate = _percent(matches_so_far, position)
+    return (
+        f"{mark} [{position:>{width}}/{total}] Pred: {_shown(predicted):<{label_width}} | "
+        f"{reference_name}: {reference:<{label_width}} | {score_name}: {matches_so_far}/{position} ({rate:5.1f}%) | "
+        f"{_shorten(text, LINE_TEXT_CHARS)}"
+    )
+
+
+def section(title: str, rule: str = WIDE_RULE) -> str:
+    return f"{rule}\n{title}\n{rule}"
+
+
+def confusion_table(matrix: ConfusionMatrix, row_name: str = "gold") -> str:
+    """Rows: reference labels; columns: predicted labels then ``?`` (unparseable); zeros drawn as ``.``."""
+    totals = {row: matrix.row_total(row) for row in matrix.rows}
+    largest = max([*totals.values(), 0])
+    cell = max(3, len(str(largest))) + 1
+    head = max(len(row) for row in matrix.rows)
+    header = " " * (head + 2) + "".join(f"{column:>{cell}}" for column in matrix.columns) + "  | Total"
+    lines = [
+        section(f"CONFUSION MATRIX (rows: {row_name} label, columns: prediction, {UNPARSEABLE_COLUMN}: unparseable)"),
+        "",
+        header,
+        " " * (head + 1) + "-" * (len(header) - head - 1),
+    ]
+    for row in matrix.rows:
+        cells = "".join(
+            f"{(matrix.counts[row][column] or '.'):>{cell}}" for column in matrix.columns
+        )
+        lines.append(f"{row:<{head}} |{cells}  | {totals[row]:>{cell}}")
+    return "\n".join(lines)
+
+
+def label_line(entry: LabelStats, head: int) -> str:
+    accuracy = 100.0 * entry.accuracy
+    return (
+        f"{marker(accuracy)}{entry.label:>{head}}: {accuracy:5.1f}% ({entry.correct:>4}/{entry.support:>4})   "
+        f"precision {entry.precision:.2f}  recall {entry.recall:.2f}  F1 {entry.f1:.2f}"
+    )
+
+
+def per_label_table(scores: Scores) -> str:
+    ranked = scores.worst_first()
+    head = max(len(entry.label) for entry in scores.per_label)
+    lines = [
+        section(f"PER-LABEL ACCURACY (worst first; ✓ >= {GOOD_AT:.0f}%, ⚠️ >= {FAIR_AT:.0f}%, ✗ below)"),
+        *(label_line(entry, head) for entry in ranked),
+        f"Macro-F1: {scores.macro_f1:.4f}",
+    ]
+    absent = [entry.label for entry in scores.per_label if not entry.support]
+    if absent:
+        lines.append(f"No examples of: {', '.join(absent)} (not in the evaluated sentences; left out of the table)")
+    return "\n".join(lines)
+
+
+def _error_line(example: dict) -> str:
+    text = _shorten(example["text"], EXAMPLE_CHARS)
+    if example["predicted"] == UNPARSEABLE:
+        raw = _shorten(str(example.get("raw", "")), 30)
+        return f"     - Unparseable answer {raw!r} (should be {example['reference']}): {text}"
+    return f"     - Predicted {example['predicted']} (should be {example['reference']}): {text}"
+
+
+def problem_labels(
+    scores: Scores,
+    examples: dict[str, list[dict]],
+    label_names: dict[str, str] | None = None,
+    top: int = 5,
+    per_label: int = 3,
+) -> str:
+    """The ``top`` labels with the lowest accuracy that have errors, each with up to ``per_label`` errors."""
+    names = label_names or {}
+    faulty = [entry for entry in scores.worst_first() if entry.correct < entry.support][:top]
+    lines = [section(f"MOST PROBLEMATIC LABELS (Top {top})")]
+    if not faulty:
+        lines.append("\nNo errors: every evaluated sentence was classified correctly.")
+    for rank, entry in enumerate(faulty, start=1):
+        name = f" ({names[entry.label]})" if entry.label in names else ""
+        lines += [
+            "",
+            f"{rank}. Label: {entry.label}{name} - Accuracy: {100.0 * entry.accuracy:.1f}% "
+            f"({entry.correct}/{entry.support})",
+            "   Error examples:",
+            *(_error_line(example) for example in examples.get(entry.label, [])[:per_label]),
+        ]
+    return "\n".join(lines)
+
+
+def summary_block(
+    context: Sequence[tuple[str, str]],
+    scores: Scores,
+    graded_against: str,
+    samples_per_second: float | None = None,
+    seconds: float | None = None,
+) -> str:
+    """``context``: (name, value) lines shown above the numbers: model, adapter, backend, data, split."""
+    lines = [section("EVALUATION SUMMARY", NARROW_RULE)]
+    lines += [f"{name}: {value}" for name, value in context]
+    lines += [
+        "",
+        "Performance:",
+        f"  Total samples: {scores.total}",
+        f"  Successfully parsed: {scores.parsed}",
+        f"  Unparseable responses: {scores.unparseable}",
+        f"  Parse rate: {100.0 * scores.parse_rate:.2f}%",
+        "",
+        f"  Overall {graded_against}: {100.0 * scores.accuracy:.2f}%",
+        f"  Correct: {scores.correct}/{scores.total}",
+        f"  Macro-F1: {scores.macro_f1:.4f}",
+    ]
+    if samples_per_second is not None and seconds is not None:
+        lines.append(f"  Speed: {samples_per_second:.2f} samples/s ({seconds:.1f} s for {scores.total} samples)")
+    return "\n".join(lines)
+
+
+def _agreement_line(name: str, value) -> str:
+    return f"  {name:<30} {100.0 * value.rate:6.2f}% ({value.matches}/{value.total})"
+
+
+def fidelity_block(result: Fidelity, teacher_file: str) -> str:
+    lines = [
+        section("TEACHER FIDELITY (student, teacher and gold on the same sentences)", NARROW_RULE),
+        f"Teacher labels: {teacher_file}",
+        f"  {result.with_teacher} of {result.evaluated} evaluated sentences have a teacher label"
+        + ("" if result.with_teacher == result.evaluated else "; the rest are left out of this block"),
+        _agreement_line("Student vs teacher agreement:", result.student_vs_teacher),
+    ]
+    if result.teacher_vs_gold is None:
+        lines.append("  No gold labels: teacher-vs-gold and student-vs-gold accuracy cannot be computed.")
+    else:
+        lines += [
+            _agreement_line("Teacher vs gold accuracy:", result.teacher_vs_gold),
+            _agreement_line("Student vs gold accuracy:", result.student_vs_gold),
+        ]
+    return "\n".join(lines)

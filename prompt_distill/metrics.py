@@ -33,7 +33,7 @@ def _check_lengths(references: Sequence[str], predictions: Sequence[str]) -> Non
 def accuracy(references: Sequence[str], predictions: Sequence[str]) -> float:
     """Fraction of exact matches; an unparseable prediction never matches."""
     _check_lengths(references, predictions)
-    correct = sum(ref == pred and pred != UNPARSEABLE for ref, pred in zip(references, predictions))
+    correct = sum(ref == pred and pred != UNPARSEABLE for ref, pred in zip(references, predictions, strict=True))
     return _ratio(correct, len(references))
 
 
@@ -51,7 +51,7 @@ class Agreement:
 
 def agreement(first: Sequence[str], second: Sequence[str]) -> Agreement:
     _check_lengths(first, second)
-    matches = sum(a == b and a != UNPARSEABLE for a, b in zip(first, second))
+    matches = sum(a == b and a != UNPARSEABLE for a, b in zip(first, second, strict=True))
     return Agreement(matches, len(first))
 
 
@@ -75,7 +75,7 @@ def confusion_matrix(references: Sequence[str], predictions: Sequence[str], labe
     _check_lengths(references, predictions)
     columns = (*labels, UNPARSEABLE_COLUMN)
     counts = {row: dict.fromkeys(columns, 0) for row in labels}
-    for ref, pred in zip(references, predictions):
+    for ref, pred in zip(references, predictions, strict=True):
         if ref not in counts:
             raise ValueError(f"Reference label {ref!r} is not one of the task's labels: {', '.join(labels)}.")
         column = pred if pred in counts else UNPARSEABLE_COLUMN
@@ -103,7 +103,7 @@ def label_stats(references: Sequence[str], predictions: Sequence[str], labels: S
     _check_lengths(references, predictions)
     support = Counter(references)
     predicted = Counter(predictions)
-    correct = Counter(ref for ref, pred in zip(references, predictions) if ref == pred)
+    correct = Counter(ref for ref, pred in zip(references, predictions, strict=True) if ref == pred)
     stats = []
     for label in labels:
         precision = _ratio(correct[label], predicted[label])
@@ -168,7 +168,7 @@ def score(references: Sequence[str], predictions: Sequence[str], labels: Sequenc
     unknown = sorted({pred for pred in predictions if pred != UNPARSEABLE and pred not in labels})
     if unknown:
         raise ValueError(f"Predictions {unknown} are neither labels nor {UNPARSEABLE!r}; parse them with Task.parse.")
-    correct = sum(ref == pred for ref, pred in zip(references, predictions))
+    correct = sum(ref == pred for ref, pred in zip(references, predictions, strict=True))
     return Scores(
         total=len(references),
         correct=correct,

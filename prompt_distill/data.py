@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .task import Task
@@ -32,6 +32,7 @@ def _where(path, line: int | None = None) -> str:
 class Sentences:
     texts: list[str]
     blank_lines: int
+    line_numbers: list[int] = field(default_factory=list)  # 1-based input line of each text
 
 
 def read_sentences(path) -> Sentences:
@@ -39,17 +40,18 @@ def read_sentences(path) -> Sentences:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: input file not found.")
-    texts, blank = [], 0
+    texts, numbers, blank = [], [], 0
     with path.open(encoding="utf-8") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             text = line.rstrip("\r\n")
             if text.strip():
                 texts.append(text.strip())
+                numbers.append(number)
             else:
                 blank += 1
     if not texts:
         raise DataError(f"{path}: the file has no sentences (it is empty or blank).")
-    return Sentences(texts, blank)
+    return Sentences(texts, blank, numbers)
 
 
 def gold_path_for(sentences_path) -> Path:

@@ -25,6 +25,9 @@ class GenerationParams:
     # (the student).
     answer_labels: tuple[str, ...] | None = None
     answer_prefix: str = "Final Answer: "
+    # Reads a label from a reply (the task's parser). An engine that answers by scoring the labels (transformers)
+    # does so only when this yields no label; without it, only a reply ending in answer_prefix + label counts.
+    answer_parser: Callable[[str], str] | None = None
     # Force exactly this many generated tokens (emulated thinking in the CPU benchmark): ignore EOS.
     min_tokens: int = 0
     chat_template_kwargs: dict = field(default_factory=dict)

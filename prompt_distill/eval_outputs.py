@@ -1,0 +1,97 @@
+"""What an evaluation leaves behind: the JSON results, a confusion-matrix PNG beside them, and a wandb log."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .metrics import ConfusionMatrix
+
+
+def png_path_for(json_path) -> Path:
+    """``results.json`` -> ``results.confusion.png`` in the same folder."""
+    path = Path(json_path)
+    return path.with_name(path.stem + ".confusion.png")
+
+
+def write_json(path, payload: dict) -> Path:
+    """Written to a temporary name and renamed, so a crash never leaves half a results file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    os.replace(staging, path)
+    return path
+
+
+def read_json(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found.")
+    try:
+        payload = json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: expected a JSON object.")
+    return payload
+
+
+def confusion_png(path, matrix: ConfusionMatrix, title: str, row_name: str = "gold") -> Path:
+    """Row-normalised colours (so small labels are as visible as large ones), raw counts written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    import matplotlib.pyplot as plt
+
+    counts = matrix.as_array()
+    shares = [[value / max(sum(row), 1) for value in row] for row in counts]
+    size = 1.5 + 0.45 * len(matrix.columns)
+    figure, axes = plt.subplots(figsize=(size + 1.0, size))
+    image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    axes.set_xticks(range(len(matrix.columns)), labels=list(matrix.columns))
+    axes.set_yticks(range(len(matrix.rows)), labels=list(matrix.rows))
+    axes.set_xlabel("predicted (? = unparseable)")
+    axes.set_ylabel(row_name)
+    axes.set_title(title)
+    for row, values in enumerate(counts):
+        for column, value in enumerate(values):
+            if value:
+                colour = "white" if shares[row][column] > 0.5 else "black"
+                axes.text(column, row, str(value), ha="center", va="center", fontsize=8, color=colour)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the row")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict, run_dir) -> str | None:
+    """Log the headline numbers and the PNG to the active wandb run, or to a new one when ``start_run``.
+
+    Returns a line to print, or None when wandb is not used. Without a login the run is kept offline (as in
+    training): see ``prompt_distill.tracking.configure_wandb``.
+    """
+    import wandb
+
+    note = None
+    started = False
+    if wandb.run is None:
+        if not start_run:
+            return None
+        from .tracking import configure_wandb
+
+        note = configure_wandb("wandb", run_dir)
+        wandb.init(job_type="evaluation", config=config)
+        started = True
+    metrics = {f"eval/{name}": value for name, value in summary.items() if isinstance(value, (int, float))}
+    if png is not None:
+        metrics["eval/confusion_matrix"] = wandb.Image(str(png))
+    wandb.log(metrics)
+    where = f"wandb run {wandb.run.name} ({Path(wandb.run.dir).parent})"
+    if started:
+        wandb.finish()
+    return "; ".join(filter(None, [note, f"logged to {where}"]))

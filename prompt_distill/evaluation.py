@@ -1,0 +1,391 @@
+"""Stage 3: run the student on held-out sentences and print the reference README's report, graded on gold labels.
+
+The student gets the sentence alone (``Task.student_messages``), greedy, a few tokens, read with ``Task.parse``.
+``--predictions_file`` re-scores a saved run without a model; both paths end in ``finish`` so that they print
+and save the same numbers.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .data import DataError, add_split_arguments, gold_path_for, in_split, read_gold, read_sentences, read_training_file
+from .engines.base import GenerationParams
+from .eval_outputs import confusion_png, log_to_wandb, png_path_for, read_json, write_json
+from .metrics import error_examples, fidelity, score
+from .report import (
+    NARROW_RULE,
+    WIDE_RULE,
+    confusion_table,
+    fidelity_block,
+    per_label_table,
+    problem_labels,
+    sample_line,
+    summary_block,
+)
+from .student_check import DEFAULT_BASE_MODEL, StudentError, check_training_match, resolve_student
+from .student_engine import build_student_engine
+from .task import UNPARSEABLE, Task, add_task_arguments, load_task
+
+DEFAULT_MODEL_PATH = "./models/prompt_distillation_trl"
+DEFAULT_TEST_FILE = "./example-data/multilingual.txt"
+DEFAULT_OUTPUT_FILE = "./evaluation_results.json"
+STUDENT_MAX_TOKENS = 8  # a label is one to three tokens; the rest shows what an unparseable answer looked like
+ERROR_EXAMPLES_SAVED = 10
+RESULTS_FORMAT = "prompt-distill-evaluation/1"
+# What a results file says about the run, in the order it is written (a re-scoring writes the same order).
+META_KEYS = ("model", "adapter", "backend", "test_file", "gold_file", "teacher_file", "split", "generation",
+             "timing", "warnings")
+
+
+class EvaluationError(RuntimeError):
+    pass
+
+
+@dataclass
+class Prediction:
+    text: str
+    gold: str | None
+    teacher: str | None
+    raw: str | None = None
+    predicted: str | None = None
+    finish_reason: str | None = None
+
+
+def read_answer(task: Task, raw: str, finish_reason: str | None) -> str:
+    """The label in a reply. A constrained reply that was not a label by itself has the chosen label appended
+    on its own line (the engine scored the labels after it), so its last line is the answer."""
+    label = task.parse(raw)
+    if label == UNPARSEABLE and finish_reason == "constrained" and raw.strip():
+        label = task.parse(raw.strip().splitlines()[-1])
+    return label
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model_path", default=DEFAULT_MODEL_PATH,
+                        help="LoRA adapter folder from train_sft_trl.py; 'none' evaluates the base model alone.")
+    parser.add_argument("--no_adapter", action="store_true", help="Evaluate the base model alone (a baseline).")
+    parser.add_argument("--base_model", default=None,
+                        help=f"Base model; default: the adapter's own (run_record.json or adapter_config.json), "
+                             f"else {DEFAULT_BASE_MODEL}. Must match the adapter.")
+    parser.add_argument("--test_file", default=DEFAULT_TEST_FILE,
+                        help="Sentences, one per line; gold labels are read from <name>.gold.tsv beside it.")
+    parser.add_argument("--max_samples", type=int, default=None, help="Evaluate only the first N sentences of the split.")
+    parser.add_argument("--output_file", default=DEFAULT_OUTPUT_FILE,
+                        help="Results JSON; the confusion-matrix PNG is written beside it. 'none' skips both.")
+    parser.add_argument("--backend", choices=("auto", "vllm", "transformers"), default="auto",
+                        help="auto: vLLM when importable and a CUDA GPU is present, else transformers.")
+    parser.add_argument("--batch_size", type=int, default=32, help="Sentences per forward pass (transformers).")
+    parser.add_argument("--max_tokens", type=int, default=STUDENT_MAX_TOKENS, help="Tokens generated per answer.")
+    parser.add_argument("--constrained", action="store_true",
+                        help="Choose the best-scoring label instead of free generation (no unparseable answers).")
+    parser.add_argument("--teacher_file", default=None,
+                        help="create_data.py's JSONL: adds student-vs-teacher agreement and teacher accuracy.")
+    parser.add_argument("--predictions_file", default=None,
+                        help="Re-score a results JSON written by this script, without loading a model.")
+    parser.add_argument("--report_to", choices=("none", "wandb"), default="none",
+                        help="wandb: log the numbers and the confusion-matrix PNG (offline without a login). "
+                             "An already active wandb run is always logged to.")
+    add_split_arguments(parser, default_split="eval")
+    add_task_arguments(parser)
+
+
+# -- what to evaluate -------------------------------------------------------------------------------------
+def read_teacher_labels(path, task: Task) -> dict[str, str]:
+    """Sentence -> teacher label from create_data.py's JSONL (validated, errors name file:line)."""
+    labels: dict[str, str] = {}
+    for text, label in read_training_file(path, task):
+        labels[text.strip()] = label
+    return labels
+
+
+def select_predictions(args, task: Task) -> tuple[list[Prediction], str, dict, list[str]]:
+    """``(samples, reference, split_info, notes)``; reference is "gold" or "teacher" (when there is no gold)."""
+    sentences = read_sentences(args.test_file)
+    gold = read_gold(args.test_file, task)
+    teacher = read_teacher_labels(args.teacher_file, task) if args.teacher_file else None
+    notes = []
+    if sentences.blank_lines:
+        notes.append(f"{args.test_file}: {sentences.blank_lines} blank lines skipped.")
+    if gold is None and teacher is None:
+        raise EvaluationError(
+            f"{args.test_file} has no gold labels ({gold_path_for(args.test_file)} not found) and no --teacher_file "
+            "was given: there is nothing to grade against. Pass create_data.py's output as --teacher_file to "
+            "measure the student's agreement with the teacher."
+        )
+    in_split_texts = [text for text in sentences.texts if in_split(text, args.split, args.eval_fraction, args.split_seed)]
+    if not in_split_texts:
+        raise EvaluationError(
+            f"{args.test_file}: none of its {len(sentences.texts)} sentences is in split {args.split!r} "
+            f"(eval_fraction {args.eval_fraction}, split_seed {args.split_seed})."
+        )
+    reference = "gold"
+    samples = [
+        Prediction(text, gold.get(text) if gold else None, teacher.get(text) if teacher else None)
+        for text in in_split_texts
+    ]
+    if gold is None:
+        reference = "teacher"
+        graded = [sample for sample in samples if sample.teacher is not None]
+        notes.append(
+            f"NO GOLD LABELS: {gold_path_for(args.test_file)} not found. Grading against the teacher's labels "
+            f"({args.teacher_file}): the numbers below are fidelity to the teacher, not accuracy."
+        )
+        if len(graded) < len(samples):
+            notes.append(f"{len(samples) - len(graded)} sentences of the split have no teacher label and are skipped.")
+        samples = graded
+        if not samples:
+            raise EvaluationError(f"None of the sentences in the split has a label in {args.teacher_file}.")
+    if args.max_samples is not None:
+        samples = samples[: args.max_samples]
+    split_info = {
+        "split": args.split,
+        "eval_fraction": args.eval_fraction,
+        "split_seed": args.split_seed,
+        "sentences_in_file": len(sentences.texts),
+        "sentences_in_split": len(in_split_texts),
+        "evaluated": len(samples),
+    }
+    return samples, reference, split_info, notes
+
+
+# -- the student ------------------------------------------------------------------------------------------
+def student_params(task: Task, max_tokens: int, constrained: bool) -> GenerationParams:
+    """Greedy, a few tokens; constrained: the reply is exactly one label (``answer_prefix=""``)."""
+    return GenerationParams(
+        max_tokens=max_tokens,
+        temperature=0.0,
+        answer_labels=task.labels if constrained else None,
+        answer_prefix="",
+        answer_parser=task.parse if constrained else None,
+    )
+
+
+class LivePrinter:
+    """Prints one reference-style line per sample as its batch completes, above a tqdm bar with samples/s."""
+
+    def __init__(self, predictions: list[Prediction], task: Task, reference: str, out=print):
+        from tqdm import tqdm
+
+        self.predictions, self.task, self.reference = predictions, task, reference
+        self.done = self.matches = 0
+        self.width = max(len(label) for label in task.labels)
+        self.bar = tqdm(total=len(predictions), unit="sample", desc="Evaluating", dynamic_ncols=True)
+        self.out = out
+
+    def __call__(self, indices, generations) -> None:
+        new = 0
+        for index, generation in zip(indices, generations, strict=True):
+            sample = self.predictions[index]
+            if sample.predicted is not None:
+                continue  # the engine reported this one already
+            new += 1
+            sample.raw, sample.finish_reason = generation.text, generation.finish_reason
+            sample.predicted = read_answer(self.task, generation.text, generation.finish_reason)
+            truth = sample.gold if self.reference == "gold" else sample.teacher
+            self.done += 1
+            self.matches += sample.predicted == truth
+            line = sample_line(
+                self.done, len(self.predictions), sample.predicted, truth, self.matches, sample.text,
+                *(("GT", "Acc") if self.reference == "gold" else ("Teacher", "Agree")), label_width=self.width,
+            )
+            if self.out is not print:
+                self.out(line)
+            elif sys.stderr.isatty():
+                self.bar.write(line)  # above the progress bar, which is redrawn below it
+            else:
+                print(line, flush=True)  # a log file sees each batch as it completes
+        self.bar.update(new)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def generate(engine, predictions: list[Prediction], task: Task, params: GenerationParams, reference: str, out):
+    printer = LivePrinter(predictions, task, reference, out)
+    out("Evaluating model...")
+    out(WIDE_RULE)
+    started = time.perf_counter()
+    try:
+        generations = engine.generate([task.student_messages(p.text) for p in predictions], params, on_batch=printer)
+        printer(list(range(len(predictions))), generations)  # any the engine did not report through on_batch
+    finally:
+        printer.close()
+    seconds = time.perf_counter() - started
+    out(WIDE_RULE)
+    out(f"Evaluation completed: {len(predictions)} samples processed")
+    return seconds
+
+
+# -- scoring, report, outputs -----------------------------------------------------------------------------
+def build_results(predictions: list[Prediction], task: Task, reference: str, meta: dict) -> dict:
+    """Everything the report prints and the JSON holds, computed from the predictions alone."""
+    texts = [p.text for p in predictions]
+    truths = [p.gold if reference == "gold" else p.teacher for p in predictions]
+    missing = sum(truth is None for truth in truths)
+    if missing:
+        raise EvaluationError(f"{missing} predictions have no {reference} label to be graded against.")
+    predicted = [p.predicted for p in predictions]
+    scores = score(truths, predicted, task.labels)
+    has_teacher = any(p.teacher is not None for p in predictions)
+    fidelity_result = (
+        fidelity(predicted, [p.teacher for p in predictions], None if reference == "teacher" else truths)
+        if has_teacher else None
+    )
+    matrix = scores.confusion
+    ranked = scores.worst_first()
+    ranked += [entry for entry in scores.per_label if entry not in ranked]
+    return {
+        "format": RESULTS_FORMAT,
+        **meta,
+        "reference": reference,
+        "task": {"name": task.name, "labels": list(task.labels), "fingerprint": task.fingerprint()},
+        "summary": scores.summary(),
+        "confusion_matrix": {
+            "rows": list(matrix.rows),
+            "columns": list(matrix.columns),
+            "dict": matrix.counts,
+            "array": matrix.as_array(),
+        },
+        "per_label": [entry.to_dict() for entry in ranked],
+        "error_examples": error_examples(texts, truths, predicted, [p.raw for p in predictions], ERROR_EXAMPLES_SAVED),
+        "fidelity": fidelity_result.to_dict() if fidelity_result else None,
+        "predictions": [
+            {**asdict(p), "correct": p.predicted == truth} for p, truth in zip(predictions, truths, strict=True)
+        ],
+    }, scores, fidelity_result
+
+
+def print_report(results: dict, scores, fidelity_result, task: Task, out=print) -> None:
+    reference = results["reference"]
+    row_name = "gold" if reference == "gold" else "teacher"
+    out("")
+    out(confusion_table(scores.confusion, row_name))
+    out("")
+    out(per_label_table(scores))
+    out("")
+    out(problem_labels(scores, results["error_examples"], task.label_names))
+    out("")
+    out(WIDE_RULE)
+    out("")
+    split = results["split"]
+    context = [
+        ("Model", results["model"]),
+        ("Adapter", results["adapter"] or "none (base model alone)"),
+        ("Backend", results["backend"]),
+        ("Answers", "constrained to the label set" if results["generation"]["constrained"]
+         else f"free generation, greedy, up to {results['generation']['max_tokens']} tokens, read with Task.parse"),
+        ("Test file", results["test_file"]),
+        ("Split", f"{split['split']} (eval_fraction {split['eval_fraction']}, split_seed {split['split_seed']}): "
+                  f"{split['sentences_in_split']} of {split['sentences_in_file']} sentences, {split['evaluated']} evaluated"),
+        ("Graded against", f"gold labels ({results['gold_file']})" if reference == "gold" else
+         f"THE TEACHER'S LABELS ({results['teacher_file']}): no gold labels, so this is fidelity, not accuracy"),
+    ]
+    timing = results.get("timing") or {}
+    out(summary_block(context, scores, "Accuracy" if reference == "gold" else "agreement with the teacher",
+                      timing.get("samples_per_second"), timing.get("seconds")))
+    if fidelity_result is not None:
+        out("")
+        out(fidelity_block(fidelity_result, results["teacher_file"]))
+    for warning in results.get("warnings", []):
+        out(f"⚠️  {warning}")
+    out("")
+    out("💡 The student answered from the sentence alone, without the teacher's prompt or thinking.")
+
+
+def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dict:
+    """Print the report, write the JSON and PNG, log to wandb; shared by a live run and a re-scoring."""
+    print_report(results, scores, fidelity_result, task, out)
+    png = None
+    if args.output_file and args.output_file.lower() != "none":
+        write_json(args.output_file, results)
+        png = confusion_png(png_path_for(args.output_file), scores.confusion,
+                            f"{Path(results['adapter'] or results['model']).name}: accuracy "
+                            f"{100 * scores.accuracy:.1f}% on {scores.total}",
+                            "gold" if results["reference"] == "gold" else "teacher")
+        out("")
+        out(f"📁 Complete results saved to: {args.output_file}")
+        out("   Includes: predictions, confusion matrix (dict and array), per-label stats, error examples")
+        out(f"🖼️  Confusion matrix image: {png}")
+    note = log_to_wandb(results["summary"], png, args.report_to == "wandb",
+                        {key: results[key] for key in ("model", "adapter", "test_file", "split", "generation")},
+                        Path(args.output_file).parent if png else Path.cwd())
+    if note:
+        out(f"wandb: {note}")
+    out(NARROW_RULE)
+    return results
+
+
+def run(args, out=print) -> dict:
+    task = load_task(args.prompt_file, args.labels)
+    if args.predictions_file:
+        return rescore(args, task, out)
+    if args.max_samples is not None and args.max_samples < 1:
+        raise EvaluationError("--max_samples must be at least 1.")
+    student = resolve_student(args.model_path, args.base_model, args.no_adapter)
+    predictions, reference, split_info, notes = select_predictions(args, task)
+    warnings = check_training_match(student, task, args.split, args.eval_fraction, args.split_seed,
+                                    [p.text for p in predictions])
+    for line in [*student.notes, *notes]:
+        out(f"[evaluate] {line}")
+    for warning in warnings:
+        out(f"[evaluate] ⚠️  {warning}")
+    out(f"[evaluate] Student: {student.base_model} (from {student.base_model_source})"
+        f" + adapter {student.adapter_path or 'none'}")
+    built = build_student_engine(args.backend, student, args.batch_size, out)
+    out(f"[evaluate] Engine: {built.description}")
+    params = student_params(task, args.max_tokens, args.constrained)
+    seconds = generate(built.engine, predictions, task, params, reference, out)
+    meta = dict.fromkeys(META_KEYS) | {
+        "model": student.base_model,
+        "adapter": student.adapter_path,
+        "backend": built.description,
+        "test_file": str(args.test_file),
+        "gold_file": str(gold_path_for(args.test_file)) if reference == "gold" else None,
+        "teacher_file": args.teacher_file,
+        "split": split_info,
+        "generation": {"max_tokens": args.max_tokens, "temperature": 0.0, "constrained": args.constrained,
+                       "batch_size": args.batch_size},
+        "timing": {"seconds": round(seconds, 3), "samples_per_second": round(len(predictions) / seconds, 3)},
+        "warnings": warnings,
+    }
+    results, scores, fidelity_result = build_results(predictions, task, reference, meta)
+    return finish(results, scores, fidelity_result, task, args, out)
+
+
+def rescore(args, task: Task, out=print) -> dict:
+    """Recompute every number from a saved results JSON; with the same parser the numbers are identical."""
+    try:
+        saved = read_json(args.predictions_file)
+    except (FileNotFoundError, ValueError) as error:
+        raise EvaluationError(str(error)) from None
+    if saved.get("format") != RESULTS_FORMAT or not isinstance(saved.get("predictions"), list):
+        raise EvaluationError(f"{args.predictions_file}: not a results file written by evaluate.py ({RESULTS_FORMAT}).")
+    if saved["task"]["labels"] != list(task.labels):
+        raise EvaluationError(
+            f"{args.predictions_file} was scored with labels {','.join(saved['task']['labels'])}; "
+            f"pass the same --labels to re-score it (now: {','.join(task.labels)})."
+        )
+    predictions = [Prediction(p["text"], p["gold"], p["teacher"], p["raw"], finish_reason=p.get("finish_reason"))
+                   for p in saved["predictions"]]
+    teacher_file = saved.get("teacher_file")
+    if args.teacher_file:
+        teacher = read_teacher_labels(args.teacher_file, task)
+        for p in predictions:
+            p.teacher = teacher.get(p.text.strip())
+        teacher_file = args.teacher_file
+    for p in predictions:
+        p.predicted = read_answer(task, p.raw, p.finish_reason)  # parsed again: a fixed parser re-reads old answers
+    changed = sum(p.predicted != old["predicted"] for p, old in zip(predictions, saved["predictions"], strict=True))
+    out(f"[evaluate] Re-scoring {len(predictions)} saved predictions from {args.predictions_file} (no model loaded).")
+    if changed:
+        out(f"[evaluate] The parser now reads {changed} saved answers differently than when they were scored.")
+    meta = {key: saved.get(key) for key in META_KEYS} | {"teacher_file": teacher_file}
+    results, scores, fidelity_result = build_results(predictions, task, saved["reference"], meta)
+    return finish(results, scores, fidelity_result, task, args, out)
+
+
+ERRORS = (EvaluationError, StudentError, DataError)

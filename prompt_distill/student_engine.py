@@ -1,0 +1,72 @@
+"""The engine that runs the student: vLLM with the LoRA adapter, or the merged model when vLLM cannot serve the
+adapter (said, with the reason), or transformers + PEFT with batched left-padded generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .student_check import Student
+
+MERGED_SUBDIR = "merged"  # where train_sft_trl.py --merge writes the merged model, and where we merge to
+# The student sees a sentence and answers with a label: the reference's training max_length is ample, and vLLM's
+# default (the model's 262k context) would reserve KV-cache room that one GPU does not have.
+DEFAULT_STUDENT_MAX_MODEL_LEN = 2048
+
+
+@dataclass
+class StudentEngine:
+    engine: object
+    description: str  # printed and saved: backend, and what was loaded
+
+
+def merged_model_dir(student: Student, out=print) -> Path:
+    """A merged base+adapter model for serving: training's ``--merge`` output if present, else merged now."""
+    recorded = (student.run_record or {}).get("merged_model_dir")
+    for candidate in (recorded, Path(student.adapter_path) / MERGED_SUBDIR):
+        if candidate and (Path(candidate) / "config.json").is_file():
+            return Path(candidate)
+    target = Path(student.adapter_path) / MERGED_SUBDIR
+    out(f"[evaluate] Merging {student.adapter_path} into {student.base_model} -> {target} (once; it needs the "
+        "model's full size in CPU memory and on disk) ...")
+    import torch
+    from peft import PeftModel
+
+    from .models import load_causal_lm, load_tokenizer
+
+    base = load_causal_lm(student.base_model, device="cpu", dtype=torch.bfloat16)
+    merged = PeftModel.from_pretrained(base, student.adapter_path).merge_and_unload()
+    merged.save_pretrained(str(target))
+    load_tokenizer(student.base_model).save_pretrained(str(target))
+    return target
+
+
+def student_max_model_len(student: Student) -> int:
+    trained = ((student.run_record or {}).get("hyperparameters") or {}).get("max_length")
+    return int(trained) if trained else DEFAULT_STUDENT_MAX_MODEL_LEN
+
+
+def build_student_engine(backend: str, student: Student, batch_size: int, out=print) -> StudentEngine:
+    from .engines import make_engine, select_backend
+
+    chosen = select_backend(backend)
+    if chosen == "transformers":
+        engine = make_engine(chosen, student.base_model, adapter_path=student.adapter_path, batch_size=batch_size)
+        adapter = "with the LoRA adapter (PEFT)" if student.adapter_path else "without adapter"
+        return StudentEngine(engine, f"transformers on {engine.device}, batch size {batch_size}, {adapter}")
+    max_model_len = student_max_model_len(student)
+    if student.adapter_path is None:
+        engine = make_engine(chosen, student.base_model, max_model_len=max_model_len)
+        return StudentEngine(engine, "vllm, base model without adapter")
+    from .engines.vllm_lora import AdapterNotServable
+
+    try:
+        engine = make_engine(chosen, student.base_model, adapter_path=student.adapter_path,
+                             max_model_len=max_model_len)
+        return StudentEngine(engine, "vllm with the LoRA adapter")
+    except AdapterNotServable as why:
+        out(f"[evaluate] {why}")
+        merged = merged_model_dir(student, out)
+        out(f"[evaluate] Serving the merged model {merged} with vLLM instead.")
+        engine = make_engine(chosen, str(merged), max_model_len=max_model_len)
+        return StudentEngine(engine, f"vllm, merged model {merged} (adapter not servable: {why})")

@@ -1,0 +1,114 @@
+"""evaluate.py as users run it: bad input gives one clear message; end to end on the embedded model on CPU."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from eval_helpers import ROOT, gold_pairs, make_adapter, write_teacher_file, write_test_file
+
+import evaluate
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory, smollm2_dir):
+    folder = tmp_path_factory.mktemp("cli")
+    teacher = write_teacher_file(folder / "teacher.jsonl", gold_pairs())
+    return make_adapter(folder / "adapter", smollm2_dir, data_file=teacher)
+
+
+def fails_with(capsys, *argv) -> str:
+    assert evaluate.main(list(argv)) == 2
+    return capsys.readouterr().err
+
+
+# -- bad input: one sentence, exit status 2, before any model is loaded -------------------------------------
+def test_missing_adapter(capsys, tmp_path):
+    err = fails_with(capsys, "--model_path", str(tmp_path / "nothing"))
+    assert err.startswith("error: Adapter folder") and "does not exist" in err and "--no_adapter" in err
+
+
+def test_base_model_that_does_not_match_the_adapter(capsys, adapter):
+    err = fails_with(capsys, "--model_path", str(adapter), "--base_model", "Qwen/Qwen3-30B-A3B-Instruct-2507")
+    assert "was trained on smollm2-135m-instruct" in err and "only works on its own base model" in err
+
+
+def test_unknown_gold_label(capsys, adapter, tmp_path):
+    test_file = write_test_file(tmp_path, [("Hello there", "en"), ("Bonjour", "french")])
+    err = fails_with(capsys, "--model_path", str(adapter), "--test_file", str(test_file), "--split", "all")
+    assert "sentences.gold.tsv:2: unknown label 'french'" in err
+
+
+def test_test_file_without_gold_or_teacher(capsys, adapter, tmp_path):
+    test_file = write_test_file(tmp_path, gold_pairs()[:5], gold=False)
+    err = fails_with(capsys, "--model_path", str(adapter), "--test_file", str(test_file))
+    assert "has no gold labels" in err and "--teacher_file" in err
+
+
+def test_missing_files(capsys, adapter, tmp_path):
+    assert "not found" in fails_with(capsys, "--model_path", str(adapter), "--test_file", str(tmp_path / "x.txt"))
+    assert "not found" in fails_with(capsys, "--predictions_file", str(tmp_path / "r.json"))
+    bad_teacher = tmp_path / "t.jsonl"
+    bad_teacher.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "xx"}]}\n')
+    err = fails_with(capsys, "--model_path", str(adapter), "--teacher_file", str(bad_teacher))
+    assert "t.jsonl:1: answer 'xx' is not a label" in err
+
+
+# -- end to end -------------------------------------------------------------------------------------------
+def run_cli(*argv) -> subprocess.CompletedProcess:
+    # One thread: on a shared 2-core machine, two threads waiting on each other make generation many times slower.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def report_lines(stdout: str) -> list[str]:
+    """The report without the lines that name output files or say what was loaded."""
+    start = stdout.index("CONFUSION MATRIX")
+    return [line for line in stdout[start:].splitlines() if "saved to" not in line and "image:" not in line]
+
+
+@pytest.mark.slow
+def test_end_to_end_on_the_held_out_split_then_rescored_identically(adapter, tmp_path):
+    results = tmp_path / "results.json"
+    first = run_cli("--model_path", str(adapter), "--max_samples", "6", "--batch_size", "6", "--max_tokens", "4",
+                    "--teacher_file", str(adapter.parent / "teacher.jsonl"), "--output_file", str(results))
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    assert "None of the 6 evaluated sentences is in the adapter's training data" in out
+    sample_lines = [line for line in out.splitlines() if line[:3] in ("✓ [", "✗ [")]
+    assert len(sample_lines) == 6 and sample_lines[-1].split("]")[0].endswith("6/6")
+    for section in ("CONFUSION MATRIX", "PER-LABEL ACCURACY", "MOST PROBLEMATIC LABELS", "EVALUATION SUMMARY",
+                    "TEACHER FIDELITY"):
+        assert section in out
+    assert "sample/s" in first.stderr  # the progress bar
+    saved = json.loads(results.read_text("utf-8"))
+    assert saved["split"]["split"] == "eval" and saved["summary"]["total"] == 6
+    assert saved["adapter"] == str(adapter) and saved["model"] == "smollm2-135m-instruct"
+    assert len(saved["confusion_matrix"]["array"]) == 13 and len(saved["confusion_matrix"]["array"][0]) == 14
+    assert sum(map(sum, saved["confusion_matrix"]["array"])) == 6
+    assert all(p["raw"] is not None for p in saved["predictions"])
+    assert results.with_name("results.confusion.png").stat().st_size > 1000
+
+    again = tmp_path / "again.json"
+    second = run_cli("--predictions_file", str(results), "--output_file", str(again))
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "no model loaded" in second.stdout and "Loading weights" not in second.stderr
+    rescored = json.loads(again.read_text("utf-8"))
+    for key in ("summary", "confusion_matrix", "per_label", "error_examples", "fidelity", "predictions", "split"):
+        assert rescored[key] == saved[key], key
+    assert report_lines(second.stdout) == report_lines(out)
+
+
+@pytest.mark.slow
+def test_constrained_answers_are_always_labels(adapter, tmp_path):
+    results = tmp_path / "constrained.json"
+    run = run_cli("--model_path", str(adapter), "--max_samples", "3", "--max_tokens", "2", "--constrained",
+                  "--output_file", str(results))
+    assert run.returncode == 0, run.stderr[-3000:]
+    saved = json.loads(results.read_text("utf-8"))
+    assert saved["summary"]["unparseable"] == 0 and saved["generation"]["constrained"] is True
+    assert all(p["predicted"] in saved["task"]["labels"] for p in saved["predictions"])
+    assert Path(results.with_name("constrained.confusion.png")).is_file()

@@ -1,0 +1,202 @@
+"""Evaluation without generation: which student, which sentences, graded against what, and re-scoring."""
+
+import argparse
+import json
+
+import pytest
+from eval_helpers import eval_split_pairs, gold_pairs, make_adapter, write_teacher_file, write_test_file
+
+from prompt_distill.data import DataError, in_split
+from prompt_distill.evaluation import (
+    EvaluationError,
+    Prediction,
+    add_arguments,
+    build_results,
+    finish,
+    run,
+    select_predictions,
+)
+from prompt_distill.student_check import StudentError, check_training_match, resolve_student
+from prompt_distill.task import UNPARSEABLE, language_task
+
+TASK = language_task()
+
+
+def parse(*argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory, smollm2_dir):
+    return make_adapter(tmp_path_factory.mktemp("adapter") / "student", smollm2_dir)
+
+
+# -- which student ----------------------------------------------------------------------------------------
+def test_missing_adapter_folder_is_one_clear_sentence(tmp_path):
+    with pytest.raises(StudentError, match=r"Adapter folder .*nope does not exist\. Train one .*--no_adapter"):
+        resolve_student(str(tmp_path / "nope"), None)
+
+
+def test_a_full_model_folder_is_not_an_adapter(smollm2_dir):
+    with pytest.raises(StudentError, match=r"holds a full model, not a LoRA adapter .*--no_adapter"):
+        resolve_student(str(smollm2_dir), None)
+
+
+def test_base_model_is_read_from_the_adapter_and_a_mismatch_is_an_error(adapter, smollm2_dir):
+    student = resolve_student(str(adapter), None)
+    assert (student.base_model, student.base_model_source) == ("smollm2-135m-instruct", "run_record.json")
+    # The alias and its cache folder (what PEFT writes into adapter_config.json) are the same model.
+    assert resolve_student(str(adapter), str(smollm2_dir)).base_model == str(smollm2_dir)
+    with pytest.raises(StudentError, match=r"trained on smollm2-135m-instruct .*but --base_model is Qwen/Other"):
+        resolve_student(str(adapter), "Qwen/Other")
+
+
+def test_no_adapter_evaluates_the_base_model(adapter):
+    assert resolve_student(str(adapter), "smollm2-135m-instruct", no_adapter=True).adapter_path is None
+    assert resolve_student("none", None).base_model == "Qwen/Qwen3-30B-A3B-Instruct-2507"
+
+
+# -- evaluated as trained ---------------------------------------------------------------------------------
+def test_other_labels_than_training_is_an_error(adapter):
+    student = resolve_student(str(adapter), None)
+    other = language_task().__class__(labels=("en", "fr"), system_prompt="Final Answer: x")
+    with pytest.raises(StudentError, match="trained for the labels ar,de,.*this evaluation uses en,fr"):
+        check_training_match(student, other, "eval", 0.2, 0, ["Hello"])
+
+
+def test_overlap_with_the_training_data_is_counted_from_the_data_file(tmp_path, smollm2_dir):
+    pairs = gold_pairs()[:60]
+    data = write_teacher_file(tmp_path / "teacher.jsonl", pairs)
+    held_out = [text for text, _ in eval_split_pairs(pairs)]
+    trained_on_all = make_adapter(tmp_path / "all", smollm2_dir, data, split={"split": "all", "eval_fraction": 0.2,
+                                                                                "split_seed": 0})
+    student = resolve_student(str(trained_on_all), None)
+    warnings = check_training_match(student, TASK, "eval", 0.2, 0, held_out)
+    assert any(f"{len(held_out)} of the {len(held_out)} evaluated sentences are in the adapter's training data" in w
+               for w in warnings)
+    trained_on_train = make_adapter(tmp_path / "train", smollm2_dir, data)
+    student = resolve_student(str(trained_on_train), None)
+    assert check_training_match(student, TASK, "eval", 0.2, 0, held_out) == []
+    assert any("None of the" in note for note in student.notes)
+    # Evaluating a different split than was held out shows the overlap.
+    some_train = [text for text, _ in pairs if not in_split(text, "eval", 0.2, 0)][:3]
+    assert "3 of the 3 evaluated" in check_training_match(student, TASK, "train", 0.2, 0, some_train)[0]
+
+
+def test_without_the_data_file_other_split_settings_warn(adapter):
+    student = resolve_student(str(adapter), None)  # its data_file does not exist
+    assert check_training_match(student, TASK, "eval", 0.2, 0, ["x"]) == []
+    warnings = check_training_match(student, TASK, "eval", 0.3, 0, ["x"])
+    assert "Split settings differ from training" in warnings[0]
+
+
+# -- which sentences, graded against what ----------------------------------------------------------------
+def test_default_is_the_held_out_split_with_gold_labels(tmp_path):
+    pairs = gold_pairs()[:80]
+    test_file = write_test_file(tmp_path, pairs)
+    samples, reference, split_info, _ = select_predictions(parse("--test_file", str(test_file)), TASK)
+    expected = eval_split_pairs(pairs)
+    assert reference == "gold"
+    assert [(s.text, s.gold) for s in samples] == expected
+    assert split_info["sentences_in_file"] == 80 and split_info["evaluated"] == len(expected) > 0
+
+
+def test_unknown_gold_label_names_file_and_line(tmp_path):
+    test_file = write_test_file(tmp_path, [("Hello there", "en"), ("Hola", "xx")])
+    with pytest.raises(DataError, match=r"sentences\.gold\.tsv:2: unknown label 'xx'"):
+        select_predictions(parse("--test_file", str(test_file)), TASK)
+
+
+def test_without_gold_the_teacher_is_the_reference_and_says_so(tmp_path):
+    pairs = gold_pairs()[:80]
+    test_file = write_test_file(tmp_path, pairs, gold=False)
+    with pytest.raises(EvaluationError, match="no gold labels .* nothing to grade against"):
+        select_predictions(parse("--test_file", str(test_file)), TASK)
+    teacher = write_teacher_file(tmp_path / "t.jsonl", pairs[:40])
+    args = parse("--test_file", str(test_file), "--teacher_file", str(teacher), "--split", "all")
+    samples, reference, _, notes = select_predictions(args, TASK)
+    assert reference == "teacher"
+    assert [s.text for s in samples] == [text for text, _ in pairs[:40]]
+    assert any(note.startswith("NO GOLD LABELS") for note in notes)
+    assert any("40 sentences of the split have no teacher label" in note for note in notes)
+
+
+# -- results and re-scoring -------------------------------------------------------------------------------
+def _scored(tmp_path, answers):
+    pairs = eval_split_pairs(gold_pairs())[: len(answers)]
+    teacher_file = write_teacher_file(tmp_path / "t.jsonl", pairs[1:])
+    predictions = [Prediction(text, gold, None if i == 0 else gold, raw) for i, ((text, gold), raw)
+                   in enumerate(zip(pairs, answers, strict=True))]
+    for p in predictions:
+        p.predicted = TASK.parse(p.raw)
+    meta = {"model": "m", "adapter": None, "backend": "b", "test_file": "f", "gold_file": "g",
+            "teacher_file": str(teacher_file), "split": {"split": "eval", "eval_fraction": 0.2, "split_seed": 0,
+                                                         "sentences_in_file": 9, "sentences_in_split": 9,
+                                                         "evaluated": 5},
+            "generation": {"max_tokens": 8, "temperature": 0.0, "constrained": False, "batch_size": 4},
+            "timing": {"seconds": 1.0, "samples_per_second": 5.0}, "warnings": []}
+    return build_results(predictions, TASK, "gold", meta), pairs
+
+
+def test_results_json_and_png_and_rescoring_reproduce_every_number(tmp_path):
+    (results, scores, fid), pairs = _scored(tmp_path, ["ar", "ru", "Hello! How can I help?", "en.", "xx"])
+    golds = [gold for _, gold in pairs]
+    assert results["predictions"][2]["predicted"] == UNPARSEABLE
+    assert results["summary"]["unparseable"] == 2
+    assert results["summary"]["correct"] == sum(g == p for g, p in zip(golds, ["ar", "ru", None, "en", None],
+                                                                       strict=True))
+    assert results["confusion_matrix"]["array"][0][-1] == results["confusion_matrix"]["dict"]["ar"]["?"]
+    assert fid.with_teacher == 4
+    lines = []
+    out_file = tmp_path / "out" / "results.json"
+    finish(results, scores, fid, TASK, parse("--output_file", str(out_file)), out=lines.append)
+    assert (tmp_path / "out" / "results.confusion.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads(out_file.read_text("utf-8"))
+    rescored_lines = []
+    again = run(parse("--predictions_file", str(out_file), "--output_file", str(tmp_path / "again.json")),
+                out=rescored_lines.append)
+    for key in ("summary", "confusion_matrix", "per_label", "error_examples", "fidelity", "predictions"):
+        assert again[key] == saved[key], key
+    report = [line for line in lines if "saved to" not in line and "image" not in line]
+    rescored_report = [line for line in rescored_lines if "saved to" not in line and "image" not in line
+                       and not line.startswith("[evaluate] Re-scoring")]
+    assert rescored_report == report
+
+
+def test_rescoring_refuses_other_labels_and_foreign_files(tmp_path):
+    (results, scores, fid), _ = _scored(tmp_path, ["ar"])
+    finish(results, scores, fid, TASK, parse("--output_file", str(tmp_path / "r.json")), out=lambda line: None)
+    with pytest.raises(EvaluationError, match="pass the same --labels"):
+        run(parse("--predictions_file", str(tmp_path / "r.json"), "--labels", "en,fr"), out=lambda line: None)
+    (tmp_path / "other.json").write_text('{"a": 1}')
+    with pytest.raises(EvaluationError, match="not a results file written by evaluate.py"):
+        run(parse("--predictions_file", str(tmp_path / "other.json")), out=lambda line: None)
+
+
+def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
+    import wandb
+
+    from prompt_distill.eval_outputs import confusion_png, log_to_wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    (results, scores, _), _ = _scored(tmp_path, ["ar", "en"])
+    png = confusion_png(tmp_path / "c.png", scores.confusion, "t")
+    assert log_to_wandb(results["summary"], png, start_run=False, config={}, run_dir=tmp_path) is None  # no run
+    note = log_to_wandb(results["summary"], png, start_run=True, config={"model": "m"}, run_dir=tmp_path)
+    assert "logged to wandb run" in note and wandb.run is None  # the run it started is finished
+    run_dirs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(run_dirs) == 1
+    assert list(run_dirs[0].glob("files/media/images/eval/confusion_matrix_*.png"))
+    records = next(run_dirs[0].glob("run-*.wandb")).read_bytes()  # offline runs keep the history here
+    assert b"eval/accuracy" in records and b"eval/macro_f1" in records
+    # A run that is already active (e.g. started by the caller) is logged to and left open.
+    run = wandb.init(project="p", dir=str(tmp_path / "active"))
+    try:
+        assert "logged to wandb run" in log_to_wandb(results["summary"], png, False, {}, tmp_path)
+        assert wandb.run is run
+    finally:
+        wandb.finish()
+    assert list((tmp_path / "active").glob("wandb/offline-run-*/files/media/images/eval/*.png"))

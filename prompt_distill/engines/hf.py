@@ -1,0 +1,439 @@
+"""The transformers engine: batched generation on CPU or GPU, with the shared prompt prefix computed once.
+
+Every teacher request starts with the same long system prompt (thousands of tokens). Its KV cache is computed once
+and copied into each batch, so a batch only runs the short per-request suffix. Padding goes between the prefix and
+the suffix (prefix, pads, suffix): the prefix keeps the same positions in every row, and ``generate`` derives each
+token's position from the attention mask (cumulative sum), so a suffix continues right after the prefix whatever
+its padding. ``generate`` runs only the tokens past the cache's length (``_prefill`` slices ``input_ids`` by
+``past_key_values.get_seq_length()``), and the causal mask is offset by that same length.
+
+Label-constrained answers: when a reply yields no label, every label is scored as the continuation of
+``reply + answer_prefix`` and the most likely one is appended (finish_reason "constrained"). All labels of all rows
+of a batch are scored in one forward pass on top of the shared prefix: each row holds its context followed by
+every label side by side, and a 4D attention mask lets a label token see the prefix, the context and its own
+earlier tokens only, at positions that continue the context.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface, DynamicCache, GenerationConfig
+from transformers.cache_utils import Cache, DynamicLayer
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+from ..models import default_device, load_causal_lm, load_tokenizer
+from .base import BatchCallback, Generation, GenerationParams
+
+# A shared prefix shorter than this is not worth a separate pass and a cache copy per batch.
+MIN_SHARED_PREFIX = 16
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
+
+@dataclass
+class _Prompt:
+    ids: list[int]
+    opens_thought: bool  # the chat template ends the prompt with "<think>" (Qwen3 thinking-2507)
+
+
+@dataclass
+class _Reply:
+    tokens: list[int]  # generated tokens, end-of-turn token excluded
+    completion_tokens: int  # generated tokens, end-of-turn token included (as vLLM counts them)
+    finish_reason: str
+    text: str
+
+
+@dataclass
+class _AnswerPlan:
+    context: list[int]  # prompt + reply + the tokens every label continuation starts with
+    continuations: list[list[int]]  # per label: its remaining tokens, end-of-turn included
+    added_text: str  # what goes between the reply and the label in the returned text
+
+
+class _SharedPrefix:
+    """The KV cache of a token prefix common to many prompts, kept at batch size 1."""
+
+    def __init__(self, ids: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]):
+        self.ids = ids
+        self.layers = layers
+
+    def covers(self, ids: list[int]) -> bool:
+        return len(ids) > len(self.ids) and ids[: len(self.ids)] == self.ids
+
+    def cache(self, batch_size: int, room: int):
+        """A fresh cache for one batch, with space for ``room`` more tokens per row (generation writes into it)."""
+        return _PrefixCache([_PreallocatedLayer(k, v, batch_size, room) for k, v in self.layers])
+
+
+class _PreallocatedLayer(DynamicLayer):
+    """A DynamicLayer that writes new tokens into a preallocated buffer instead of concatenating.
+
+    DynamicLayer.update copies the whole cache at every step (torch.cat); with a prefix of thousands of tokens times
+    the batch size, that copy costs more than the model itself on a CPU.
+    """
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, batch_size: int, room: int):
+        super().__init__()
+        _, heads, length, dim = keys.shape
+        self._key_buffer = keys.new_empty((batch_size, heads, length + room, dim))
+        self._value_buffer = values.new_empty((batch_size, values.shape[1], length + room, values.shape[-1]))
+        self._key_buffer[:, :, :length] = keys
+        self._value_buffer[:, :, :length] = values
+        self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+        self._set_length(length)
+
+    def _set_length(self, length: int) -> None:
+        self.length = length
+        self.keys = self._key_buffer[:, :, :length]
+        self.values = self._value_buffer[:, :, :length]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        end = self.length + key_states.shape[-2]
+        if end > self._key_buffer.shape[-2]:  # out of room (never planned): grow like DynamicLayer
+            self._key_buffer = torch.cat([self.keys, key_states], dim=-2)
+            self._value_buffer = torch.cat([self.values, value_states], dim=-2)
+        else:
+            self._key_buffer[:, :, self.length : end] = key_states
+            self._value_buffer[:, :, self.length : end] = value_states
+        self._set_length(end)
+        return self.keys, self.values
+
+
+class _PrefixCache(DynamicCache):
+    def __init__(self, layers):
+        Cache.__init__(self, layers=layers)
+
+
+def common_prefix_length(id_lists: list[list[int]]) -> int:
+    first = id_lists[0]
+    length = min(len(ids) for ids in id_lists)
+    for ids in id_lists[1:]:
+        position = 0
+        while position < length and ids[position] == first[position]:
+            position += 1
+        length = position
+    return length
+
+
+class HFEngine:
+    """Engine protocol over a transformers causal LM (optionally with a PEFT LoRA adapter)."""
+
+    name = "transformers"
+
+    def __init__(self, model, *, adapter_path=None, device=None, dtype=None, batch_size=8, reuse_prefix=True):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model_name = str(model)
+        self.device = device or default_device()
+        self.tokenizer = load_tokenizer(self.model_name, padding_side="left")
+        network = load_causal_lm(self.model_name, device=self.device, dtype=dtype)
+        if str(self.device) == "cpu" and network.config._attn_implementation == "sdpa":
+            network.set_attn_implementation(CPU_MASKED_GQA)
+        if adapter_path is not None:
+            network = _with_adapter(network, adapter_path)
+        self.model = network.eval()
+        self.batch_size = batch_size
+        self.reuse_prefix = reuse_prefix and _cache_is_shareable(self.model.config)
+        self.end_token = self.tokenizer.eos_token_id
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id
+        self._prefix: _SharedPrefix | None = None
+
+    # -- Engine protocol ------------------------------------------------------------------------------------
+    def count_prompt_tokens(self, chat: list[dict], params: GenerationParams) -> int:
+        return len(self._prompt(chat, params).ids)
+
+    def generate(
+        self, chats: list[list[dict]], params: GenerationParams, on_batch: BatchCallback | None = None
+    ) -> list[Generation]:
+        if params.min_tokens > params.max_tokens:
+            raise ValueError(f"min_tokens ({params.min_tokens}) exceeds max_tokens ({params.max_tokens}).")
+        prompts = [self._prompt(chat, params) for chat in chats]
+        prefix = self._prefix_for([prompt.ids for prompt in prompts])
+        shared = len(prefix.ids) if prefix else 0
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        results: list[Generation | None] = [None] * len(prompts)
+        for batch in self._batches(prompts):
+            began = time.perf_counter()
+            with torch.inference_mode():
+                replies = self._generate_batch([prompts[i] for i in batch], prefix, params)
+                if params.answer_labels:
+                    replies = self._constrain([prompts[i] for i in batch], replies, prefix, params)
+            latency = time.perf_counter() - began
+            generations = [
+                Generation(
+                    text=reply.text,
+                    prompt_tokens=len(prompts[i].ids),
+                    completion_tokens=reply.completion_tokens,
+                    finish_reason=reply.finish_reason,
+                    latency_s=latency,
+                    cached_prompt_tokens=shared,
+                )
+                for i, reply in zip(batch, replies, strict=True)
+            ]
+            for i, generation in zip(batch, generations, strict=True):
+                results[i] = generation
+            if on_batch is not None:
+                on_batch(batch, generations)
+        return results
+
+    def reset_prefix_cache(self) -> None:
+        """Forget the cached shared prefix (the benchmark times its computation)."""
+        self._prefix = None
+
+    # -- scoring --------------------------------------------------------------------------------------------
+    def label_logprobs(self, chats: list[list[dict]], params: GenerationParams) -> list[dict[str, float]]:
+        """Log-probability of each label (then end of turn) right after the prompt and ``answer_prefix``."""
+        if not params.answer_labels:
+            raise ValueError("label_logprobs needs params.answer_labels.")
+        prompts = [self._prompt(chat, params) for chat in chats]
+        prefix = self._prefix_for([prompt.ids for prompt in prompts])
+        scores: list[dict[str, float]] = [{} for _ in prompts]
+        for batch in self._batches(prompts):
+            plans = [self._answer_plan(prompts[i], _Reply([], 0, "length", ""), params) for i in batch]
+            with torch.inference_mode():
+                batch_scores = self._score(plans, prefix)
+            for i, row in zip(batch, batch_scores, strict=True):
+                scores[i] = dict(zip(params.answer_labels, row, strict=True))
+        return scores
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _prompt(self, chat: list[dict], params: GenerationParams) -> _Prompt:
+        text = self.tokenizer.apply_chat_template(
+            chat, add_generation_prompt=True, tokenize=False, **params.chat_template_kwargs
+        )
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return _Prompt(ids=list(ids), opens_thought=text.rstrip().endswith(THINK_OPEN))
+
+    def _batches(self, prompts: list[_Prompt]) -> list[list[int]]:
+        # Longest first: similar lengths share a batch (less padding) and an out-of-memory shows at once.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].ids), reverse=True)
+        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+    def _prefix_for(self, id_lists: list[list[int]]) -> _SharedPrefix | None:
+        """The cached prefix if it still fits these prompts, else a new one from their common prefix, else None."""
+        if not self.reuse_prefix or not id_lists:
+            return None
+        common = 0
+        if len(id_lists) > 1:
+            # Every prompt keeps at least one token of its own: its last position yields the first logits.
+            common = min(common_prefix_length(id_lists), min(len(ids) for ids in id_lists) - 1)
+        current = self._prefix
+        fits = current is not None and all(current.covers(ids) for ids in id_lists)
+        if fits and common < len(current.ids) + MIN_SHARED_PREFIX:
+            return current
+        if common >= MIN_SHARED_PREFIX:
+            self._prefix = self._compute_prefix(id_lists[0][:common])
+            return self._prefix
+        return current if fits else None
+
+    def _compute_prefix(self, ids: list[int]) -> _SharedPrefix:
+        cache = DynamicCache(config=self.model.config)
+        with torch.inference_mode():
+            self.model(
+                input_ids=torch.tensor([ids], device=self.device),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        return _SharedPrefix(list(ids), [(layer.keys, layer.values) for layer in cache.layers])
+
+    def _generate_batch(self, prompts: list[_Prompt], prefix: _SharedPrefix | None, params) -> list[_Reply]:
+        if params.max_tokens == 0:
+            return [_Reply([], 0, "length", "") for _ in prompts]
+        shared = len(prefix.ids) if prefix else 0
+        suffixes = [prompt.ids[shared:] for prompt in prompts]
+        width = max(len(suffix) for suffix in suffixes)
+        prefix_ids = prefix.ids if prefix else []
+        input_ids = [prefix_ids + [self.pad_id] * (width - len(s)) + s for s in suffixes]
+        mask = [[1] * shared + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+        room = width + params.max_tokens
+        extra = {"past_key_values": prefix.cache(len(prompts), room)} if prefix else {}
+        output = self.model.generate(
+            input_ids=torch.tensor(input_ids, device=self.device),
+            attention_mask=torch.tensor(mask, device=self.device),
+            generation_config=self._generation_config(params),
+            **extra,
+        )
+        new_tokens = output[:, shared + width :].tolist()
+        return [self._reply(tokens) for tokens in new_tokens]
+
+    def _generation_config(self, params: GenerationParams):
+        """Everything explicit, so the model's generation_config.json defaults (top_k=20 ...) never leak in."""
+        # Greedy decoding ignores temperature/top_p/top_k; setting them anyway only earns warnings.
+        sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+        return GenerationConfig(
+            max_new_tokens=params.max_tokens,
+            min_new_tokens=params.min_tokens,
+            do_sample=params.temperature > 0,
+            repetition_penalty=1.0,
+            eos_token_id=list(self.eos_ids),
+            pad_token_id=self.pad_id,
+            return_dict_in_generate=False,
+            **(sampling if params.temperature > 0 else {}),
+        )
+
+    def _reply(self, tokens: list[int]) -> _Reply:
+        for position, token in enumerate(tokens):
+            if token in self.eos_ids:  # the rest of the row is padding
+                kept = tokens[:position]
+                return _Reply(kept, position + 1, "stop", self._decode(kept))
+        return _Reply(tokens, len(tokens), "length", self._decode(tokens))
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens, skip_special_tokens=False)
+
+    def _answered(self, text: str, params: GenerationParams) -> bool:
+        if params.answer_parser is not None:
+            return params.answer_parser(text) in params.answer_labels
+        answer = text.rsplit(THINK_CLOSE, 1)[-1].strip()
+        targets = [(params.answer_prefix + label).strip() for label in params.answer_labels]
+        if params.answer_prefix.strip():
+            return any(answer.endswith(target) for target in targets)
+        return answer in targets
+
+    def _constrain(self, prompts, replies: list[_Reply], prefix, params) -> list[_Reply]:
+        todo = [j for j, reply in enumerate(replies) if not self._answered(reply.text, params)]
+        if not todo:
+            return replies
+        plans = [self._answer_plan(prompts[j], replies[j], params) for j in todo]
+        labels = params.answer_labels
+        for j, plan, row in zip(todo, plans, self._score(plans, prefix), strict=True):
+            best = max(range(len(labels)), key=lambda k: row[k])  # the first label wins a tie
+            reply = replies[j]
+            replies[j] = _Reply(
+                reply.tokens,
+                reply.completion_tokens,
+                "constrained",
+                reply.text + plan.added_text + labels[best],
+            )
+        return replies
+
+    def _answer_plan(self, prompt: _Prompt, reply: _Reply, params: GenerationParams) -> _AnswerPlan:
+        thought_open = THINK_CLOSE not in reply.text and (THINK_OPEN in reply.text or prompt.opens_thought)
+        if thought_open:  # cut inside the thought: close it, the answer comes after
+            separator = f"\n{THINK_CLOSE}\n\n"
+        elif reply.text and not reply.text.endswith("\n"):
+            separator = "\n"
+        else:
+            separator = ""
+        added = separator + params.answer_prefix
+        # Encode prefix and label together so the boundary tokenizes naturally (": en" -> ":", " en"); the tokens
+        # all continuations share are context, the rest is what each label is scored on.
+        continuations = [
+            self.tokenizer(added + label, add_special_tokens=False)["input_ids"] + [self.end_token]
+            for label in params.answer_labels
+        ]
+        shared = min(common_prefix_length(continuations), min(len(c) for c in continuations) - 1)
+        return _AnswerPlan(
+            context=prompt.ids + reply.tokens + continuations[0][:shared],
+            continuations=[c[shared:] for c in continuations],
+            added_text=added,
+        )
+
+    def _score(self, plans: list[_AnswerPlan], prefix: _SharedPrefix | None) -> list[list[float]]:
+        """Summed log-probability of every continuation of every plan, in one forward pass."""
+        shared = len(prefix.ids) if prefix is not None and all(prefix.covers(p.context) for p in plans) else 0
+        rows, segments, positions = [], [], []
+        for plan in plans:
+            context = plan.context[shared:]
+            row, segment = list(context), [0] * len(context)
+            position = list(range(shared, shared + len(context)))
+            for number, continuation in enumerate(plan.continuations, start=1):
+                row += continuation
+                segment += [number] * len(continuation)
+                position += list(range(shared + len(context), shared + len(context) + len(continuation)))
+            rows.append(row)
+            segments.append(segment)
+            positions.append(position)
+        width = max(len(row) for row in rows)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows], device=self.device)
+        segment = torch.tensor([[-1] * (width - len(s)) + s for s in segments], device=self.device)
+        position_ids = torch.tensor([[0] * (width - len(p)) + p for p in positions], device=self.device)
+        mask = self._tree_mask(segment, shared)
+        tree_lengths = [sum(len(c) for c in plan.continuations) for plan in plans]
+        keep = max(tree_lengths) + 1  # the last context token predicts each label's first token
+        extra = {"past_key_values": prefix.cache(len(plans), width)} if shared else {}
+        logits = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=position_ids,
+            use_cache=bool(shared),
+            logits_to_keep=keep,
+            **extra,
+        ).logits
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        scores = []
+        for r, plan in enumerate(plans):
+            last_context = keep - tree_lengths[r] - 1
+            row_scores, start = [], last_context + 1
+            for continuation in plan.continuations:
+                predictors = [last_context] + list(range(start, start + len(continuation) - 1))
+                row_scores.append(sum(logprobs[r, p, t].item() for p, t in zip(predictors, continuation, strict=True)))
+                start += len(continuation)
+            scores.append(row_scores)
+        return scores
+
+    def _tree_mask(self, segment: torch.Tensor, shared: int) -> torch.Tensor:
+        """Additive 4D mask (batch, 1, query, prefix + query): -inf where a query must not look."""
+        index = torch.arange(segment.shape[1], device=segment.device)
+        earlier = index[None, :, None] >= index[None, None, :]  # query at or after key
+        key_segment, query_segment = segment[:, None, :], segment[:, :, None]
+        visible = (key_segment != -1) & earlier & ((key_segment == 0) | (key_segment == query_segment))
+        visible |= torch.eye(segment.shape[1], dtype=torch.bool, device=segment.device)[None]  # pads see themselves
+        visible = torch.cat([visible.new_ones((*visible.shape[:2], shared)), visible], dim=-1)
+        dtype = next(self.model.parameters()).dtype
+        additive = torch.zeros(visible.shape, dtype=dtype, device=segment.device)
+        additive.masked_fill_(~visible, torch.finfo(dtype).min)
+        return additive[:, None]
+
+
+CPU_MASKED_GQA = "sdpa_masked_gqa"
+
+
+def _sdpa_masked_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, **kwargs):
+    """SDPA that keeps grouped-query attention native when a padding mask is present (CPU only).
+
+    transformers' sdpa path repeats the key/value heads whenever there is a mask (masked GQA falls back to a slow
+    kernel on CUDA). On a CPU that copy of a thousands-of-tokens cache at every step costs more than the model,
+    while torch's CPU kernel handles ``enable_gqa`` with a mask directly.
+    """
+    if attention_mask is None or key.shape[1] == query.shape[1]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    output = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True
+    )
+    return output.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(CPU_MASKED_GQA, _sdpa_masked_gqa)
+AttentionMaskInterface.register(CPU_MASKED_GQA, sdpa_mask)
+
+
+def _with_adapter(network, adapter_path):
+    from peft import PeftModel
+
+    path = Path(adapter_path).expanduser()
+    if str(adapter_path).startswith((".", "/", "~")) and not path.is_dir():
+        raise FileNotFoundError(f"adapter_path {adapter_path}: no such folder.")
+    return PeftModel.from_pretrained(network, str(path) if path.is_dir() else adapter_path)
+
+
+def _eos_ids(model, tokenizer) -> tuple[int, ...]:
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    configured = configured if isinstance(configured, list) else [configured]
+    ids = [tokenizer.eos_token_id, *configured]
+    return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+
+def _cache_is_shareable(config) -> bool:
+    """Prefix reuse copies plain full-attention layers; sliding-window or linear-attention caches are left alone."""
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=config).layers)

@@ -1,0 +1,137 @@
+#!/usr/bin/env python
+"""Stage 1: the thinking teacher labels every sentence with the long prompt; the output is the training JSONL.
+
+    python create_data.py --input_file ./example-data/multilingual.txt \\
+        --output_file ./data/prompt_distillation_lang.jsonl \\
+        --model_name Qwen/Qwen3-30B-A3B-Thinking-2507 --temperature 0.15 --tensor_parallel_size 4
+
+On a CPU machine: python create_data.py --backend transformers --model_name smollm2-135m-instruct --max_samples 20
+
+Re-running the same command after a crash or Ctrl-C resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from prompt_distill.data import DataError
+from prompt_distill.engines import BACKENDS, make_engine, select_backend
+from prompt_distill.labeling import LabelingConfig, format_summary, run_labeling
+from prompt_distill.run_files import OutputMismatchError
+from prompt_distill.shards import shard_output_path
+from prompt_distill.task import TaskError, add_task_arguments, load_task
+
+# Room for the teacher's thought: Qwen3 thinking models usually settle a language in a few hundred to ~2000
+# tokens; 4096 leaves headroom and stops a runaway thought early (it is retried with a new seed). On a CPU the
+# demo model does not think and its label is scored after a short reply, so a few tokens show what it says.
+GPU_MAX_TOKENS = 4096
+CPU_MAX_TOKENS = 16
+# vLLM: a strong teacher answers in the asked format, and a free answer keeps its disagreements visible;
+# transformers (a small CPU model that cannot follow a long prompt): score the labels so that it always yields one.
+DEFAULT_CONSTRAINED = {"vllm": False, "transformers": True}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input_file", default="./example-data/multilingual.txt", help="Sentences, one per line.")
+    parser.add_argument("--output_file", default="./data/prompt_distillation_lang.jsonl", help="Training JSONL.")
+    parser.add_argument("--model_name", default="Qwen/Qwen3-30B-A3B-Thinking-2507", help="Teacher model.")
+    parser.add_argument("--temperature", type=float, default=0.15, help="Sampling temperature (0 = greedy).")
+    parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument("--tensor_parallel_size", type=int, default=1, help="GPUs per vLLM instance.")
+    parser.add_argument("--max_retries", type=int, default=3, help="Extra attempts for unparseable answers.")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM if installed and on GPU.")
+    parser.add_argument(
+        "--max_tokens",
+        type=int,
+        default=None,
+        help=f"Generated tokens per answer, thought included (default: {GPU_MAX_TOKENS} on a GPU, {CPU_MAX_TOKENS} on CPU).",
+    )
+    parser.add_argument("--max_samples", type=int, default=None, help="Only the first N sentences of the input.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shard_index", type=int, default=0, help="Which shard this process labels (0-based).")
+    parser.add_argument("--num_shards", type=int, default=1, help="Processes sharing the input (round robin).")
+    parser.add_argument("--batch_size", type=int, default=8, help="Requests per batch (transformers backend).")
+    parser.add_argument(
+        "--constrained_answer",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="Force the answer to be a label (auto: off with vLLM, on with transformers).",
+    )
+    parser.add_argument(
+        "--reasoning_parser",
+        default="qwen3",
+        help="vLLM reasoning parser for a thinking teacher ('none' for a model that does not think).",
+    )
+    parser.add_argument("--max_model_len", type=int, default=None, help="vLLM context length (default: model's).")
+    parser.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM share of GPU memory.")
+    parser.add_argument("--chunk_size", type=int, default=512, help="Sentences per engine call (vLLM writes then).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output instead of resuming.")
+    add_task_arguments(parser)
+    return parser
+
+
+def default_max_tokens(backend: str) -> int:
+    if backend == "vllm":
+        return GPU_MAX_TOKENS
+    import torch
+
+    return GPU_MAX_TOKENS if torch.cuda.is_available() else CPU_MAX_TOKENS
+
+
+def engine_options(args, backend: str) -> dict:
+    if backend == "vllm":
+        return {
+            "tensor_parallel_size": args.tensor_parallel_size,
+            "seed": args.seed,
+            "reasoning_parser": None if args.reasoning_parser == "none" else args.reasoning_parser,
+            "max_model_len": args.max_model_len,
+            "gpu_memory_utilization": args.gpu_memory_utilization,
+        }
+    return {"batch_size": args.batch_size}
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("max_samples", "max_tokens", "chunk_size", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            print(f"error: --{name} must be at least 1, got {value}.", file=sys.stderr)
+            return 2
+    try:
+        task = load_task(args.prompt_file, args.labels)
+        backend = select_backend(args.backend)
+        constrained = DEFAULT_CONSTRAINED[backend] if args.constrained_answer == "auto" else args.constrained_answer == "on"
+        config = LabelingConfig(
+            input_file=args.input_file,
+            output_file=str(shard_output_path(args.output_file, args.shard_index, args.num_shards)),
+            model_name=args.model_name,
+            backend=backend,
+            max_tokens=args.max_tokens or default_max_tokens(backend),
+            temperature=args.temperature,
+            top_p=args.top_p,
+            max_retries=args.max_retries,
+            seed=args.seed,
+            max_samples=args.max_samples,
+            shard_index=args.shard_index,
+            num_shards=args.num_shards,
+            constrained_answer=constrained,
+            chunk_size=args.chunk_size,
+            overwrite=args.overwrite,
+        )
+        print(
+            f"Teacher {args.model_name} on {backend}; max_tokens {config.max_tokens}, temperature "
+            f"{config.temperature}, constrained answer {'on' if constrained else 'off'}; output {config.output_file}",
+            flush=True,
+        )
+        summary = run_labeling(config, task, lambda: make_engine(backend, args.model_name, **engine_options(args, backend)))
+    except (DataError, TaskError, OutputMismatchError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(format_summary(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

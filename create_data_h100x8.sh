@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Label the data on one 8-GPU machine (H100x8): two create_data.py processes with 4 GPUs each (tensor parallel),
+# each on half of the sentences, then one merged output at the usual path.
+#
+# Why two processes: vLLM 0.33's offline LLM refuses data_parallel_size > 1 (vllm/entrypoints/llm.py raises
+# "LLM(data_parallel_size=...) is not supported for single-process usage").
+#
+#   bash create_data_h100x8.sh
+#   bash create_data_h100x8.sh --input_file my.txt --output_file data/my.jsonl --tensor_parallel_size 4
+#   INPUT=my.txt OUTPUT=data/my.jsonl MODEL=Qwen/Qwen3-30B-A3B-Thinking-2507 TP=4 bash create_data_h100x8.sh
+#
+# Any other flag goes to both create_data.py processes (e.g. --max_samples 100, --max_tokens 8192).
+# GPU_GROUPS="0,1,2,3 4,5,6,7" sets the processes (one per group). Ctrl-C or the failure of one process stops
+# all of them; re-running the same command resumes every shard where it stopped, then merges.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+INPUT="${INPUT:-./example-data/multilingual.txt}"
+OUTPUT="${OUTPUT:-./data/prompt_distillation_lang.jsonl}"
+MODEL="${MODEL:-Qwen/Qwen3-30B-A3B-Thinking-2507}"
+TP="${TP:-4}"
+TEMPERATURE="${TEMPERATURE:-0.15}"
+GPU_GROUPS="${GPU_GROUPS:-0,1,2,3 4,5,6,7}"
+PYTHON="${PYTHON:-python}"
+STOP_GRACE_S="${STOP_GRACE_S:-20}"
+
+value_of() {  # value_of FLAG VALUE: fail clearly when a flag lacks its value
+  if [[ $# -lt 2 || "$2" == --* ]]; then
+    echo "error: $1 needs a value" >&2
+    exit 2
+  fi
+}
+
+extra=()
+while (($#)); do
+  case "$1" in
+    --input_file) value_of "$@"; INPUT="$2"; shift 2 ;;
+    --output_file) value_of "$@"; OUTPUT="$2"; shift 2 ;;
+    --model_name) value_of "$@"; MODEL="$2"; shift 2 ;;
+    --tensor_parallel_size) value_of "$@"; TP="$2"; shift 2 ;;
+    --temperature) value_of "$@"; TEMPERATURE="$2"; shift 2 ;;
+    --input_file=*) INPUT="${1#*=}"; shift ;;
+    --output_file=*) OUTPUT="${1#*=}"; shift ;;
+    --model_name=*) MODEL="${1#*=}"; shift ;;
+    --tensor_parallel_size=*) TP="${1#*=}"; shift ;;
+    --temperature=*) TEMPERATURE="${1#*=}"; shift ;;
+    --shard_index* | --num_shards*) echo "error: this script sets $1 itself" >&2; exit 2 ;;
+    *) extra+=("$1"); shift ;;
+  esac
+done
+
+read -r -a groups <<<"$GPU_GROUPS"
+num_shards=${#groups[@]}
+mkdir -p "$(dirname "$OUTPUT")"
+
+# Job control puts each shard in its own process group: a stop then reaches vLLM's worker processes too, and
+# Ctrl-C reaches only this script, which stops the shards itself.
+set -m
+pids=()
+logs=()
+
+stop_all() {
+  trap - INT TERM
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  for _ in $(seq "$STOP_GRACE_S"); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    ((alive)) || return 0
+    sleep 1
+  done
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+}
+trap 'echo "Interrupted: stopping all shards (re-run the same command to resume)." >&2; stop_all; exit 130' INT TERM
+
+for k in "${!groups[@]}"; do
+  log="${OUTPUT%.jsonl}.shard-$k-of-$num_shards.log"
+  CUDA_VISIBLE_DEVICES="${groups[$k]}" "$PYTHON" "$HERE/create_data.py" \
+    --input_file "$INPUT" --output_file "$OUTPUT" --model_name "$MODEL" \
+    --tensor_parallel_size "$TP" --temperature "$TEMPERATURE" \
+    --shard_index "$k" --num_shards "$num_shards" ${extra[@]+"${extra[@]}"} >"$log" 2>&1 &
+  pids+=("$!")
+  logs+=("$log")
+  echo "shard $k of $num_shards: GPUs ${groups[$k]}, pid $!, log $log"
+done
+set +m  # the groups are made; without job control bash does not print job-status lines
+echo "Follow progress with: tail -f ${logs[*]}"
+
+for _ in "${pids[@]}"; do
+  status=0
+  wait -n || status=$?
+  if ((status != 0)); then
+    echo "A shard failed (exit $status): stopping the others." >&2
+    stop_all
+    for log in "${logs[@]}"; do
+      echo "--- last lines of $log" >&2
+      tail -n 15 "$log" >&2 || true
+    done
+    exit "$status"
+  fi
+done
+trap - INT TERM
+
+PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m prompt_distill.shards \
+  --output_file "$OUTPUT" --num_shards "$num_shards"

@@ -1,0 +1,116 @@
+"""create_data.py as a user runs it: flags, clear errors, and a SIGKILL mid-run followed by a resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import create_data
+from prompt_distill.data import iter_jsonl, read_training_file
+from prompt_distill.engines import make_engine, select_backend
+from prompt_distill.labeling import run_labeling
+from prompt_distill.run_files import RunFiles
+from prompt_distill.task import load_task
+from tests.test_labeling import TASK, ScriptedEngine, make_config, write_input
+
+REPO = Path(__file__).resolve().parents[1]
+SHORT_PROMPT = """Identify the language of the text. Labels: ar de el en es fr hi ru tr ur vi zh ot.
+Reply with exactly one line: Final Answer: <label>
+"""
+
+
+def test_a_missing_input_file_is_one_clear_error(tmp_path, capsys):
+    code = create_data.main(["--backend", "transformers", "--input_file", str(tmp_path / "nope.txt"),
+                             "--output_file", str(tmp_path / "out.jsonl")])
+    assert code == 2
+    assert f"{tmp_path / 'nope.txt'}: input file not found" in capsys.readouterr().err
+
+
+def test_an_output_from_another_model_is_refused_before_any_model_loads(tmp_path, capsys):
+    write_input(tmp_path / "in.txt")
+    config = make_config(tmp_path)
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    code = create_data.main(["--backend", "transformers", "--model_name", "another/model",
+                             "--input_file", config.input_file, "--output_file", config.output_file])
+    error = capsys.readouterr().err
+    assert code == 2 and "--model_name" in error and "--overwrite" in error
+
+
+def test_counts_must_be_positive(tmp_path, capsys):
+    assert create_data.main(["--max_samples", "0"]) == 2
+    assert "--max_samples must be at least 1" in capsys.readouterr().err
+
+
+def test_backend_selection(monkeypatch):
+    import importlib.util
+
+    import torch
+
+    assert select_backend("transformers") == "transformers" and select_backend("vllm") == "vllm"
+    with pytest.raises(ValueError, match="backend"):
+        select_backend("tensorrt")
+    with pytest.raises(ValueError, match="select_backend"):
+        make_engine("auto", "m")
+    # No GPU here: the GPU branch is reached by pretending one exists (and that vllm is installed).
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else real_find_spec(name))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert select_backend("auto") == "vllm"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert select_backend("auto") == "transformers"
+
+
+def test_the_reference_flags_parse_with_their_defaults():
+    args = create_data.build_parser().parse_args([])
+    assert (args.input_file, args.output_file) == ("./example-data/multilingual.txt", "./data/prompt_distillation_lang.jsonl")
+    assert (args.model_name, args.temperature, args.max_retries) == ("Qwen/Qwen3-30B-A3B-Thinking-2507", 0.15, 3)
+    options = create_data.engine_options(create_data.build_parser().parse_args(
+        ["--tensor_parallel_size", "4", "--reasoning_parser", "none"]), "vllm")
+    assert options["tensor_parallel_size"] == 4 and options["reasoning_parser"] is None
+
+
+def sidecar_count(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_ends_with_every_sentence_exactly_once(tmp_path, smollm2_dir):
+    sentences = (REPO / "example-data" / "multilingual.txt").read_text("utf-8").splitlines()[:20]
+    (tmp_path / "in.txt").write_text("\n".join(sentences[:10] + [""] + sentences[10:]) + "\n", encoding="utf-8")
+    (tmp_path / "prompt.md").write_text(SHORT_PROMPT, encoding="utf-8")
+    output = tmp_path / "data" / "labels.jsonl"
+    command = [
+        sys.executable, str(REPO / "create_data.py"), "--backend", "transformers",
+        "--model_name", "smollm2-135m-instruct", "--input_file", str(tmp_path / "in.txt"),
+        "--output_file", str(output), "--prompt_file", str(tmp_path / "prompt.md"),
+        "--max_tokens", "4", "--batch_size", "2", "--max_retries", "1",
+    ]
+    # One thread per process: the test machines have two shared cores, where two threads fight each other.
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    files = RunFiles.for_output(output)
+
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
+    deadline = time.monotonic() + 180
+    while sidecar_count(files.sidecar) < 4 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = sidecar_count(files.sidecar)
+    assert 4 <= done_before < 20, process.stdout.read().decode()[-2000:]
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert "Already done:" in rerun.stdout and "LABELLING SUMMARY" in rerun.stdout
+
+    task = load_task(str(tmp_path / "prompt.md"))
+    labelled = [text for text, _ in read_training_file(output, task)]
+    unparseable = [r["text"] for _, r in iter_jsonl(files.sidecar) if r["status"] == "unparseable"]
+    assert sorted(labelled + unparseable) == sorted(sentences)  # each once: none lost, none duplicated
+    assert sorted(r["index"] for _, r in iter_jsonl(files.sidecar)) == list(range(20))

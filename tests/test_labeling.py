@@ -1,0 +1,236 @@
+"""The labelling run: output files, retries, resume, reconciliation and refusal (fast, with a scripted engine).
+
+The engine here is a scripted stand-in for the Engine protocol (our own interface), so that failures, crashes and
+retries can be produced on demand; the real engines are tested in test_engines_hf.py and the vLLM lane, and the
+whole script with the real model in test_create_data_cli.py.
+"""
+
+import json
+
+import pytest
+
+from prompt_distill.data import DataError, iter_jsonl
+from prompt_distill.engines.base import Generation
+from prompt_distill.labeling import LabelingConfig, format_summary, run_labeling
+from prompt_distill.run_files import OutputLock, OutputMismatchError, RunFiles
+from prompt_distill.task import TEACHER_USER_PREFIX, UNPARSEABLE, language_task
+
+TASK = language_task()
+SENTENCES = ["Hello there", "Guten Tag", "", "Bonjour à tous", "Hola amigo", "   ", "Merhaba dünya", "Привет"]
+ANSWERS = {
+    "Hello there": "en",
+    "Guten Tag": "de",
+    "Bonjour à tous": "fr",
+    "Hola amigo": "es",
+    "Merhaba dünya": "tr",
+    "Привет": "ru",
+}
+
+
+class ScriptedEngine:
+    """Answers from a table; ``failures[text] = n`` makes the first n attempts unreadable."""
+
+    name = "scripted"
+
+    def __init__(self, failures=None, batch_size=2, report=True):
+        self.failures = dict(failures or {})
+        self.batch_size = batch_size
+        self.report = report
+        self.calls = []  # (texts, params) per generate call
+
+    def count_prompt_tokens(self, chat, params):
+        return len(chat[-1]["content"])
+
+    def generate(self, chats, params, on_batch=None):
+        texts = [chat[-1]["content"].removeprefix(TEACHER_USER_PREFIX) for chat in chats]
+        self.calls.append((texts, params))
+        results = [self._reply(text) for text in texts]
+        # Report batches last-first: the run must not depend on completion order.
+        starts = list(range(0, len(chats), self.batch_size))[::-1]
+        for start in starts:
+            indices = list(range(start, min(start + self.batch_size, len(chats))))
+            if self.report and on_batch is not None:
+                on_batch(indices, [results[i] for i in indices])
+        return results
+
+    def _reply(self, text):
+        if self.failures.get(text, 0) > 0:
+            self.failures[text] -= 1
+            return Generation("I am not sure.", 12, 5, "stop", 0.01, cached_prompt_tokens=8)
+        return Generation(f"Looks like it.\nFinal Answer: {ANSWERS[text]}", 12, 9, "stop", 0.01, cached_prompt_tokens=8)
+
+
+def write_input(path, lines=SENTENCES):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def make_config(tmp_path, **overrides):
+    options = {
+        "input_file": str(tmp_path / "in.txt"),
+        "output_file": str(tmp_path / "out" / "data.jsonl"),
+        "model_name": "teacher-a",
+        "backend": "scripted",
+        "max_tokens": 64,
+        "max_retries": 2,
+    }
+    options.update(overrides)
+    return LabelingConfig(**options)
+
+
+def training_pairs(path):
+    return [(r["messages"][0]["content"], r["messages"][1]["content"]) for _, r in iter_jsonl(path)]
+
+
+def sidecar_records(files):
+    return [record for _, record in iter_jsonl(files.sidecar)]
+
+
+@pytest.fixture
+def config(tmp_path):
+    write_input(tmp_path / "in.txt")
+    return make_config(tmp_path)
+
+
+def test_a_run_writes_training_file_sidecar_and_header(config):
+    engine = ScriptedEngine()
+    summary = run_labeling(config, TASK, lambda: engine, progress=False)
+    files = RunFiles.for_output(config.output_file)
+
+    texts = [s for s in SENTENCES if s.strip()]
+    assert training_pairs(files.training) == [(t, ANSWERS[t]) for t in texts]  # input order, labels only
+    for _, record in iter_jsonl(files.training):
+        assert list(record) == ["messages"]
+    records = sorted(sidecar_records(files), key=lambda r: r["index"])
+    assert [r["line"] for r in records] == [1, 2, 4, 5, 7, 8]
+    assert records[0]["output"].endswith("Final Answer: en")
+    assert {r["status"] for r in records} == {"labelled"}
+    for key in ("prompt_tokens", "completion_tokens", "cached_prompt_tokens", "attempts", "finish_reason", "latency_s"):
+        assert key in records[0]
+    header = json.loads(files.header.read_text())
+    assert header["model"] == "teacher-a" and header["task_fingerprint"] == TASK.fingerprint()
+    assert len(header["input_sha256"]) == 64 and header["sessions"][0]["max_tokens"] == 64
+
+    assert (summary.selected, summary.blank_lines, summary.labelled_now, summary.resumed) == (6, 2, 6, 0)
+    text = format_summary(summary)
+    assert "parse rate 100.0%" in text and "blank input lines skipped: 2" in text and "de 1" in text
+
+
+def test_only_failed_sentences_are_retried_and_the_hopeless_ones_are_listed(config):
+    engine = ScriptedEngine(failures={"Guten Tag": 1, "Привет": 99})
+    summary = run_labeling(config, TASK, lambda: engine, progress=False)
+    files = RunFiles.for_output(config.output_file)
+
+    assert [sorted(texts) for texts, _ in engine.calls[1:]] == [["Guten Tag", "Привет"], ["Привет"]]
+    assert [params.seed for _, params in engine.calls] == [0, 1, 2]  # every retry samples differently
+    assert ("Привет", "ru") not in training_pairs(files.training)
+    assert ("Guten Tag", "de") in training_pairs(files.training)
+    by_text = {r["text"]: r for r in sidecar_records(files)}
+    assert by_text["Привет"]["status"] == "unparseable" and by_text["Привет"]["label"] == UNPARSEABLE
+    assert by_text["Привет"]["attempts"] == 3 and by_text["Guten Tag"]["attempts"] == 2
+    assert summary.unparseable_now == 1 and summary.retried_now == 2
+    assert "line 8: Привет" in format_summary(summary)
+
+
+def test_resuming_skips_finished_sentences_and_builds_no_engine_when_done(config, tmp_path):
+    first = ScriptedEngine()
+    run_labeling(make_config(tmp_path, max_samples=3), TASK, lambda: first, progress=False)
+    assert sorted(first.calls[0][0]) == ["Bonjour à tous", "Guten Tag", "Hello there"]
+
+    second = ScriptedEngine()
+    summary = run_labeling(config, TASK, lambda: second, progress=False)
+    assert sorted(second.calls[0][0]) == ["Hola amigo", "Merhaba dünya", "Привет"]
+    assert summary.resumed == 3
+    files = RunFiles.for_output(config.output_file)
+    assert len(training_pairs(files.training)) == len(sidecar_records(files)) == 6
+
+    def no_engine():
+        raise AssertionError("nothing is left to do, so no model should be loaded")
+
+    assert run_labeling(config, TASK, no_engine, progress=False).resumed == 6
+    assert len(json.loads(files.header.read_text())["sessions"]) == 3
+
+
+def test_a_kill_between_or_inside_writes_loses_and_duplicates_nothing(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    # As after a kill: the training file lost its last two lines (written after the sidecar) and holds a stray
+    # one, and the sidecar's last record was cut in the middle.
+    lines = files.training.read_text().splitlines(keepends=True)
+    files.training.write_text("".join(lines[:-2]) + lines[0])
+    sidecar = files.sidecar.read_bytes().splitlines(keepends=True)
+    cut_text = json.loads(sidecar[-1])["text"]
+    files.sidecar.write_bytes(b"".join(sidecar[:-1]) + sidecar[-1][:25])
+
+    engine = ScriptedEngine()
+    summary = run_labeling(config, TASK, lambda: engine, progress=False)
+    assert [texts for texts, _ in engine.calls] == [[cut_text]]  # only the cut record is redone
+    texts = [s for s in SENTENCES if s.strip()]
+    assert training_pairs(files.training) == [(t, ANSWERS[t]) for t in texts]
+    assert sorted(r["index"] for r in sidecar_records(files)) == list(range(6))
+    assert any("cut off by a crash" in note for note in summary.notes)
+
+
+def test_an_output_from_another_input_model_or_prompt_is_refused(config, tmp_path):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    with pytest.raises(OutputMismatchError, match=r"(?s)model .*--model_name.*--overwrite"):
+        run_labeling(make_config(tmp_path, model_name="teacher-b"), TASK, lambda: ScriptedEngine(), progress=False)
+    other_task = language_task().__class__(labels=("en", "de"), system_prompt="Say Final Answer: en or de.")
+    with pytest.raises(OutputMismatchError, match="task_fingerprint"):
+        run_labeling(config, other_task, lambda: ScriptedEngine(), progress=False)
+    with pytest.raises(OutputMismatchError, match="shard"):
+        run_labeling(make_config(tmp_path, num_shards=2), TASK, lambda: ScriptedEngine(), progress=False)
+    write_input(tmp_path / "in.txt", SENTENCES + ["Xin chào"])
+    with pytest.raises(OutputMismatchError, match="input_sha256"):
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+    ANSWERS["Xin chào"] = "vi"
+    try:
+        engine = ScriptedEngine()
+        summary = run_labeling(make_config(tmp_path, overwrite=True), TASK, lambda: engine, progress=False)
+    finally:
+        del ANSWERS["Xin chào"]
+    assert summary.resumed == 0 and len(engine.calls[0][0]) == 7
+
+
+def test_an_output_without_header_is_refused(config):
+    files = RunFiles.for_output(config.output_file)
+    files.training.parent.mkdir(parents=True)
+    files.training.write_text('{"messages": []}\n')
+    with pytest.raises(OutputMismatchError, match="no run header"):
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+
+def test_missing_or_empty_input_is_one_clear_error(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        run_labeling(make_config(tmp_path), TASK, lambda: ScriptedEngine(), progress=False)
+    write_input(tmp_path / "in.txt", ["", "  "])
+    with pytest.raises(DataError, match="no sentences"):
+        run_labeling(make_config(tmp_path), TASK, lambda: ScriptedEngine(), progress=False)
+
+
+def test_an_edited_sidecar_is_an_error_naming_file_and_line(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    records = sidecar_records(files)
+    records[1]["text"] = "edited"
+    files.sidecar.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(DataError, match=r"data\.meta\.jsonl:2: the sentence differs"):
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+
+def test_results_returned_without_on_batch_are_still_recorded(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(report=False), progress=False)
+    assert len(training_pairs(RunFiles.for_output(config.output_file).training)) == 6
+
+
+def test_a_second_process_on_the_same_output_is_refused(config):
+    with OutputLock(RunFiles.for_output(config.output_file)), pytest.raises(OutputMismatchError, match="Another"):
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+
+def test_chunks_bound_what_one_engine_call_holds(tmp_path):
+    write_input(tmp_path / "in.txt")
+    engine = ScriptedEngine()
+    run_labeling(make_config(tmp_path, chunk_size=4), TASK, lambda: engine, progress=False)
+    assert [len(texts) for texts, _ in engine.calls] == [4, 2]

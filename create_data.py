@@ -24,9 +24,10 @@ from prompt_distill.task import TaskError, add_task_arguments, load_task
 
 # Room for the teacher's thought: Qwen3 thinking models usually settle a language in a few hundred to ~2000
 # tokens; 4096 leaves headroom and stops a runaway thought early (it is retried with a new seed). On a CPU the
-# demo model does not think and its label is scored after a short reply, so a few tokens show what it says.
+# demo model cannot follow the long prompt anyway: 0 scores the labels right after "Final Answer: " (as good as
+# letting it write 16 tokens first on a 24-sentence check, and faster).
 GPU_MAX_TOKENS = 4096
-CPU_MAX_TOKENS = 16
+CPU_MAX_TOKENS = 0
 # vLLM: a strong teacher answers in the asked format, and a free answer keeps its disagreements visible;
 # transformers (a small CPU model that cannot follow a long prompt): score the labels so that it always yields one.
 DEFAULT_CONSTRAINED = {"vllm": False, "transformers": True}
@@ -94,7 +95,7 @@ def engine_options(args, backend: str) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("max_samples", "max_tokens", "chunk_size", "batch_size"):
+    for name in ("max_samples", "chunk_size", "batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             print(f"error: --{name} must be at least 1, got {value}.", file=sys.stderr)
@@ -103,12 +104,17 @@ def main(argv=None) -> int:
         task = load_task(args.prompt_file, args.labels)
         backend = select_backend(args.backend)
         constrained = DEFAULT_CONSTRAINED[backend] if args.constrained_answer == "auto" else args.constrained_answer == "on"
+        max_tokens = default_max_tokens(backend) if args.max_tokens is None else args.max_tokens
+        scores_only = backend == "transformers" and constrained
+        if max_tokens < (0 if scores_only else 1):
+            raise ValueError(f"--max_tokens {max_tokens}: the teacher needs at least 1 token to answer (0 works only "
+                             "with --backend transformers and --constrained_answer on, which scores the labels).")
         config = LabelingConfig(
             input_file=args.input_file,
             output_file=str(shard_output_path(args.output_file, args.shard_index, args.num_shards)),
             model_name=args.model_name,
             backend=backend,
-            max_tokens=args.max_tokens or default_max_tokens(backend),
+            max_tokens=max_tokens,
             temperature=args.temperature,
             top_p=args.top_p,
             max_retries=args.max_retries,

@@ -43,6 +43,9 @@ def test_an_output_from_another_model_is_refused_before_any_model_loads(tmp_path
 def test_counts_must_be_positive(tmp_path, capsys):
     assert create_data.main(["--max_samples", "0"]) == 2
     assert "--max_samples must be at least 1" in capsys.readouterr().err
+    arguments = ["--backend", "transformers", "--input_file", str(tmp_path / "in.txt"), "--max_tokens", "0"]
+    assert create_data.main([*arguments, "--constrained_answer", "off"]) == 2
+    assert "--max_tokens 0" in capsys.readouterr().err
 
 
 def test_backend_selection(monkeypatch):

@@ -95,10 +95,16 @@ def add_arguments(parser) -> None:
 
 # -- what to evaluate -------------------------------------------------------------------------------------
 def read_teacher_labels(path, task: Task) -> dict[str, str]:
-    """Sentence -> teacher label from create_data.py's JSONL (validated, errors name file:line)."""
+    """Sentence -> teacher label from create_data.py's JSONL (validated, errors name file:line).
+
+    A sentence labelled twice with different labels has no single teacher answer: it is an error, not a guess.
+    """
     labels: dict[str, str] = {}
     for text, label in read_training_file(path, task):
-        labels[text.strip()] = label
+        key = text.strip()
+        if labels.get(key, label) != label:
+            raise DataError(f"{path}: the sentence {key[:60]!r} has two teacher labels, {labels[key]!r} and {label!r}.")
+        labels[key] = label
     return labels
 
 
@@ -154,7 +160,8 @@ def select_predictions(args, task: Task) -> tuple[list[Prediction], str, dict, l
 
 # -- the student ------------------------------------------------------------------------------------------
 def student_params(task: Task, max_tokens: int, constrained: bool) -> GenerationParams:
-    """Greedy, a few tokens; constrained: the reply is exactly one label (``answer_prefix=""``)."""
+    """Greedy, a few tokens. Constrained: the reply is made a label (vLLM: structured output from the first
+    token; transformers: the labels are scored after a reply that ``Task.parse`` cannot read)."""
     return GenerationParams(
         max_tokens=max_tokens,
         temperature=0.0,

@@ -182,6 +182,9 @@ def fidelity_block(result: Fidelity, teacher_file: str) -> str:
         + ("" if result.with_teacher == result.evaluated else "; the rest are left out of this block"),
         _agreement_line("Student vs teacher agreement:", result.student_vs_teacher),
     ]
+    if not result.with_teacher:
+        lines.append("  No evaluated sentence has a teacher label: was the teacher file made from this test file?")
+        return "\n".join(lines)
     if result.teacher_vs_gold is None:
         lines.append("  No gold labels: teacher-vs-gold and student-vs-gold accuracy cannot be computed.")
     else:

@@ -112,3 +112,20 @@ def test_constrained_answers_are_always_labels(adapter, tmp_path):
     assert saved["summary"]["unparseable"] == 0 and saved["generation"]["constrained"] is True
     assert all(p["predicted"] in saved["task"]["labels"] for p in saved["predictions"])
     assert Path(results.with_name("constrained.confusion.png")).is_file()
+
+
+@pytest.mark.slow
+def test_batching_benchmark_prints_both_rates_and_the_ratio():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_batching.py"), "--num_samples", "4",
+                          "--batch_size", "4", "--max_tokens", "2", "--threads", "1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    single = next(line for line in lines if line.startswith("one at a time (batch 1)"))
+    batched = next(line for line in lines if line.startswith("batched (batch 4)"))
+    rate_single, rate_batched = float(single.split()[-2]), float(batched.split()[-2])
+    ratio = float(next(line for line in lines if line.startswith("speed-up:")).split()[1].rstrip("x"))
+    assert rate_single > 0 and rate_batched > 0
+    assert ratio == pytest.approx(rate_batched / rate_single, rel=0.02)
+    assert "answers that differ between the modes: 0 of 4" in run.stdout

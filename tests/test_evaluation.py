@@ -200,3 +200,11 @@ def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
     finally:
         wandb.finish()
     assert list((tmp_path / "active").glob("wandb/offline-run-*/files/media/images/eval/*.png"))
+
+
+def test_teacher_file_with_two_labels_for_one_sentence_is_an_error(tmp_path):
+    from prompt_distill.evaluation import read_teacher_labels
+
+    path = write_teacher_file(tmp_path / "t.jsonl", [("Hola", "es"), ("Hello", "en"), ("Hola", "en")])
+    with pytest.raises(DataError, match="'Hola' has two teacher labels, 'es' and 'en'"):
+        read_teacher_labels(path, TASK)

@@ -95,3 +95,10 @@ def test_summary_and_fidelity_blocks():
     assert "Teacher vs gold accuracy:      100.00% (5/5)" in block
     assert "Student vs gold accuracy:       40.00% (2/5)" in block
     assert "cannot be computed" in fidelity_block(fidelity(PRED, teacher), "t.jsonl")
+
+
+def test_fidelity_without_any_teacher_label_says_why():
+    block = fidelity_block(fidelity(PRED, [None] * len(PRED), GOLD), "t.jsonl")
+    assert "0 of 6 evaluated sentences have a teacher label" in block
+    assert "was the teacher file made from this test file?" in block
+    assert "Teacher vs gold" not in block

@@ -67,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_model_len", type=int, default=None, help="vLLM context length (default: model's).")
     parser.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM share of GPU memory.")
-    parser.add_argument("--chunk_size", type=int, default=512, help="Sentences per engine call (vLLM writes then).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output instead of resuming.")
     add_task_arguments(parser)
     return parser
@@ -95,7 +94,7 @@ def engine_options(args, backend: str) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("max_samples", "chunk_size", "batch_size"):
+    for name in ("max_samples", "batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             print(f"error: --{name} must be at least 1, got {value}.", file=sys.stderr)
@@ -123,7 +122,6 @@ def main(argv=None) -> int:
             shard_index=args.shard_index,
             num_shards=args.num_shards,
             constrained_answer=constrained,
-            chunk_size=args.chunk_size,
             overwrite=args.overwrite,
         )
         print(

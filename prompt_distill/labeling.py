@@ -49,7 +49,9 @@ class LabelingConfig:
     shard_index: int = 0
     num_shards: int = 1
     constrained_answer: bool = False
-    chunk_size: int = 512  # sentences per engine call: the most a crash can cost with an engine that returns late
+    # Sentences per engine call (None: all at once). Engines already report batches as they finish (the vLLM
+    # engine calls LLM.chat on slices for that), so this only matters for an engine that returns late.
+    chunk_size: int | None = None
     overwrite: bool = False
 
 
@@ -164,8 +166,9 @@ def _label(pending, sentences, task, engine, config, files, records, summary, pr
     bar = tqdm(total=len(pending), desc="Labelling", unit="sentence", disable=not progress, dynamic_ncols=True)
     with JsonlAppender(files.sidecar) as sidecar, JsonlAppender(files.training) as training, bar:
         writer = _Writer(sidecar, training, records, summary, bar)
-        for start in range(0, len(pending), config.chunk_size):
-            waiting = pending[start : start + config.chunk_size]
+        chunk = config.chunk_size or len(pending)
+        for start in range(0, len(pending), chunk):
+            waiting = pending[start : start + chunk]
             for attempt in range(1, config.max_retries + 2):
                 # A new seed per attempt: a retry that samples exactly as before would fail exactly as before.
                 params = replace(base_params, seed=None if config.seed is None else config.seed + attempt - 1)

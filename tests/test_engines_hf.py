@@ -127,6 +127,15 @@ def test_a_thought_cut_by_max_tokens_is_closed_before_the_answer(engine):
     assert closed.added_text == "\nFinal Answer: "
     assert closed.context[:4] == [1, 2, 3, 5]
 
+    # The template opened the thought, so a reply cut inside it is written as an unfinished thought, whose
+    # tentative answer the task parser does not take (as with the vLLM engine).
+    task = Task(labels=("en", "de"), system_prompt=SYSTEM)
+    tokens = engine.tokenizer("So maybe Final Answer: en, but wait", add_special_tokens=False)["input_ids"]
+    cut_reply = engine._reply(tokens, open_prompt)
+    assert cut_reply.text.startswith("<think>\n") and cut_reply.finish_reason == "length"
+    assert task.parse(cut_reply.text) == UNPARSEABLE
+    assert task.parse(engine._reply(tokens, _Prompt([1], opens_thought=False)).text) == "en"
+
 
 def test_min_tokens_forces_the_length_and_max_tokens_is_reported(engine):
     chats = [teacher_chat(text) for text in TEXTS[:2]]

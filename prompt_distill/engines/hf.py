@@ -198,7 +198,7 @@ class HFEngine:
         prefix = self._prefix_for([prompt.ids for prompt in prompts])
         scores: list[dict[str, float]] = [{} for _ in prompts]
         for batch in self._batches(prompts):
-            plans = [self._answer_plan(prompts[i], _Reply([], 0, "length", ""), params) for i in batch]
+            plans = [self._answer_plan(prompts[i], self._reply([], prompts[i]), params) for i in batch]
             with torch.inference_mode():
                 batch_scores = self._score(plans, prefix)
             for i, row in zip(batch, batch_scores, strict=True):
@@ -248,7 +248,7 @@ class HFEngine:
 
     def _generate_batch(self, prompts: list[_Prompt], prefix: _SharedPrefix | None, params) -> list[_Reply]:
         if params.max_tokens == 0:
-            return [_Reply([], 0, "length", "") for _ in prompts]
+            return [self._reply([], prompt) for prompt in prompts]
         shared = len(prefix.ids) if prefix else 0
         suffixes = [prompt.ids[shared:] for prompt in prompts]
         width = max(len(suffix) for suffix in suffixes)
@@ -264,7 +264,7 @@ class HFEngine:
             **extra,
         )
         new_tokens = output[:, shared + width :].tolist()
-        return [self._reply(tokens) for tokens in new_tokens]
+        return [self._reply(tokens, prompt) for tokens, prompt in zip(new_tokens, prompts, strict=True)]
 
     def _generation_config(self, params: GenerationParams):
         """Everything explicit, so the model's generation_config.json defaults (top_k=20 ...) never leak in."""
@@ -281,15 +281,18 @@ class HFEngine:
             **(sampling if params.temperature > 0 else {}),
         )
 
-    def _reply(self, tokens: list[int]) -> _Reply:
+    def _reply(self, tokens: list[int], prompt: _Prompt) -> _Reply:
+        kept, used, reason = tokens, len(tokens), "length"
         for position, token in enumerate(tokens):
             if token in self.eos_ids:  # the rest of the row is padding
-                kept = tokens[:position]
-                return _Reply(kept, position + 1, "stop", self._decode(kept))
-        return _Reply(tokens, len(tokens), "length", self._decode(tokens))
-
-    def _decode(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=False)
+                kept, used, reason = tokens[:position], position + 1, "stop"
+                break
+        text = self.tokenizer.decode(kept, skip_special_tokens=False)
+        if prompt.opens_thought and not text.lstrip().startswith(THINK_OPEN):
+            # The template opened the thought; writing the tag keeps a thought cut by max_tokens recognisable as
+            # one (the task parser then reads no answer from it), as the vLLM engine does.
+            text = f"{THINK_OPEN}\n{text}"
+        return _Reply(kept, used, reason, text)
 
     def _answered(self, text: str, params: GenerationParams) -> bool:
         if params.answer_parser is not None:

@@ -1,0 +1,142 @@
+"""The training examples as TRL sees them: validated, split, in prompt/completion form, length-checked.
+
+Why prompt/completion: TRL 1.16 computes the loss on the completion only for a prompt/completion dataset, while a
+plain ``messages`` dataset trains on every token, the user's sentence included, without a warning. The prompt is
+exactly the student's inference chat (``Task.student_messages``), so the tokens the model is trained to continue
+are the tokens it is given at inference.
+
+Why our own length check: TRL truncates sequences to ``max_length`` and then silently drops those left without a
+trainable token. An example whose label does not fit completely is useless (or harmful: a label without its
+end-of-turn token), so every example longer than ``max_length`` is dropped here, counted and reported by line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import DataError, example_from_record, in_split, iter_jsonl
+from .task import Task
+
+
+@dataclass(frozen=True)
+class Example:
+    line: int  # line number in the JSONL file, for messages
+    text: str
+    label: str
+
+
+def load_examples(path, task: Task) -> list[Example]:
+    """Every record validated (file:line errors) before anything heavy is loaded."""
+    examples = []
+    for number, record in iter_jsonl(path):
+        text, label = example_from_record(record, task, path, number)
+        examples.append(Example(number, text, label))
+    if not examples:
+        raise DataError(f"{path}: no training examples.")
+    return examples
+
+
+def select_split(examples: list[Example], split: str, eval_fraction: float, seed: int, path="") -> list[Example]:
+    if not 0.0 <= eval_fraction < 1.0:
+        raise ValueError(f"--eval_fraction must be in [0, 1), got {eval_fraction}.")
+    selected = [example for example in examples if in_split(example.text, split, eval_fraction, seed)]
+    if not selected:
+        raise DataError(
+            f"{path}: none of the {len(examples)} examples falls in split {split!r} "
+            f"(eval_fraction={eval_fraction}, split_seed={seed}); use --split all or a smaller --eval_fraction."
+        )
+    return selected
+
+
+def prompt_messages(text: str) -> list[dict]:
+    return Task.student_messages(text)
+
+
+def completion_messages(label: str) -> list[dict]:
+    return [{"role": "assistant", "content": label}]
+
+
+def prompt_completion_record(example: Example) -> dict:
+    return {"prompt": prompt_messages(example.text), "completion": completion_messages(example.label)}
+
+
+def to_dataset(examples: list[Example]):
+    from datasets import Dataset
+
+    return Dataset.from_list([prompt_completion_record(example) for example in examples])
+
+
+def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    # The same call TRL makes when it tokenizes a conversational prompt/completion example.
+    encoded = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
+    )
+    return list(encoded["input_ids"])
+
+
+@dataclass(frozen=True)
+class Tokenized:
+    prompt_tokens: int
+    total_tokens: int
+
+
+def tokenize_lengths(examples: list[Example], tokenizer, path="") -> list[Tokenized]:
+    """Token counts per example; stops if a chat template would train on a context the student never sees.
+
+    The inference prompt (chat template with the generation prompt) must be an exact token prefix of the training
+    sequence; otherwise TRL starts the completion where the two diverge and the model learns a different context.
+    """
+    from tqdm.auto import tqdm
+
+    lengths = []
+    for example in tqdm(examples, desc="Checking chat template and lengths", disable=len(examples) < 500):
+        prompt = _chat_ids(tokenizer, prompt_messages(example.text), add_generation_prompt=True)
+        full = _chat_ids(tokenizer, prompt_messages(example.text) + completion_messages(example.label), False)
+        if full[: len(prompt)] != prompt:
+            raise DataError(
+                f"{path}:{example.line}: with this tokenizer's chat template the inference prompt is not a prefix "
+                "of the training sequence, so the student would be trained on a context it never sees. "
+                "Use a chat template that renders the user turn identically with and without the answer."
+            )
+        lengths.append(Tokenized(len(prompt), len(full)))
+    return lengths
+
+
+@dataclass
+class LengthReport:
+    kept: list[Example]
+    too_long: list[Example]
+    longest: int  # tokens of the longest example, kept or not
+    kept_tokens: int  # tokens of all kept examples together
+
+    def describe(self, max_length: int | None, path="") -> str:
+        if not self.too_long:
+            return f"All {len(self.kept)} examples fit max_length={max_length} (longest: {self.longest} tokens)."
+        lines = ", ".join(str(example.line) for example in self.too_long[:10])
+        more = "" if len(self.too_long) <= 10 else f" and {len(self.too_long) - 10} more"
+        return (
+            f"Dropped {len(self.too_long)} of {len(self.too_long) + len(self.kept)} examples longer than "
+            f"max_length={max_length} tokens (longest: {self.longest}); {path} lines {lines}{more}."
+        )
+
+
+def drop_too_long(examples: list[Example], lengths: list[Tokenized], max_length: int | None) -> LengthReport:
+    kept, too_long = [], []
+    for example, length in zip(examples, lengths, strict=True):
+        (too_long if max_length is not None and length.total_tokens > max_length else kept).append(example)
+    kept_tokens = sum(
+        length.total_tokens for length in lengths if max_length is None or length.total_tokens <= max_length
+    )
+    longest = max((length.total_tokens for length in lengths), default=0)
+    return LengthReport(kept, too_long, longest, kept_tokens)
+
+
+def file_sha256(path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

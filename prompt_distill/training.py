@@ -1,0 +1,395 @@
+"""Stage 2: train the student's LoRA adapter with TRL's SFTTrainer on the distilled labels.
+
+``ScriptArguments`` holds the script's own flags; ``PromptDistillationConfig`` is TRL's ``SFTConfig`` with the
+reference README's hyperparameters as defaults, so every SFTConfig field stays a flag of train_sft_trl.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from trl import SFTConfig
+
+from .data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
+from .lora import AUTO, LoraSettings, build_lora_config, expected_rank_pattern_warning_silenced, summarize_adapters
+from .models import default_dtype, load_tokenizer, resolve_model
+from .sft_data import drop_too_long, file_sha256, load_examples, select_split, to_dataset, tokenize_lengths
+from .task import load_task
+from .tracking import configure_wandb, finish_wandb, logged_losses, start_wandb_run, trained_tokens
+
+DEFAULT_STUDENT = "Qwen/Qwen3-30B-A3B-Instruct-2507"
+DEFAULT_DATA_FILE = "./data/prompt_distillation_lang.jsonl"
+DEFAULT_OUTPUT_DIR = "./models/prompt_distillation_trl"
+RUN_RECORD = "run_record.json"
+MERGED_SUBDIR = "merged"
+# Reference README: cosine_with_min_lr decays to min_lr_rate x learning rate.
+DEFAULT_LR_SCHEDULER_KWARGS = {"min_lr_rate": 0.1}
+# The expert rank that fits one 80 GB H100 with max_length 2048 x batch 4 (see scripts/memory_budget.py); the
+# reference README's rank 32 on every expert is --expert_lora_r 32 and needs about 85 GiB.
+DEFAULT_EXPERT_LORA_R = 8
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass
+class ScriptArguments:
+    model_name: str = field(
+        default=DEFAULT_STUDENT,
+        metadata={"help": "Student: a Hugging Face id, a local folder, or the embedded CPU alias 'smollm2-135m-instruct'."},
+    )
+    data_file: str = field(default=DEFAULT_DATA_FILE, metadata={"help": "Training JSONL written by create_data.py."})
+    prompt_file: str | None = field(
+        default=None, metadata={"help": "Teacher prompt of a custom task (validates answers against its labels)."}
+    )
+    labels: str | None = field(
+        default=None, metadata={"help": "Label codes, comma-separated or a file; default: the language labels."}
+    )
+    split: str = field(
+        default="train",
+        metadata={"help": "'train': hold out the eval split that evaluate.py scores; 'all': train on everything.",
+                  "choices": ["train", "all"]},
+    )
+    eval_fraction: float = field(
+        default=DEFAULT_EVAL_FRACTION, metadata={"help": "Share of sentences held out (stable hash of the sentence)."}
+    )
+    split_seed: int = field(default=DEFAULT_SPLIT_SEED, metadata={"help": "Changes which sentences are held out."})
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank of the attention (or dense) projections."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha, the same for every target."})
+    lora_dropout: float = field(
+        default=0.0, metadata={"help": "LoRA dropout; must be 0 when fused MoE experts are adapted."}
+    )
+    lora_target_modules: str = field(
+        default=AUTO,
+        metadata={"help": "'auto' (MoE: q/k/v/o_proj + fused experts, never the router; dense: every linear "
+                          "layer but the LM head), 'all-linear' (dense models only), or comma-separated names."},
+    )
+    expert_lora_r: int = field(
+        default=DEFAULT_EXPERT_LORA_R,
+        metadata={"help": "LoRA rank per expert on fused-MoE models (gate_up_proj, down_proj); 0 = attention only; "
+                          "32 = the reference README (does not fit one 80 GB GPU)."},
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Weights dtype: 'auto' = bfloat16 on GPUs that support it, else float32.",
+                  "choices": ["auto", "bfloat16", "float16", "float32"]},
+    )
+    attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa, eager, flash_attention_2."})
+    experts_implementation: str | None = field(
+        default=None, metadata={"help": "MoE experts kernel (transformers): eager, grouped_mm, batched_mm; default: automatic."}
+    )
+    merge: bool = field(default=False, metadata={"help": f"Also write base+adapter merged into <output_dir>/{MERGED_SUBDIR}."})
+
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                            target_modules=self.lora_target_modules, expert_r=self.expert_lora_r)
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+@dataclass
+class PromptDistillationConfig(SFTConfig):
+    """SFTConfig with the reference README's table as defaults (and a few choices of ours, marked)."""
+
+    output_dir: str | None = field(default=DEFAULT_OUTPUT_DIR, metadata={"help": "Adapter, tokenizer, run record."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (AdamW)."})
+    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Learning-rate schedule."})
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: dict(DEFAULT_LR_SCHEDULER_KWARGS),
+        metadata={"help": 'Schedule arguments as JSON, e.g. \'{"min_lr_rate": 0.1}\'.'},
+    )
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Examples per device and micro-step."})
+    gradient_accumulation_steps: int = field(default=4, metadata={"help": "Micro-steps per optimizer step."})
+    max_length: int | None = field(
+        default=2048, metadata={"help": "Longest example in tokens; longer ones are dropped and reported."}
+    )
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
+    # transformers 5 has no warmup_ratio: a warmup_steps value below 1 is read as a fraction of all steps.
+    warmup_steps: float = field(default=0.03, metadata={"help": "Warmup; a value below 1 is a fraction of all steps."})
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; default: on where the GPU supports it, off on CPU."}
+    )
+    report_to: None | str | list[str] = field(
+        default="wandb", metadata={"help": "'wandb' (offline without a login) or 'none'."}
+    )
+    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
+    # Ours: a checkpoint every 25 steps (about 400 examples) so that an interrupted run can resume; two are kept.
+    save_steps: float = field(default=25, metadata={"help": "Checkpoint every N steps (resume_from_checkpoint)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
+    # Ours: padding-free batches. Our examples are a sentence and a one-token label, so padding is a large share
+    # of a padded batch. Correct with the completion mask (TRL masks each sequence start) and with SDPA/eager
+    # attention (transformers builds a block-diagonal mask from the position ids), not only flash attention.
+    padding_free: bool = field(default=True, metadata={"help": "Concatenate a batch without padding."})
+    # Ours: no MoE load-balancing loss. The router stays frozen, so the auxiliary loss could only push the
+    # adapters to reshape hidden states for balance instead of for the labels; the pretrained routing is already
+    # balanced. TRL would otherwise switch it on from the model config (0.001 for Qwen3-MoE).
+    router_aux_loss_coef: float | None = field(
+        default=0.0, metadata={"help": "MoE load-balancing loss weight; 0 = off (router is frozen)."}
+    )
+
+    def __post_init__(self):
+        if self.bf16 is None:
+            self.bf16 = (not self.fp16) and (not self.use_cpu) and _bf16_supported()
+        super().__post_init__()
+        scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        if scheduler != "cosine_with_min_lr" and self.lr_scheduler_kwargs == DEFAULT_LR_SCHEDULER_KWARGS:
+            # min_lr_rate belongs to cosine_with_min_lr only; other schedules reject the argument.
+            self.lr_scheduler_kwargs = {}
+
+
+def parser():
+    from trl import TrlParser
+
+    return TrlParser((ScriptArguments, PromptDistillationConfig))
+
+
+# -- model ----------------------------------------------------------------------------------------------------
+def resolve_device(config: SFTConfig) -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() and not config.use_cpu else "cpu"
+
+
+def resolve_dtype(name: str, device: str):
+    import torch
+
+    return default_dtype(device) if name == "auto" else getattr(torch, name)
+
+
+def load_student(script_args: ScriptArguments, device: str):
+    """The base model in an explicit dtype (transformers 5 would load it in float32), straight onto the GPU."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": resolve_dtype(script_args.dtype, device), "attn_implementation": script_args.attn_implementation}
+    if script_args.experts_implementation:
+        kwargs["experts_implementation"] = script_args.experts_implementation
+    if device == "cuda":
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    return AutoModelForCausalLM.from_pretrained(resolve_model(script_args.model_name), **kwargs)
+
+
+def resolve_resume(config: SFTConfig) -> str | None:
+    """``--resume_from_checkpoint last`` picks the newest checkpoint-N in output_dir (TRL/transformers resume)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    value = config.resume_from_checkpoint
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    if str(value).lower() in ("last", "latest", "true"):
+        last = get_last_checkpoint(config.output_dir) if Path(config.output_dir).is_dir() else None
+        if last is None:
+            raise TrainingError(f"--resume_from_checkpoint {value}: no checkpoint-N folder in {config.output_dir}.")
+        return last
+    if not Path(value).is_dir():
+        raise TrainingError(f"--resume_from_checkpoint {value}: no such folder.")
+    return value
+
+
+# -- the run --------------------------------------------------------------------------------------------------
+@dataclass
+class SelectedData:
+    task: object
+    examples_in_file: int
+    selected: list
+
+
+@dataclass
+class PreparedData(SelectedData):
+    report: object  # sft_data.LengthReport
+    dataset: object
+
+
+def read_data(script_args: ScriptArguments) -> SelectedData:
+    """Validate every record and apply the split: errors name file and line, and come before any download."""
+    task = load_task(script_args.prompt_file, script_args.labels)
+    examples = load_examples(script_args.data_file, task)
+    selected = select_split(examples, script_args.split, script_args.eval_fraction, script_args.split_seed,
+                            script_args.data_file)
+    return SelectedData(task, len(examples), selected)
+
+
+def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log=print,
+                 selected: SelectedData | None = None) -> PreparedData:
+    """Check the chat template and drop examples longer than max_length. No model involved."""
+    selected = selected or read_data(script_args)
+    lengths = tokenize_lengths(selected.selected, tokenizer, script_args.data_file)
+    report = drop_too_long(selected.selected, lengths, config.max_length)
+    held_out = selected.examples_in_file - len(selected.selected)
+    log(f"[train] {script_args.data_file}: {selected.examples_in_file} examples, {len(selected.selected)} in split "
+        f"'{script_args.split}' ({held_out} held out for evaluation).")
+    log("[train] " + report.describe(config.max_length, script_args.data_file))
+    if not report.kept:
+        raise DataError(f"{script_args.data_file}: every example is longer than max_length={config.max_length}.")
+    return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept))
+
+
+def build_trainer(script_args: ScriptArguments, config: SFTConfig, tokenizer, data: PreparedData, model=None,
+                  callbacks=()):
+    from trl import SFTTrainer
+
+    device = resolve_device(config)
+    model = model if model is not None else load_student(script_args, device)
+    peft_config = build_lora_config(model, script_args.lora_settings())
+    if config.padding_free and not config.packing:
+        # Lengths were enforced in prepare_data; TRL refuses padding-free without packing unless max_length is None.
+        config.max_length = None
+    with expected_rank_pattern_warning_silenced(peft_config):
+        trainer = SFTTrainer(model=model, args=config, train_dataset=data.dataset, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=list(callbacks))
+    if not config.packing and len(trainer.train_dataset) != len(data.report.kept):
+        raise TrainingError(
+            f"TRL kept {len(trainer.train_dataset)} of {len(data.report.kept)} examples after tokenization; "
+            "some lost every trainable token. Check the chat template and max_length."
+        )
+    return trainer
+
+
+@dataclass
+class TrainingResult:
+    trainer: object
+    record: dict
+    output_dir: Path
+
+
+def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), log=print) -> TrainingResult:
+    requested_max_length = config.max_length
+    selected = read_data(script_args)  # data errors surface before anything is downloaded or loaded
+    tokenizer = load_tokenizer(script_args.model_name)
+    data = prepare_data(script_args, config, tokenizer, log, selected)
+    resume = resolve_resume(config)
+    wandb_settings = configure_wandb(config.report_to, config.output_dir)
+    if wandb_settings:
+        log("[train] " + wandb_settings.note)
+    log(f"[train] Loading {script_args.model_name} ...")
+    trainer = build_trainer(script_args, config, tokenizer, data, callbacks=callbacks)
+    summary = summarize_adapters(trainer.model)
+    log("[train] " + summary.describe())
+
+    wandb_dir = start_wandb_run(wandb_settings, config.run_name) if wandb_settings else None
+    try:
+        started = time.perf_counter()
+        output = trainer.train(resume_from_checkpoint=resume)
+        wall = time.perf_counter() - started
+    finally:
+        if wandb_settings:
+            finish_wandb()
+    output_dir = Path(config.output_dir)
+    trainer.save_model(str(output_dir))  # adapter + tokenizer
+    tokenizer.save_pretrained(str(output_dir))
+
+    record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
+                          resume, wandb_dir)
+    if script_args.merge:
+        record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
+    (output_dir / RUN_RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    if script_args.merge:
+        merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR, log)
+    log(format_summary(record, output_dir))
+    return TrainingResult(trainer, record, output_dir)
+
+
+def merge_adapter(peft_model, tokenizer, target: Path, log=print) -> None:
+    """Fold the adapter into the base weights (in place) and save a plain model for serving without LoRA."""
+    log(f"[train] Merging the adapter into the base weights -> {target}")
+    merged = peft_model.merge_and_unload()
+    merged.save_pretrained(str(target))
+    tokenizer.save_pretrained(str(target))
+
+
+def build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length, resume,
+                 wandb_dir) -> dict:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    history = trainer.state.log_history
+    losses = logged_losses(history)
+    tokens = trained_tokens(history)
+    runtime = output.metrics.get("train_runtime", wall)
+    scheduler = getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type)
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "base_model": script_args.model_name,
+        "base_model_resolved": resolve_model(script_args.model_name),
+        "data_file": str(script_args.data_file),
+        "data_sha256": file_sha256(script_args.data_file),
+        "split": {
+            "split": script_args.split,
+            "eval_fraction": script_args.eval_fraction,
+            "split_seed": script_args.split_seed,
+            "examples_in_file": data.examples_in_file,
+            "examples_in_split": len(data.selected),
+            "examples_trained": len(data.report.kept),
+            "dropped_too_long": len(data.report.too_long),
+            "dropped_too_long_lines": [example.line for example in data.report.too_long],
+        },
+        "task": {"name": data.task.name, "fingerprint": data.task.fingerprint(), "labels": list(data.task.labels)},
+        "lora": {
+            "r": script_args.lora_r,
+            "alpha": script_args.lora_alpha,
+            "dropout": script_args.lora_dropout,
+            "expert_r": script_args.expert_lora_r,
+            "target_modules": sorted({name.rsplit(".", 1)[-1] for name in summary.modules}),
+            "target_parameters": sorted({".".join(name.split(".")[-3:]) for name in summary.parameters}),
+            "trainable_parameters": summary.trainable_parameters,
+        },
+        "hyperparameters": {
+            "learning_rate": config.learning_rate,
+            "lr_scheduler_type": scheduler,
+            "lr_scheduler_kwargs": config.lr_scheduler_kwargs,
+            "per_device_train_batch_size": config.per_device_train_batch_size,
+            "gradient_accumulation_steps": config.gradient_accumulation_steps,
+            "num_train_epochs": config.num_train_epochs,
+            "max_steps": config.max_steps,
+            "warmup_steps": config.warmup_steps,
+            "max_length": requested_max_length,
+            "gradient_checkpointing": config.gradient_checkpointing,
+            "bf16": config.bf16,
+            "dtype": str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch."),
+            "padding_free": config.padding_free,
+            "packing": config.packing,
+            "router_aux_loss_coef": config.router_aux_loss_coef,
+            "seed": config.seed,
+        },
+        "results": {
+            "global_step": trainer.state.global_step,
+            "final_train_loss": losses[-1] if losses else None,
+            "mean_train_loss": output.training_loss,
+            "loss_history": losses,
+            "train_tokens": tokens,
+            "train_runtime_s": round(runtime, 3),
+            "train_tokens_per_second": round(tokens / runtime, 2) if tokens and runtime else None,
+            "resumed_from": resume,
+        },
+        "wandb_run_dir": wandb_dir,
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
+                     "peft": peft.__version__},
+    }
+
+
+def format_summary(record: dict, output_dir: Path) -> str:
+    results, split = record["results"], record["split"]
+    lines = [
+        "=" * 80,
+        f"Adapter saved to {output_dir} (run record: {output_dir / RUN_RECORD})",
+        f"  trained on {split['examples_trained']} examples (split '{split['split']}', "
+        f"{split['dropped_too_long']} dropped as too long), {results['global_step']} optimizer steps",
+        f"  final train loss {results['final_train_loss']}, {results['train_tokens_per_second']} train tokens/s",
+    ]
+    if record.get("wandb_run_dir"):
+        lines.append(f"  wandb run folder: {record['wandb_run_dir']}")
+    if record.get("merged_model_dir"):
+        lines.append(f"  merged model: {record['merged_model_dir']}")
+    lines.append("=" * 80)
+    return "\n".join(lines)

@@ -84,8 +84,10 @@ def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict,
             return None
         from .tracking import configure_wandb
 
-        note = configure_wandb("wandb", run_dir)
-        wandb.init(job_type="evaluation", config=config)
+        settings = configure_wandb("wandb", run_dir)
+        note = settings.note
+        wandb.init(project=settings.project, dir=settings.directory, mode=settings.mode, job_type="evaluation",
+                   config=config)
         started = True
     metrics = {f"eval/{name}": value for name, value in summary.items() if isinstance(value, (int, float))}
     if png is not None:

@@ -115,6 +115,20 @@ def iter_jsonl(path) -> Iterator[tuple[int, dict]]:
             yield number, record
 
 
+def read_json_object(path) -> dict:
+    """A JSON file holding one object (run records, adapter configs, saved predictions); errors name file:line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found.")
+    try:
+        payload = json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{_where(path, error.lineno)}: not valid JSON ({error.msg}).") from None
+    if not isinstance(payload, dict):
+        raise DataError(f"{path}: expected a JSON object.")
+    return payload
+
+
 def repair_truncated_tail(path) -> bool:
     """Drop a last line cut off by a crash (no newline, not JSON). Returns True when something was dropped."""
     path = Path(path)

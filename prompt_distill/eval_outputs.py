@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from .data import read_json_object
 from .metrics import ConfusionMatrix
 
 
@@ -25,17 +26,7 @@ def write_json(path, payload: dict) -> Path:
     return path
 
 
-def read_json(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found.")
-    try:
-        payload = json.loads(path.read_text("utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
-    if not isinstance(payload, dict):
-        raise ValueError(f"{path}: expected a JSON object.")
-    return payload
+read_json = read_json_object  # saved predictions are read like every other JSON object file
 
 
 def confusion_png(path, matrix: ConfusionMatrix, title: str, row_name: str = "gold") -> Path:

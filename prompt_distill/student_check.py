@@ -8,11 +8,10 @@ any model is loaded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import DataError, in_split
+from .data import DataError, in_split, read_json_object
 from .models import is_embedded, resolve_model
 from .task import Task
 
@@ -38,12 +37,9 @@ class Student:
 
 def _read_json(path: Path) -> dict:
     try:
-        value = json.loads(path.read_text("utf-8"))
-    except json.JSONDecodeError as error:
-        raise StudentError(f"{path}:{error.lineno}: not valid JSON ({error.msg}).") from None
-    if not isinstance(value, dict):
-        raise StudentError(f"{path}: expected a JSON object.")
-    return value
+        return read_json_object(path)
+    except DataError as error:
+        raise StudentError(str(error)) from None
 
 
 def _canonical(name: str) -> str:

@@ -185,5 +185,5 @@ def test_missing_or_broken_adapter_is_a_user_error(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "adapter_config.json").write_text('{\n  "r": 8,\n  oops\n}')
-    with pytest.raises(ValueError, match=r"adapter_config\.json:3: invalid JSON"):
+    with pytest.raises(ValueError, match=r"adapter_config\.json:3: not valid JSON"):
         vllm_lora_settings(broken)

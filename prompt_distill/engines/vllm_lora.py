@@ -15,9 +15,10 @@ largest) is found here, before a 60 GB model is loaded, by running vLLM's own ``
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..data import read_json_object
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "adapter_model.pt")
@@ -63,13 +64,7 @@ def read_adapter_config(adapter_dir: str | Path) -> dict:
     path = folder / ADAPTER_CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"{folder} holds no {ADAPTER_CONFIG}: not a PEFT adapter folder.")
-    try:
-        config = json.loads(path.read_text("utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: invalid JSON ({error.msg}).") from error
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}:1: expected a JSON object.")
-    return config
+    return read_json_object(path)
 
 
 def largest_rank(config: dict) -> int:

@@ -17,16 +17,14 @@ import sys
 
 from prompt_distill.data import DataError
 from prompt_distill.engines import BACKENDS, make_engine, select_backend
-from prompt_distill.labeling import LabelingConfig, format_summary, run_labeling
+from prompt_distill.labeling import TEACHER_MAX_TOKENS, LabelingConfig, format_summary, run_labeling
 from prompt_distill.run_files import OutputMismatchError
 from prompt_distill.shards import shard_output_path
 from prompt_distill.task import TaskError, add_task_arguments, load_task
 
-# Room for the teacher's thought: Qwen3 thinking models usually settle a language in a few hundred to ~2000
-# tokens; 4096 leaves headroom and stops a runaway thought early (it is retried with a new seed). On a CPU the
-# demo model cannot follow the long prompt anyway: 0 scores the labels right after "Final Answer: " (as good as
-# letting it write 16 tokens first on a 24-sentence check, and faster).
-GPU_MAX_TOKENS = 4096
+# On a CPU the demo model cannot follow the long prompt anyway: 0 scores the labels right after "Final Answer: "
+# (as good as letting it write 16 tokens first on a 24-sentence check, and faster).
+GPU_MAX_TOKENS = TEACHER_MAX_TOKENS
 CPU_MAX_TOKENS = 0
 # vLLM: a strong teacher answers in the asked format, and a free answer keeps its disagreements visible;
 # transformers (a small CPU model that cannot follow a long prompt): score the labels so that it always yields one.

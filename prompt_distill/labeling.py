@@ -33,6 +33,10 @@ from .run_files import (
 from .shards import select_shard, selected_count
 from .task import ANSWER_PREFIX, UNPARSEABLE, Task
 
+# Room for the teacher's thought: Qwen3 thinking models usually settle a language in a few hundred to ~2000
+# tokens; 4096 leaves headroom and stops a runaway thought early (it is retried with a new seed).
+TEACHER_MAX_TOKENS = 4096
+
 
 @dataclass
 class LabelingConfig:

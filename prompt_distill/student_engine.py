@@ -46,7 +46,8 @@ def student_max_model_len(student: Student) -> int:
     return int(trained) if trained else DEFAULT_STUDENT_MAX_MODEL_LEN
 
 
-def build_student_engine(backend: str, student: Student, batch_size: int, out=print) -> StudentEngine:
+def build_student_engine(backend: str, student: Student, batch_size: int, out=print, **vllm_options) -> StudentEngine:
+    """``vllm_options``: more ``vllm.LLM`` arguments (the benchmark shares a GPU between teacher and student)."""
     from .engines import make_engine, select_backend
 
     chosen = select_backend(backend)
@@ -56,17 +57,17 @@ def build_student_engine(backend: str, student: Student, batch_size: int, out=pr
         return StudentEngine(engine, f"transformers on {engine.device}, batch size {batch_size}, {adapter}")
     max_model_len = student_max_model_len(student)
     if student.adapter_path is None:
-        engine = make_engine(chosen, student.base_model, max_model_len=max_model_len)
+        engine = make_engine(chosen, student.base_model, max_model_len=max_model_len, **vllm_options)
         return StudentEngine(engine, "vllm, base model without adapter")
     from .engines.vllm_lora import AdapterNotServable
 
     try:
         engine = make_engine(chosen, student.base_model, adapter_path=student.adapter_path,
-                             max_model_len=max_model_len)
+                             max_model_len=max_model_len, **vllm_options)
         return StudentEngine(engine, "vllm with the LoRA adapter")
     except AdapterNotServable as why:
         out(f"[evaluate] {why}")
         merged = merged_model_dir(student, out)
         out(f"[evaluate] Serving the merged model {merged} with vLLM instead.")
-        engine = make_engine(chosen, str(merged), max_model_len=max_model_len)
+        engine = make_engine(chosen, str(merged), max_model_len=max_model_len, **vllm_options)
         return StudentEngine(engine, f"vllm, merged model {merged} (adapter not servable: {why})")

@@ -13,28 +13,23 @@ vllm = pytest.importorskip("vllm")
 
 from prompt_distill.student_check import resolve_student  # noqa: E402
 from prompt_distill.student_engine import DEFAULT_STUDENT_MAX_MODEL_LEN, build_student_engine  # noqa: E402
-from tests.vllm_tiny_models import build_tiny_qwen3_moe, save_adapter, save_project_adapter  # noqa: E402
+from tests.vllm_tiny_models import (  # noqa: E402
+    EngineArgsCaptured,
+    build_tiny_qwen3_moe,
+    save_adapter,
+    save_project_adapter,
+    stop_at_engine_construction,
+)
 
 pytestmark = pytest.mark.vllm
 
 
-class Captured(Exception):
-    def __init__(self, engine_args):
-        super().__init__("captured")
-        self.engine_args = engine_args
-
-
 @pytest.fixture
 def engine_args_of(monkeypatch):
-    from vllm.v1.engine.llm_engine import LLMEngine
-
-    def capture(engine_args, usage_context=None):
-        raise Captured(engine_args)
-
-    monkeypatch.setattr(LLMEngine, "from_engine_args", staticmethod(capture))
+    stop_at_engine_construction(monkeypatch)
 
     def run(student, log=None):
-        with pytest.raises(Captured) as caught:
+        with pytest.raises(EngineArgsCaptured) as caught:
             build_student_engine("vllm", student, batch_size=8, out=log or (lambda line: None))
         return caught.value.engine_args
 

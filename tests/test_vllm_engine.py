@@ -40,9 +40,11 @@ from prompt_distill.task import UNPARSEABLE, language_task  # noqa: E402
 from tests.vllm_tiny_models import (  # noqa: E402
     CHATML,
     CHATML_THINKING,
+    EngineArgsCaptured,
     build_tiny_qwen3_moe,
     build_tokenizer,
     save_project_adapter,
+    stop_at_engine_construction,
 )
 
 pytestmark = pytest.mark.vllm
@@ -67,25 +69,10 @@ def attention_adapter_dir(tiny_moe_dir, tmp_path_factory):
     return save_project_adapter(tiny_moe_dir, tmp_path_factory.mktemp("adapter-attn"), r=16, expert_r=0)
 
 
-class EngineArgsCaptured(Exception):
-    def __init__(self, engine_args):
-        super().__init__("captured")
-        self.engine_args = engine_args
-
-
 @pytest.fixture
 def engine_args_of(monkeypatch):
     """Build a real VLLMEngine; stop where LLM.__init__ hands its EngineArgs to the engine and return them."""
-    import vllm.entrypoints.llm as llm_module
-    from vllm.v1.engine.llm_engine import LLMEngine
-
-    # The class LLM.__init__ calls is the one we patch.
-    assert llm_module.LLMEngine is LLMEngine
-
-    def capture(engine_args, usage_context=None):
-        raise EngineArgsCaptured(engine_args)
-
-    monkeypatch.setattr(LLMEngine, "from_engine_args", staticmethod(capture))
+    stop_at_engine_construction(monkeypatch)
 
     def run(**kwargs) -> EngineArgs:
         with pytest.raises(EngineArgsCaptured) as caught:

@@ -74,3 +74,24 @@ def save_project_adapter(model_dir: Path, adapter_dir: Path, *, r: int = 32, exp
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
     config = build_lora_config(model, LoraSettings(r=r, alpha=16, dropout=0.0, expert_r=expert_r))
     return save_adapter(model_dir, adapter_dir, config)
+
+
+class EngineArgsCaptured(Exception):
+    """Raised where ``LLM.__init__`` hands its ``EngineArgs`` to the engine (where GPU work would start)."""
+
+    def __init__(self, engine_args):
+        super().__init__("captured")
+        self.engine_args = engine_args
+
+
+def stop_at_engine_construction(monkeypatch) -> None:
+    """Let the real ``LLM.__init__`` run up to engine construction, then raise ``EngineArgsCaptured``."""
+    import vllm.entrypoints.llm as llm_module
+    from vllm.v1.engine.llm_engine import LLMEngine
+
+    assert llm_module.LLMEngine is LLMEngine  # the class LLM.__init__ calls is the one patched
+
+    def capture(engine_args, usage_context=None):
+        raise EngineArgsCaptured(engine_args)
+
+    monkeypatch.setattr(LLMEngine, "from_engine_args", staticmethod(capture))

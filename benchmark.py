@@ -1,0 +1,41 @@
+#!/usr/bin/env python
+"""The headline, measured: teacher (long prompt + thinking) vs distilled student (sentence alone), side by side.
+
+    python benchmark.py --model_path ./models/demo_trl            # CPU: embedded model, emulated thinking
+    python benchmark.py --tensor_parallel_size 4                   # GPU: both Qwen3 models on vLLM, real thinking
+
+Prints prompt and generated tokens per request, latency at batch size 1 (median, p90), throughput at a batch, and
+their ratios; writes everything to --output_file. See prompt_distill/benchmark.py.
+"""
+
+import argparse
+import sys
+
+from prompt_distill.benchmark_run import BenchmarkError, add_arguments, run
+from prompt_distill.data import DataError
+from prompt_distill.models import ModelNotFoundError
+from prompt_distill.student_check import StudentError
+from prompt_distill.task import TaskError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Teacher (prompt + thinking) vs distilled student: tokens, latency and throughput, with ratios.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_arguments(parser)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (BenchmarkError, DataError, StudentError, TaskError, ModelNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The headline measured: the teacher setup (long prompt + sentence, with thinking) against the distilled student
+(the sentence alone, base model + adapter), on the same machine, backend and sentences.
+
+Per request at batch size 1, teacher and student alternate request by request, and who goes first alternates too,
+so a noisy, shared machine slows both alike. Throughput: one call of ``batch_size`` requests per side, alternating
+round by round. Before timing, each side serves two requests untimed: the teacher's long prompt is then in the
+prefix cache, as it is in production (vLLM caches prefixes by default; the transformers engine keeps the shared
+prefix's KV cache); the time of that first, cold call is reported separately.
+
+Thinking: on vLLM the teacher thinks for real. On transformers (the CPU demo model cannot think), the teacher is
+forced to generate exactly ``thinking_tokens`` tokens, then answers: *emulated* thinking, said in every output.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from itertools import cycle, islice
+
+from .data import DataError, iter_jsonl
+from .engines.base import Generation, GenerationParams
+from .task import ANSWER_PREFIX, Task
+
+# Assumed length of the teacher's thought when it cannot be measured (CPU). Conservative on purpose: a thinking
+# model usually spends more than this on a 13-way language question, and a longer thought only widens the gap.
+DEFAULT_EMULATED_THINKING_TOKENS = 256
+RESULTS_FORMAT = "prompt-distill-benchmark/1"
+ROLES = ("teacher", "student")
+
+
+@dataclass
+class Thinking:
+    emulated: bool
+    tokens: int | None  # forced length when emulated; None = the model decides (real thinking)
+    source: str  # where the length came from, printed next to every number it affects
+
+    def describe(self) -> str:
+        if not self.emulated:
+            return f"real thinking ({self.source})"
+        return f"EMULATED thinking: exactly {self.tokens} forced tokens ({self.source})"
+
+
+@dataclass
+class Contender:
+    role: str  # "teacher" or "student"
+    engine: object
+    chats: list[list[dict]]
+    params: GenerationParams
+    description: str
+
+
+@dataclass
+class Request:
+    prompt_tokens: int
+    cached_prompt_tokens: int | None
+    completion_tokens: int
+    latency_s: float
+    answer: str
+
+
+@dataclass
+class Measurements:
+    warm_up_s: dict[str, float] = field(default_factory=dict)
+    requests: dict[str, list[Request]] = field(default_factory=lambda: {role: [] for role in ROLES})
+    batch_seconds: dict[str, list[float]] = field(default_factory=lambda: {role: [] for role in ROLES})
+    batch_size: int = 0
+
+
+# -- what the teacher generates ---------------------------------------------------------------------------------
+def median_thinking_tokens(sidecar_path) -> int:
+    """Median generated tokens of the labelled sentences in a create_data sidecar (``*.meta.jsonl``)."""
+    counts = [
+        record["completion_tokens"]
+        for _, record in iter_jsonl(sidecar_path)
+        if record.get("status") == "labelled" and isinstance(record.get("completion_tokens"), int)
+    ]
+    counts = [count for count in counts if count > 0]
+    if not counts:
+        raise DataError(
+            f"{sidecar_path}: no labelled record with generated tokens (a CPU run with --max_tokens 0 generates "
+            "none). Use the sidecar of a GPU run, or pass --thinking_tokens."
+        )
+    return int(statistics.median(counts))
+
+
+def choose_thinking(backend: str, thinking_tokens: int | None, sidecar_path: str | None) -> Thinking:
+    if thinking_tokens is not None:
+        if thinking_tokens < 1:
+            raise ValueError(f"--thinking_tokens must be at least 1, got {thinking_tokens}.")
+        return Thinking(True, thinking_tokens, "--thinking_tokens")
+    if sidecar_path:
+        return Thinking(True, median_thinking_tokens(sidecar_path), f"median of {sidecar_path}")
+    if backend == "vllm":
+        return Thinking(False, None, "the model decides when to stop")
+    return Thinking(True, DEFAULT_EMULATED_THINKING_TOKENS,
+                    "an ASSUMPTION, the default of --thinking_tokens; measure it with --teacher_meta_file")
+
+
+def teacher_params(task: Task, backend: str, thinking: Thinking, *, max_tokens: int, temperature: float,
+                   seed: int) -> GenerationParams:
+    """Real thinking: as create_data.py asks (free answer after the thought). Emulated: exactly N tokens, then on
+    transformers the labels are scored after ``Final Answer:`` (the answer the engine would otherwise write)."""
+    common = {"temperature": temperature, "seed": seed, "answer_prefix": ANSWER_PREFIX + " ",
+              "answer_parser": task.parse}
+    if not thinking.emulated:
+        return GenerationParams(max_tokens=max_tokens, **common)
+    return GenerationParams(max_tokens=thinking.tokens, min_tokens=thinking.tokens,
+                            answer_labels=task.labels if backend == "transformers" else None, **common)
+
+
+# -- measuring --------------------------------------------------------------------------------------------------
+def _timed(contender: Contender, chats: list[list[dict]], params: GenerationParams) -> tuple[float, list[Generation]]:
+    started = time.perf_counter()
+    generations = contender.engine.generate(chats, params)
+    return time.perf_counter() - started, generations
+
+
+def _request(generation: Generation, seconds: float, task: Task) -> Request:
+    return Request(generation.prompt_tokens, generation.cached_prompt_tokens, generation.completion_tokens,
+                   seconds, task.parse(generation.text))
+
+
+def measure(contenders: list[Contender], task: Task, *, samples: int, batch_size: int, rounds: int,
+            log=print) -> Measurements:
+    result = Measurements(batch_size=batch_size)
+    for contender in contenders:  # untimed in the comparison: fills the prefix cache, first-call allocations
+        short = replace(contender.params, max_tokens=1, min_tokens=min(1, contender.params.min_tokens))
+        result.warm_up_s[contender.role], _ = _timed(contender, contender.chats[:2], short)
+        log(f"[benchmark] {contender.role} warm-up (2 requests, 1 token, prompt prefix computed): "
+            f"{result.warm_up_s[contender.role]:.2f} s")
+    for index in range(samples):
+        order = contenders if index % 2 == 0 else contenders[::-1]
+        for contender in order:
+            seconds, [generation] = _timed(contender, [contender.chats[index]], contender.params)
+            result.requests[contender.role].append(_request(generation, seconds, task))
+        log(f"[benchmark] request {index + 1}/{samples} at batch size 1: " + ", ".join(
+            f"{role} {result.requests[role][-1].latency_s:.2f} s" for role in ROLES))
+    for round_number in range(1, rounds + 1):
+        for contender in contenders if round_number % 2 else contenders[::-1]:
+            if hasattr(contender.engine, "batch_size"):  # transformers: one forward pass per batch
+                contender.engine.batch_size = batch_size
+            chats = list(islice(cycle(contender.chats), batch_size))
+            seconds, _ = _timed(contender, chats, contender.params)
+            result.batch_seconds[contender.role].append(seconds)
+            log(f"[benchmark] round {round_number}/{rounds}: {contender.role} batch of {batch_size}: {seconds:.2f} s "
+                f"({batch_size / seconds:.2f} samples/s)")
+    return result
+
+
+# -- summarising ------------------------------------------------------------------------------------------------
+def percentile(values: list[float], fraction: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize_side(requests: list[Request], batch_seconds: list[float], batch_size: int) -> dict:
+    latencies = [request.latency_s for request in requests]
+    prompt = statistics.fmean(request.prompt_tokens for request in requests)
+    completion = statistics.fmean(request.completion_tokens for request in requests)
+    cached = [request.cached_prompt_tokens for request in requests]
+    return {
+        "prompt_tokens": prompt,
+        "cached_prompt_tokens": statistics.fmean(cached) if None not in cached else None,
+        "completion_tokens": completion,
+        "tokens_per_request": prompt + completion,
+        "latency_median_s": statistics.median(latencies),
+        "latency_p90_s": percentile(latencies, 0.9),
+        "throughput_samples_per_s": batch_size * len(batch_seconds) / sum(batch_seconds),
+    }
+
+
+def ratios(teacher: dict, student: dict) -> dict:
+    """How many times cheaper or faster the student is; every ratio reads "teacher / student" in cost."""
+    return {
+        "tokens_per_request": teacher["tokens_per_request"] / student["tokens_per_request"],
+        "prompt_tokens": teacher["prompt_tokens"] / student["prompt_tokens"],
+        "latency_median": teacher["latency_median_s"] / student["latency_median_s"],
+        "latency_p90": teacher["latency_p90_s"] / student["latency_p90_s"],
+        "throughput": student["throughput_samples_per_s"] / teacher["throughput_samples_per_s"],
+    }
+
+
+def describe_machine(backend: str) -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
+        return f"{torch.cuda.device_count()} x {', '.join(names)}, {os.cpu_count()} CPUs, {backend}"
+    return (f"CPU only: {os.cpu_count()} CPUs ({platform.machine()}, {platform.processor() or 'unknown model'}), "
+            f"torch on {torch.get_num_threads()} threads, {backend}")
+
+
+def build_results(contenders: list[Contender], thinking: Thinking, measured: Measurements, meta: dict) -> dict:
+    summary = {role: summarize_side(measured.requests[role], measured.batch_seconds[role], measured.batch_size)
+               for role in ROLES}
+    by_role = {contender.role: contender for contender in contenders}
+    return {
+        "format": RESULTS_FORMAT,
+        **meta,
+        "thinking": asdict(thinking),
+        "setups": {role: by_role[role].description for role in ROLES},
+        "batch_size": measured.batch_size,
+        "warm_up_s": measured.warm_up_s,
+        "summary": summary,
+        "ratios": ratios(summary["teacher"], summary["student"]),
+        "requests": {role: [asdict(request) for request in measured.requests[role]] for role in ROLES},
+        "batch_seconds": measured.batch_seconds,
+    }
+
+
+def format_table(results: dict) -> str:
+    teacher, student, ratio = results["summary"]["teacher"], results["summary"]["student"], results["ratios"]
+    thinking = Thinking(**results["thinking"])
+
+    def row(name, key, digits, ratio_key=None):
+        cells = [teacher[key], student[key]]
+        shown = ["-" if value is None else f"{value:,.{digits}f}" for value in cells]
+        times = f"{ratio[ratio_key]:.1f}x" if ratio_key else ""
+        return f"{name:<36}{shown[0]:>14}{shown[1]:>14}{times:>12}"
+
+    batch = results["batch_size"]
+    lines = [
+        "=" * 76,
+        f"TEACHER (PROMPT + THINKING) VS DISTILLED STUDENT: {results['samples']} held-out sentences",
+        f"machine: {results['machine']}",
+        f"teacher: {results['setups']['teacher']}",
+        f"         {thinking.describe()}",
+        f"student: {results['setups']['student']}",
+        "=" * 76,
+        f"{'per request':<36}{'teacher':>14}{'student':>14}{'ratio':>12}",
+        row("prompt tokens", "prompt_tokens", 1, "prompt_tokens"),
+        row("  of which served from prefix cache", "cached_prompt_tokens", 1),
+        row("generated tokens" + (" (emulated thinking)" if thinking.emulated else ""), "completion_tokens", 1),
+        row("tokens (prompt + generated)", "tokens_per_request", 1, "tokens_per_request"),
+        row("latency at batch size 1, median (s)", "latency_median_s", 3, "latency_median"),
+        row("latency at batch size 1, p90 (s)", "latency_p90_s", 3, "latency_p90"),
+        row(f"throughput at batch {batch} (samples/s)", "throughput_samples_per_s", 3, "throughput"),
+        "-" * 76,
+        "ratio = how many times fewer tokens, lower latency or more samples/s the student needs or gives.",
+        "warm-up (untimed above; the teacher's first call computes its prompt): "
+        + ", ".join(f"{role} {seconds:.2f} s" for role, seconds in results["warm_up_s"].items()),
+    ]
+    if thinking.emulated:
+        lines.append("EMULATED thinking: the teacher generated a forced number of tokens; its latency and throughput "
+                     "are those of a thought that long on this model.")
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""benchmark.py's flags and run: build both engines on one backend, measure, print the table, write the JSON."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .benchmark import (
+    DEFAULT_EMULATED_THINKING_TOKENS,
+    Contender,
+    build_results,
+    choose_thinking,
+    describe_machine,
+    format_table,
+    measure,
+    teacher_params,
+)
+from .data import DEFAULT_EVAL_FRACTION, add_split_arguments, in_split, read_sentences
+from .engines import BACKENDS, make_engine, select_backend
+from .evaluation import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params
+from .labeling import TEACHER_MAX_TOKENS
+from .models import DEFAULT_CPU_MODEL
+from .run_files import write_json_atomic
+from .student_check import resolve_student
+from .student_engine import build_student_engine
+from .task import add_task_arguments, load_task
+
+DEFAULT_TEACHER = "Qwen/Qwen3-30B-A3B-Thinking-2507"
+DEFAULT_OUTPUT_FILE = "./benchmark_results.json"
+# Teacher and student share the GPU(s) in one process so that their runs can alternate.
+DEFAULT_GPU_SHARE = 0.45
+
+
+class BenchmarkError(ValueError):
+    """A flag combination the benchmark cannot measure; the message says what to pass."""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--teacher_model", default=None,
+                        help=f"Thinking teacher (default: {DEFAULT_TEACHER} on vLLM, {DEFAULT_CPU_MODEL} on "
+                             "transformers).")
+    parser.add_argument("--model_path", default=DEFAULT_MODEL_PATH, help="The student's LoRA adapter folder.")
+    parser.add_argument("--no_adapter", action="store_true", help="Benchmark the student's base model alone.")
+    parser.add_argument("--base_model", default=None, help="Student base model (default: the adapter's own).")
+    parser.add_argument("--test_file", default=DEFAULT_TEST_FILE, help="Sentences, one per line.")
+    parser.add_argument("--num_samples", type=int, default=8, help="Sentences timed one at a time, per side.")
+    parser.add_argument("--batch_size", type=int, default=8, help="Requests per call in the throughput runs.")
+    parser.add_argument("--rounds", type=int, default=2, help="Throughput runs per side, alternating.")
+    parser.add_argument("--thinking_tokens", type=int, default=None,
+                        help="Force the teacher to generate exactly N tokens (emulated thinking). Default: real "
+                             "thinking on vLLM; on transformers the median of --teacher_meta_file, else "
+                             f"{DEFAULT_EMULATED_THINKING_TOKENS} (an assumption, printed as such).")
+    parser.add_argument("--teacher_meta_file", default=None,
+                        help="create_data.py's sidecar (*.meta.jsonl) of a GPU run: its median generated tokens "
+                             "become the emulated thinking length.")
+    parser.add_argument("--teacher_max_tokens", type=int, default=TEACHER_MAX_TOKENS,
+                        help="Budget of a real thought and answer (as create_data.py's --max_tokens on a GPU).")
+    parser.add_argument("--temperature", type=float, default=0.15, help="Teacher sampling (create_data's default).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM if installed and on GPU.")
+    parser.add_argument("--tensor_parallel_size", type=int, default=1, help="GPUs per vLLM engine.")
+    parser.add_argument("--gpu_memory_utilization", type=float, default=DEFAULT_GPU_SHARE,
+                        help="vLLM share of GPU memory for EACH engine (both are loaded at once).")
+    parser.add_argument("--max_model_len", type=int, default=None,
+                        help="Teacher's vLLM context length (default: prompt + --teacher_max_tokens, rounded up).")
+    parser.add_argument("--output_file", default=DEFAULT_OUTPUT_FILE, help="Results JSON ('none': not written).")
+    add_split_arguments(parser, default_split="eval")
+    add_task_arguments(parser)
+
+
+def held_out_texts(args) -> list[str]:
+    texts = [text for text in read_sentences(args.test_file).texts
+             if in_split(text, args.split, args.eval_fraction, args.split_seed)]
+    if len(texts) < max(args.num_samples, 2):
+        raise BenchmarkError(f"{args.test_file}: {len(texts)} sentences in split {args.split!r}, "
+                             f"--num_samples {args.num_samples} asked (at least 2 are needed).")
+    return texts[: args.num_samples]
+
+
+def _check_counts(args) -> None:
+    for name in ("num_samples", "batch_size", "rounds", "tensor_parallel_size"):
+        if getattr(args, name) < 1:
+            raise BenchmarkError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+
+
+def teacher_context_length(task, params) -> int:
+    """Prompt (a generous bound for the sentence) + generation budget, in vLLM's 256-token blocks of thought."""
+    needed = len(task.system_prompt) // 2 + 512 + params.max_tokens  # characters / 2 over-counts tokens
+    return -(-needed // 256) * 256
+
+
+def build_contenders(args, task, backend: str, thinking, texts: list[str], out=print) -> list[Contender]:
+    no_adapter = args.no_adapter or args.model_path.lower() == "none"
+    default_base = DEFAULT_CPU_MODEL if backend == "transformers" and no_adapter else None
+    student = resolve_student(args.model_path, args.base_model or default_base, no_adapter)
+    for note in student.notes:
+        out(f"[benchmark] {note}")
+    params = teacher_params(task, backend, thinking, max_tokens=args.teacher_max_tokens,
+                            temperature=args.temperature, seed=args.seed)
+    teacher_model = args.teacher_model or (DEFAULT_TEACHER if backend == "vllm" else DEFAULT_CPU_MODEL)
+    vllm_options = {"tensor_parallel_size": args.tensor_parallel_size,
+                    "gpu_memory_utilization": args.gpu_memory_utilization}
+    if backend == "vllm":
+        teacher_engine = make_engine(backend, teacher_model, seed=args.seed, reasoning_parser="qwen3",
+                                     max_model_len=args.max_model_len or teacher_context_length(task, params),
+                                     **vllm_options)
+    else:
+        teacher_engine = make_engine(backend, teacher_model, batch_size=args.batch_size)
+    built = build_student_engine(backend, student, args.batch_size, out,
+                                 **(vllm_options if backend == "vllm" else {}))
+    prompt_tokens = teacher_engine.count_prompt_tokens(task.teacher_messages(texts[0]), params)
+    adapter = f" + {student.adapter_path}" if student.adapter_path else " (no adapter)"
+    return [
+        Contender("teacher", teacher_engine, [task.teacher_messages(text) for text in texts], params,
+                  f"{teacher_model} on {backend}, the prompt + sentence ({prompt_tokens:,} tokens for the first)"),
+        Contender("student", built.engine, [task.student_messages(text) for text in texts],
+                  student_params(task, STUDENT_MAX_TOKENS, constrained=False),
+                  f"{student.base_model}{adapter}, the sentence alone; {built.description}"),
+    ]
+
+
+def run(args, out=print) -> dict:
+    _check_counts(args)
+    task = load_task(args.prompt_file, args.labels)
+    texts = held_out_texts(args)
+    backend = select_backend(args.backend)
+    thinking = choose_thinking(backend, args.thinking_tokens, args.teacher_meta_file)
+    out(f"[benchmark] Teacher: {thinking.describe()}")
+    contenders = build_contenders(args, task, backend, thinking, texts, out)
+    load_before = os.getloadavg()[0]
+    measured = measure(contenders, task, samples=len(texts), batch_size=args.batch_size, rounds=args.rounds, log=out)
+    machine = f"{describe_machine(backend)}, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+    split = {"split": args.split, "eval_fraction": args.eval_fraction, "split_seed": args.split_seed}
+    if args.split == "eval" and args.eval_fraction == DEFAULT_EVAL_FRACTION:
+        split["note"] = "held-out sentences, as evaluate.py uses"
+    results = build_results(contenders, thinking, measured, {
+        "machine": machine, "backend": backend, "samples": len(texts), "rounds": args.rounds,
+        "test_file": str(args.test_file), "split": split})
+    out(format_table(results))
+    if args.output_file.lower() != "none":
+        write_json_atomic(Path(args.output_file), results)
+        out(f"[benchmark] Results: {args.output_file}")
+    return results

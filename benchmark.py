@@ -10,6 +10,7 @@ their ratios; writes everything to --output_file. See prompt_distill/benchmark.p
 
 import argparse
 import sys
+from functools import partial
 
 from prompt_distill.benchmark_run import BenchmarkError, add_arguments, run
 from prompt_distill.data import DataError
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        run(args)
+        run(args, out=partial(print, flush=True))  # long runs: lines show as they happen, also through tee
     except (BenchmarkError, DataError, StudentError, TaskError, ModelNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

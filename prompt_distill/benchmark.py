@@ -193,8 +193,18 @@ def describe_machine(backend: str) -> str:
     if torch.cuda.is_available():
         names = sorted({torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())})
         return f"{torch.cuda.device_count()} x {', '.join(names)}, {os.cpu_count()} CPUs, {backend}"
-    return (f"CPU only: {os.cpu_count()} CPUs ({platform.machine()}, {platform.processor() or 'unknown model'}), "
-            f"torch on {torch.get_num_threads()} threads, {backend}")
+    return (f"CPU only: {os.cpu_count()} x {cpu_model()}, torch on {torch.get_num_threads()} threads, {backend}")
+
+
+def cpu_model() -> str:
+    try:  # Linux names the processor here; platform.processor() is often empty there
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def build_results(contenders: list[Contender], thinking: Thinking, measured: Measurements, meta: dict) -> dict:

@@ -10,8 +10,9 @@
 #   INPUT=my.txt OUTPUT=data/my.jsonl MODEL=Qwen/Qwen3-30B-A3B-Thinking-2507 TP=4 bash create_data_h100x8.sh
 #
 # Any other flag goes to both create_data.py processes (e.g. --max_samples 100, --max_tokens 8192).
-# GPU_GROUPS="0,1,2,3 4,5,6,7" sets the processes (one per group). Ctrl-C or the failure of one process stops
-# all of them; re-running the same command resumes every shard where it stopped, then merges.
+# GPU_GROUPS="0,1,2,3 4,5,6,7" sets the processes (one per group). Ctrl-C, TERM, HUP or the failure of one process
+# stops all of them, and the script returns once every process of every shard (vLLM workers included) is gone;
+# re-running the same command resumes every shard where it stopped, then merges.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,24 +54,38 @@ read -r -a groups <<<"$GPU_GROUPS"
 num_shards=${#groups[@]}
 mkdir -p "$(dirname "$OUTPUT")"
 
-# Job control puts each shard in its own process group: a stop then reaches vLLM's worker processes too, and
-# Ctrl-C reaches only this script, which stops the shards itself.
+# Job control puts each shard in its own process group (its id is the shard's pid): a stop then reaches vLLM's
+# worker processes too, and Ctrl-C reaches only this script, which stops the shards itself.
 set -m
 pids=()
 logs=()
 
-stop_all() {
-  trap - INT TERM
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  for _ in $(seq "$STOP_GRACE_S"); do
-    alive=0
-    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-    ((alive)) || return 0
-    sleep 1
-  done
-  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+group_alive() {  # group_alive PGID: a process of the group still runs (vLLM workers outlive create_data.py)
+  kill -0 -- "-$1" 2>/dev/null
 }
-trap 'echo "Interrupted: stopping all shards (re-run the same command to resume)." >&2; stop_all; exit 130' INT TERM
+
+stop_all() {
+  trap - INT TERM HUP
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  # Wait for every process of every group, not only each shard's main process: a worker still running holds
+  # GPU memory that a re-run needs. Polled in tenths of a second; bash reaps the exited main processes meanwhile.
+  for _ in $(seq "$((STOP_GRACE_S * 10))"); do
+    alive=0
+    for pid in "${pids[@]}"; do group_alive "$pid" && alive=1; done
+    ((alive)) || return 0
+    sleep 0.1
+  done
+  echo "Some shard processes ignored SIGTERM for ${STOP_GRACE_S} s: killing them." >&2
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do  # KILL cannot be ignored; a process in uninterruptible sleep (a driver call) takes a while
+    alive=0
+    for pid in "${pids[@]}"; do group_alive "$pid" && alive=1; done
+    ((alive)) || return 0
+    sleep 0.1
+  done
+  echo "warning: processes of groups ${pids[*]} are still alive; check nvidia-smi before re-running." >&2
+}
+trap 'echo "Interrupted: stopping all shards (re-run the same command to resume)." >&2; stop_all; exit 130' INT TERM HUP
 
 for k in "${!groups[@]}"; do
   log="${OUTPUT%.jsonl}.shard-$k-of-$num_shards.log"
@@ -98,7 +113,7 @@ for _ in "${pids[@]}"; do
     exit "$status"
   fi
 done
-trap - INT TERM
+trap - INT TERM HUP
 
 PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m prompt_distill.shards \
   --output_file "$OUTPUT" --num_shards "$num_shards"

@@ -25,7 +25,10 @@ EXPERT_LORA_R="${EXPERT_LORA_R:-8}"
 # Optimisation (reference README table).
 LEARNING_RATE="${LEARNING_RATE:-2e-4}"
 LR_SCHEDULER_TYPE="${LR_SCHEDULER_TYPE:-cosine_with_min_lr}"
-LR_SCHEDULER_KWARGS="${LR_SCHEDULER_KWARGS:-{\"min_lr_rate\": 0.1}}"
+# JSON. Kept in its own variable: in ${VAR:-{...}} bash ends the default at the first "}" and appends the
+# second one to any value set from the environment.
+DEFAULT_LR_SCHEDULER_KWARGS='{"min_lr_rate": 0.1}'
+LR_SCHEDULER_KWARGS="${LR_SCHEDULER_KWARGS:-$DEFAULT_LR_SCHEDULER_KWARGS}"
 WARMUP_STEPS="${WARMUP_STEPS:-0.03}"    # below 1: a fraction of all steps (transformers 5 has no warmup_ratio)
 NUM_TRAIN_EPOCHS="${NUM_TRAIN_EPOCHS:-1}"
 PER_DEVICE_TRAIN_BATCH_SIZE="${PER_DEVICE_TRAIN_BATCH_SIZE:-4}"

@@ -23,7 +23,6 @@ from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM, TrainerCallback  #
 from trl.chat_template_utils import qwen3_instruct_2507_chat_template  # noqa: E402
 
 from prompt_distill.data import read_gold, read_sentences, training_record, write_jsonl  # noqa: E402
-from prompt_distill.models import DEFAULT_CPU_MODEL, load_tokenizer  # noqa: E402
 from prompt_distill.task import language_task  # noqa: E402
 from prompt_distill.training import PromptDistillationConfig, ScriptArguments, run_training  # noqa: E402
 
@@ -49,6 +48,27 @@ class StepTimer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self._sync()
         self.times.append(time.perf_counter() - self._start)
+
+
+# Qwen3's special tokens that its chat template writes (besides <|im_end|>, the end of turn, and <|endoftext|>, the
+# padding); everything else is spelled in bytes.
+ADDITIONAL_SPECIAL_TOKENS = ["<|im_start|>", "<think>", "</think>"]
+
+
+def byte_level_tokenizer():
+    """A byte-level BPE tokenizer with no merges (one token per UTF-8 byte) and Qwen3's special tokens, built in
+    code: the smoke test needs no model hub and no embedded model (the GPU environment has neither)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                        additional_special_tokens=ADDITIONAL_SPECIAL_TOKENS)
+    tokenizer.chat_template = qwen3_instruct_2507_chat_template
+    return tokenizer
 
 
 def tiny_model_dir(path: Path, vocab_size: int, args) -> Path:
@@ -85,8 +105,7 @@ def main(argv=None) -> int:
         return 2
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gpu-smoke-"))
-    tokenizer = load_tokenizer(DEFAULT_CPU_MODEL)
-    tokenizer.chat_template = qwen3_instruct_2507_chat_template
+    tokenizer = byte_level_tokenizer()
     model_dir = tiny_model_dir(workdir / "model", len(tokenizer), args)
     tokenizer.save_pretrained(model_dir)
     sentences_file = ROOT / "example-data" / "multilingual.txt"

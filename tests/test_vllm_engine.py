@@ -21,6 +21,7 @@ from vllm.engine.arg_utils import EngineArgs  # noqa: E402
 from vllm.outputs import CompletionOutput, RequestOutput  # noqa: E402
 from vllm.reasoning import ReasoningParserManager  # noqa: E402
 from vllm.sampling_params import SamplingParams  # noqa: E402
+from vllm.v1.engine.llm_engine import LLMEngine  # noqa: E402
 from vllm.v1.structured_output.backend_xgrammar import validate_xgrammar_grammar  # noqa: E402
 
 from prompt_distill.engines.base import GenerationParams  # noqa: E402
@@ -30,7 +31,6 @@ from prompt_distill.engines.vllm_engine import (  # noqa: E402
     build_llm_kwargs,
     build_sampling_params,
     count_chat_tokens,
-    generate_in_calls,
     prompt_opens_thought,
     render_prompt,
     split_thought,
@@ -47,7 +47,8 @@ from tests.vllm_tiny_models import (  # noqa: E402
     stop_at_engine_construction,
 )
 
-pytestmark = pytest.mark.vllm
+# The GPU decisions; the CPU backend's own are tested with cpu_platform (and for real in tests/vllm_cpu/).
+pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("gpu_platform")]
 
 TEACHER = language_task()
 LABELS = TEACHER.labels
@@ -82,7 +83,8 @@ def engine_args_of(monkeypatch):
     return run
 
 
-def request_output(text, *, completion_tokens=5, prompt_tokens=120, finish_reason="stop", cached=None):
+def request_output(text, *, completion_tokens=5, prompt_tokens=120, finish_reason="stop", cached=None,
+                   request_id="0"):
     completion = CompletionOutput(
         index=0,
         text=text,
@@ -93,7 +95,7 @@ def request_output(text, *, completion_tokens=5, prompt_tokens=120, finish_reaso
         stop_reason=None,
     )
     return RequestOutput(
-        request_id="0",
+        request_id=request_id,
         prompt=None,
         prompt_token_ids=list(range(prompt_tokens)),
         prompt_logprobs=None,
@@ -223,7 +225,7 @@ def test_unconstrained_and_forced_length():
 
 
 def test_answer_regex_escapes_prefix_and_labels():
-    assert answer_regex(["a.b"], "Label? ", after_thought=False) == r"Label\?\ (a\.b)"
+    assert answer_regex(["a.b"], "Label? ", after_thought=False) == r"Label\? (a\.b)"  # a space stays a space
 
 
 # -- outputs -> Generation ---------------------------------------------------------------------------------
@@ -289,34 +291,67 @@ def test_count_prompt_tokens_matches_the_template():
     assert count_chat_tokens(tokenizer, with_rules, params) == 11
 
 
-# -- generate(): slices, callbacks, what reaches LLM.chat -------------------------------------------------
+# -- generate(): the step loop, callbacks, what reaches vLLM's engine ---------------------------------------
+class ScriptedStepEngine:
+    """Stands in for vllm's LLMEngine where the GPU would run; each call is checked against the real signature.
+
+    ``lengths[i]``: how many steps request i runs before it finishes (a long thought runs many steps).
+    """
+
+    real = LLMEngine
+
+    def __init__(self, replies, lengths=None):
+        self.replies, self.lengths = replies, lengths
+        self.running: dict[str, int] = {}
+        self.added: list[tuple[str, object, SamplingParams, object]] = []
+        self.aborted: list[str] = []
+        self.max_running = 0
+
+    def add_request(self, request_id, prompt, params, *args, **kwargs):
+        inspect.signature(self.real.add_request).bind(self, request_id, prompt, params, *args, **kwargs)
+        index = int(request_id.rsplit("-", 1)[1])
+        self.added.append((request_id, prompt, params, kwargs.get("lora_request")))
+        self.running[request_id] = self.lengths[index] if self.lengths else 1
+        self.max_running = max(self.max_running, len(self.running))
+        return request_id
+
+    def step(self):
+        inspect.signature(self.real.step).bind(self)
+        outputs = []
+        for request_id in list(self.running):
+            self.running[request_id] -= 1
+            if self.running[request_id] == 0:
+                del self.running[request_id]
+                text = self.replies[int(request_id.rsplit("-", 1)[1])]
+                outputs.append(request_output(text, request_id=request_id))
+        return outputs
+
+    def abort_request(self, request_ids, *args, **kwargs):
+        inspect.signature(self.real.abort_request).bind(self, request_ids, *args, **kwargs)
+        self.aborted += request_ids
+        for request_id in request_ids:
+            self.running.pop(request_id, None)
+
+
 class ScriptedLLM:
-    """Stands in for vllm.LLM where the GPU would run: checks each chat() call against the real signature."""
+    """Stands in for vllm.LLM: the engine keywords must build real EngineArgs; requests go to ScriptedStepEngine."""
 
-    chat_signature = inspect.signature(vllm.LLM.chat)
-
-    def __init__(self, replies, chat_template, **llm_kwargs):
+    def __init__(self, replies, chat_template, lengths=None, **llm_kwargs):
         EngineArgs(**llm_kwargs)  # the same keywords must build real EngineArgs
-        self.replies = list(replies)
         self.tokenizer = build_tokenizer(chat_template)
-        self.calls = []
+        self.llm_engine = ScriptedStepEngine(replies, lengths)
 
     def get_tokenizer(self):
         return self.tokenizer
 
-    def chat(self, messages, *args, **kwargs):
-        self.chat_signature.bind(self, messages, *args, **kwargs)
-        self.calls.append(kwargs)
-        return [request_output(self.replies.pop(0)) for _ in messages]
-
 
 @pytest.fixture
 def scripted_llm(monkeypatch):
-    def install(replies, chat_template):
+    def install(replies, chat_template, lengths=None):
         made = []
 
         def factory(**llm_kwargs):
-            made.append(ScriptedLLM(replies, chat_template, **llm_kwargs))
+            made.append(ScriptedLLM(replies, chat_template, lengths, **llm_kwargs))
             return made[-1]
 
         monkeypatch.setattr(vllm, "LLM", factory)
@@ -325,19 +360,63 @@ def scripted_llm(monkeypatch):
     return install
 
 
-def test_teacher_generate_in_slices(tiny_moe_dir, scripted_llm):
-    made = scripted_llm([COMPLETE_DE, TRUNCATED, REVISED, COMPLETE_DE, REVISED], CHATML_THINKING)
-    engine = VLLMEngine(str(tiny_moe_dir), reasoning_parser="qwen3", requests_per_call=2)
+def test_teacher_generate_reports_each_request_as_it_finishes(tiny_moe_dir, scripted_llm):
+    replies = [COMPLETE_DE, TRUNCATED, REVISED, COMPLETE_DE, REVISED]
+    made = scripted_llm(replies, CHATML_THINKING, lengths=[5, 1, 1, 1, 1])
+    engine = VLLMEngine(str(tiny_moe_dir), reasoning_parser="qwen3", max_in_flight=2)
     chats = [TEACHER.teacher_messages(f"sentence {i}") for i in range(5)]
-    batches = []
+    reported = []
     params = GenerationParams(max_tokens=4000, temperature=0.15, answer_labels=LABELS)
-    generations = engine.generate(chats, params, on_batch=lambda idx, gens: batches.append((idx, gens)))
-    assert [idx for idx, _ in batches] == [[0, 1], [2, 3], [4]]
-    assert [g for _, gens in batches for g in gens] == generations
+    generations = engine.generate(chats, params, on_batch=lambda idx, gens: reported.append((idx, gens)))
+    # Request 0 thinks for 5 steps; the other slot is refilled after each step, so 1-4 all finish before it.
+    assert [idx for idx, _ in reported] == [[1], [2], [3], [4], [0]]
+    assert sorted((i, g) for idx, gens in reported for i, g in zip(idx, gens, strict=True)) == list(
+        enumerate(generations))  # fmt: skip
     assert [TEACHER.parse(g.text) for g in generations] == ["de", UNPARSEABLE, "ot", "de", "ot"]
-    call = made[0].calls[0]
-    assert call["lora_request"] is None and call["chat_template_kwargs"] is None
-    assert call["sampling_params"].structured_outputs.regex.startswith(r"\n{0,2}Final\ Answer:")
+    step_engine = made[0].llm_engine
+    assert step_engine.max_running == 2
+    request_id, prompt, sampling, lora_request = step_engine.added[0]
+    assert lora_request is None
+    assert prompt["prompt_token_ids"] == engine.tokenizer.encode(
+        render_prompt(engine.tokenizer, chats[0], params), add_special_tokens=False)  # fmt: skip
+    assert sampling.structured_outputs.regex.startswith(r"\n{0,2}Final Answer:")
+    assert sampling.output_kind.name == "FINAL_ONLY"
+
+
+def test_without_refill_a_slice_waits_for_its_longest_request(tiny_moe_dir, scripted_llm):
+    made = scripted_llm(["de"] * 4, CHATML, lengths=[5, 1, 1, 1])
+    engine = VLLMEngine(str(tiny_moe_dir), max_in_flight=2)
+    engine.refill = False
+    reported = []
+    engine.generate([TEACHER.student_messages(str(i)) for i in range(4)], GenerationParams(max_tokens=4),
+                    on_batch=lambda idx, gens: reported.extend(idx))
+    assert reported == [1, 0, 2, 3]
+    assert made[0].llm_engine.max_running == 2
+
+
+def test_request_seeds_give_each_request_its_own_seed(tiny_moe_dir, scripted_llm):
+    made = scripted_llm(["de", "en", "fr"], CHATML)
+    engine = VLLMEngine(str(tiny_moe_dir))
+    params = GenerationParams(max_tokens=4, temperature=0.15, seed=7, request_seeds=(11, 12, 13))
+    engine.generate([TEACHER.student_messages(str(i)) for i in range(3)], params)
+    assert [sampling.seed for _, _, sampling, _ in made[0].llm_engine.added] == [11, 12, 13]
+    with pytest.raises(ValueError, match="3 seeds for 2 chats"):
+        engine.generate([TEACHER.student_messages("a")] * 2, params)
+
+
+def test_an_interrupted_generate_aborts_what_is_in_flight(tiny_moe_dir, scripted_llm):
+    made = scripted_llm(["de"] * 3, CHATML, lengths=[1, 9, 9])
+
+    def stop(indices, generations):
+        raise KeyboardInterrupt
+
+    engine = VLLMEngine(str(tiny_moe_dir))
+    with pytest.raises(KeyboardInterrupt):
+        engine.generate([TEACHER.student_messages(str(i)) for i in range(3)], GenerationParams(max_tokens=4),
+                        on_batch=stop)
+    step_engine = made[0].llm_engine
+    assert sorted(step_engine.aborted) == sorted(request_id for request_id, *_ in step_engine.added[1:])
+    assert step_engine.running == {}
 
 
 def test_student_generate_sends_the_3d_lora_request(tiny_moe_dir, moe_adapter_dir, scripted_llm):
@@ -346,7 +425,7 @@ def test_student_generate_sends_the_3d_lora_request(tiny_moe_dir, moe_adapter_di
     params = GenerationParams(max_tokens=4, answer_labels=LABELS, answer_prefix="")
     generations = engine.generate([TEACHER.student_messages("a"), TEACHER.student_messages("b")], params)
     assert [g.text for g in generations] == ["de", "en"]
-    request = made[0].calls[0]["lora_request"]
+    request = made[0].llm_engine.added[0][3]
     assert request.is_3d_lora_weight is True and request.lora_path == str(moe_adapter_dir.resolve())
     assert engine.llm_kwargs["enable_mixed_moe_lora_format"] is True
 
@@ -356,11 +435,3 @@ def test_constrained_answer_on_a_thinking_prompt_needs_the_reasoning_parser(tiny
     engine = VLLMEngine(str(tiny_moe_dir))
     with pytest.raises(ValueError, match="reasoning_parser"):
         engine.generate([TEACHER.teacher_messages("x")], GenerationParams(max_tokens=9, answer_labels=LABELS))
-
-
-def test_generate_in_calls_rejects_a_short_answer_from_vllm():
-    def chat(conversations, sampling_params):
-        return [request_output("de")]
-
-    with pytest.raises(RuntimeError, match="1 outputs for 2"):
-        generate_in_calls(chat, [[], []], SamplingParams(max_tokens=4), prompt_opened_thought=False)

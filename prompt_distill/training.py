@@ -16,7 +16,7 @@ from pathlib import Path
 from trl import SFTConfig
 
 from .data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
-from .lora import AUTO, LoraSettings, build_lora_config, expected_rank_pattern_warning_silenced, summarize_adapters
+from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
 from .models import default_dtype, load_tokenizer, resolve_model
 from .sft_data import drop_too_long, file_sha256, load_examples, select_split, to_dataset, tokenize_lengths
 from .task import load_task
@@ -72,8 +72,9 @@ class ScriptArguments:
     )
     expert_lora_r: int = field(
         default=DEFAULT_EXPERT_LORA_R,
-        metadata={"help": "LoRA rank per expert on fused-MoE models (gate_up_proj, down_proj); 0 = attention only; "
-                          "32 = the reference README (does not fit one 80 GB GPU)."},
+        metadata={"help": "LoRA rank per expert on fused-MoE models (gate_up_proj, down_proj), and of their dense MLP "
+                          "layers if any (mlp_only_layers); 0 = attention only; 32 = the reference README (does not "
+                          "fit one 80 GB GPU)."},
     )
     dtype: str = field(
         default="auto",
@@ -243,9 +244,8 @@ def build_trainer(script_args: ScriptArguments, config: SFTConfig, tokenizer, da
     if config.padding_free and not config.packing:
         # Lengths were enforced in prepare_data; TRL refuses padding-free without packing unless max_length is None.
         config.max_length = None
-    with expected_rank_pattern_warning_silenced(peft_config):
-        trainer = SFTTrainer(model=model, args=config, train_dataset=data.dataset, processing_class=tokenizer,
-                             peft_config=peft_config, callbacks=list(callbacks))
+    trainer = SFTTrainer(model=model, args=config, train_dataset=data.dataset, processing_class=tokenizer,
+                         peft_config=peft_config, callbacks=list(callbacks))
     if not config.packing and len(trainer.train_dataset) != len(data.report.kept):
         raise TrainingError(
             f"TRL kept {len(trainer.train_dataset)} of {len(data.report.kept)} examples after tokenization; "

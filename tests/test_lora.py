@@ -1,6 +1,8 @@
 """LoRA targets on a tiny Qwen3-MoE with the real module layout: adapters where intended, never on the router,
 training moves only adapter weights, and save -> reload / merge reproduce the logits."""
 
+import warnings
+
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -138,3 +140,92 @@ def test_save_reload_and_merge_reproduce_logits(trained_moe):
         torch.testing.assert_close(reloaded(input_ids=inputs).logits, expected, rtol=0, atol=1e-5)
         merged = reloaded.merge_and_unload()
         torch.testing.assert_close(merged(input_ids=inputs).logits, expected, rtol=0, atol=1e-4)
+
+
+# -- rank_pattern without peft's "did not match" warning, and dense MLP layers of a Qwen3-MoE -----------------
+RANK_PATTERN_WARNING = "rank_pattern keys did not match any targeted module"
+
+
+def lora_ranks(peft_model) -> dict[str, int]:
+    """Rank of every adapter by the name of the module or parameter it adapts."""
+    ranks = {}
+    for name, module in peft_model.named_modules():
+        if hasattr(module, "r") and "default" in getattr(module, "r", {}):
+            clean = name.removeprefix("base_model.model.").replace(".base_layer", "")
+            key = f"{clean}.{module.parameter_name}" if isinstance(module, ParamWrapper) else clean
+            ranks[key] = module.r["default"]
+    return ranks
+
+
+def test_creating_and_reloading_an_moe_adapter_warns_about_no_rank_pattern_key(tmp_path):
+    """peft 0.21 checks rank_pattern keys against targeted modules only (tuners_utils.inject_adapter), so a key
+    meant for the expert parameters warned at creation and again at every PeftModel.from_pretrained."""
+    model = tiny_qwen3_moe(vocab_size=256)
+    model.save_pretrained(tmp_path / "base")
+    config = build_lora_config(model, LoraSettings(r=4, alpha=16, expert_r=2))
+    with warnings.catch_warnings(record=True) as created:
+        warnings.simplefilter("always")
+        peft_model = get_peft_model(model, config)
+    assert [str(w.message) for w in created if RANK_PATTERN_WARNING in str(w.message)] == []
+    ranks = lora_ranks(peft_model)
+    peft_model.save_pretrained(tmp_path / "adapter")
+
+    with warnings.catch_warnings(record=True) as reloaded_warnings:
+        warnings.simplefilter("always")
+        reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "base"),
+                                             tmp_path / "adapter")
+    assert [str(w.message) for w in reloaded_warnings if RANK_PATTERN_WARNING in str(w.message)] == []
+    # the ranks are still 4 on attention and 2 per expert, before and after the reload
+    assert lora_ranks(reloaded) == ranks
+    assert {rank for name, rank in ranks.items() if ".self_attn." in name} == {4}
+    assert {rank for name, rank in ranks.items() if ".experts." in name} == {2}
+
+
+def test_an_expert_rank_equal_to_r_writes_no_rank_pattern():
+    model = tiny_qwen3_moe(vocab_size=256)
+    assert build_lora_config(model, LoraSettings(r=4, expert_r=4)).rank_pattern == {}
+    assert build_lora_config(model, LoraSettings(r=4, expert_r=0)).rank_pattern == {}
+
+
+def tiny_qwen3_moe_with_a_dense_layer():
+    """Layer 0 is a dense MLP (Qwen3MoeMLP: gate_proj, up_proj, down_proj as nn.Linear), layer 1 a sparse block."""
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen3MoeConfig(
+        vocab_size=256, hidden_size=32, intermediate_size=64, moe_intermediate_size=24, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, num_experts=4, num_experts_per_tok=2,
+        tie_word_embeddings=False, max_position_embeddings=512, mlp_only_layers=[0],
+    )
+    return Qwen3MoeForCausalLM(config)
+
+
+def test_dense_mlp_layers_of_an_moe_model_get_lora_under_auto(tmp_path):
+    model = tiny_qwen3_moe_with_a_dense_layer()
+    assert type(model.model.layers[0].mlp).__name__ == "Qwen3MoeMLP"
+    model.save_pretrained(tmp_path / "base")
+    peft_model = get_peft_model(model, build_lora_config(model, LoraSettings(r=4, alpha=16, expert_r=2)))
+    ranks = lora_ranks(peft_model)
+    dense = {f"model.layers.0.mlp.{p}.weight" for p in ("gate_proj", "up_proj", "down_proj")}
+    assert dense <= set(ranks), sorted(ranks)
+    assert {ranks[name] for name in dense} == {2}  # the feed-forward rank, as the experts of the other layers
+    assert {f"model.layers.1.mlp.experts.{p}" for p in ("gate_up_proj", "down_proj")} <= set(ranks)
+    assert not any(".mlp.gate." in name or name.endswith(".mlp.gate") for name in ranks)  # router left alone
+    trainable = {name for name, param in peft_model.named_parameters() if param.requires_grad}
+    assert any("layers.0.mlp.down_proj.lora_B" in name for name in trainable)
+
+    # the dense adapters act, and survive save -> reload and merge
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "layers.0.mlp." in name and "lora_B" in name:
+                param.normal_(0, 0.1)
+    inputs = torch.tensor([[5, 17, 200, 42, 7]])
+    peft_model.eval()
+    with torch.no_grad():
+        expected = peft_model(input_ids=inputs).logits
+        base = AutoModelForCausalLM.from_pretrained(tmp_path / "base")
+        assert not torch.allclose(base(input_ids=inputs).logits, expected, atol=1e-4)
+        peft_model.save_pretrained(tmp_path / "adapter")
+        reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter").eval()
+        torch.testing.assert_close(reloaded(input_ids=inputs).logits, expected, rtol=0, atol=1e-5)
+        torch.testing.assert_close(reloaded.merge_and_unload()(input_ids=inputs).logits, expected, rtol=0, atol=1e-4)

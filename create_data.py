@@ -17,7 +17,13 @@ import sys
 
 from prompt_distill.data import DataError
 from prompt_distill.engines import BACKENDS, make_engine, select_backend
-from prompt_distill.labeling import TEACHER_MAX_TOKENS, LabelingConfig, format_summary, run_labeling
+from prompt_distill.labeling import (
+    CUT_THOUGHT_SAMPLING,
+    TEACHER_MAX_TOKENS,
+    LabelingConfig,
+    format_summary,
+    run_labeling,
+)
 from prompt_distill.run_files import OutputMismatchError
 from prompt_distill.shards import shard_output_path
 from prompt_distill.task import TaskError, add_task_arguments, load_task
@@ -38,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_name", default="Qwen/Qwen3-30B-A3B-Thinking-2507", help="Teacher model.")
     parser.add_argument("--temperature", type=float, default=0.15, help="Sampling temperature (0 = greedy).")
     parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument(
+        "--cut_thought_sampling",
+        choices=("model_card", "same"),
+        default="model_card",
+        help="Retry a thought cut by --max_tokens with the thinking model card's sampling "
+        f"({CUT_THOUGHT_SAMPLING.describe()}), or with the run's own ('same', a new seed).",
+    )
     parser.add_argument("--tensor_parallel_size", type=int, default=1, help="GPUs per vLLM instance.")
     parser.add_argument("--max_retries", type=int, default=3, help="Extra attempts for unparseable answers.")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM if installed and on GPU.")
@@ -120,6 +133,7 @@ def main(argv=None) -> int:
             shard_index=args.shard_index,
             num_shards=args.num_shards,
             constrained_answer=constrained,
+            cut_thought_sampling=CUT_THOUGHT_SAMPLING if args.cut_thought_sampling == "model_card" else None,
             overwrite=args.overwrite,
         )
         print(

@@ -12,7 +12,7 @@ import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 from tqdm import tqdm
@@ -32,11 +32,27 @@ from .run_files import (
     write_json_atomic,
 )
 from .shards import select_shard, selected_count
-from .task import ANSWER_PREFIX, UNPARSEABLE, Task
+from .task import ANSWER_PREFIX, UNPARSEABLE, Task, strip_thinking
 
 # Room for the teacher's thought: Qwen3 thinking models usually settle a language in a few hundred to ~2000
-# tokens; 4096 leaves headroom and stops a runaway thought early (it is retried with a new seed).
+# tokens; 4096 leaves headroom and stops a runaway thought early (it is retried: see CUT_THOUGHT_SAMPLING).
 TEACHER_MAX_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float
+    top_p: float
+    top_k: int
+
+    def describe(self) -> str:
+        return f"temperature {self.temperature}, top_p {self.top_p}, top_k {self.top_k}"
+
+
+# A thought cut by max_tokens is retried with this: the sampling that Qwen's model card for the thinking-2507 models
+# recommends. Near-greedy decoding (the reference's 0.15) can repeat itself until max_tokens, and a retry that only
+# changes the seed tends to loop again.
+CUT_THOUGHT_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=20)
 
 
 @dataclass
@@ -54,6 +70,8 @@ class LabelingConfig:
     shard_index: int = 0
     num_shards: int = 1
     constrained_answer: bool = False
+    # Sampling for the retries of a sentence whose thought was cut by max_tokens; None = the run's own sampling.
+    cut_thought_sampling: Sampling | None = CUT_THOUGHT_SAMPLING
     # Sentences per engine call (None: all at once). Engines already report batches as they finish (the vLLM
     # engine calls LLM.chat on slices for that), so this only matters for an engine that returns late.
     chunk_size: int | None = None
@@ -69,6 +87,9 @@ class LabelingSummary:
     labelled_now: int = 0
     unparseable_now: int = 0
     retried_now: int = 0  # finished sentences that needed more than one attempt
+    generations_now: int = 0  # engine replies this session, every attempt counted
+    cut_thoughts_now: int = 0  # of those, replies cut by max_tokens inside the thought
+    cut_thought_sampling: Sampling | None = None  # what their retries used (None: the run's own sampling)
     finish_reasons: Counter = field(default_factory=Counter)
     prompt_tokens: list[int] = field(default_factory=list)
     completion_tokens: list[int] = field(default_factory=list)
@@ -149,6 +170,7 @@ def _session_entry(config: LabelingConfig, selected: int) -> dict:
         "max_retries": config.max_retries,
         "seed": config.seed,
         "constrained_answer": config.constrained_answer,
+        "cut_thought_sampling": None if config.cut_thought_sampling is None else asdict(config.cut_thought_sampling),
         "max_samples": config.max_samples,
         "selected": selected,
     }
@@ -166,37 +188,60 @@ def generation_params(config: LabelingConfig, task: Task) -> GenerationParams:
     )
 
 
+def cut_in_thought(generation: Generation) -> bool:
+    """The reply stopped at max_tokens before its thought ended (no answer could follow)."""
+    return generation.finish_reason == "length" and strip_thinking(generation.text) is None
+
+
 def _label(pending, sentences, task, engine, config, files, records, summary, progress) -> None:
     base_params = generation_params(config, task)
+    summary.cut_thought_sampling = config.cut_thought_sampling
     bar = tqdm(total=len(pending), desc="Labelling", unit="sentence", disable=not progress, dynamic_ncols=True)
     with JsonlAppender(files.sidecar) as sidecar, JsonlAppender(files.training) as training, bar:
         writer = _Writer(sidecar, training, records, summary, bar)
         chunk = config.chunk_size or len(pending)
         for start in range(0, len(pending), chunk):
             waiting = pending[start : start + chunk]
+            cut: set[int] = set()  # sentences whose thought ran into max_tokens: retried with cut_thought_sampling
             for attempt in range(1, config.max_retries + 2):
                 # A new seed per attempt: a retry that samples exactly as before would fail exactly as before.
                 params = replace(base_params, seed=None if config.seed is None else config.seed + attempt - 1)
                 last = attempt == config.max_retries + 1
-                waiting = _attempt(engine, params, waiting, attempt, last, sentences, task, writer)
+                groups = [(waiting, params)]
+                if config.cut_thought_sampling is not None:
+                    groups = [([index for index in waiting if index not in cut], params),
+                              ([index for index in waiting if index in cut],
+                               replace(params, **asdict(config.cut_thought_sampling)))]
+                retry: list[int] = []
+                for group, group_params in groups:
+                    if group:
+                        retry += _attempt(engine, group_params, group, attempt, last, sentences, task, writer, cut)
+                waiting = sorted(retry)
                 if not waiting:
                     break
 
 
-def _attempt(engine, params, waiting, attempt, last, sentences, task, writer) -> list[int]:
-    """One engine pass over the waiting sentences; returns those to retry (none on the last attempt)."""
+def _attempt(engine, params, waiting, attempt, last, sentences, task, writer, cut) -> list[int]:
+    """One engine pass over the waiting sentences; returns those to retry (none on the last attempt), and adds
+    those whose thought was cut by max_tokens to ``cut``."""
     failed: list[int] = []
     handled: set[int] = set()
+    sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
 
     def on_batch(positions, generations):
         finished = []
         for position, generation in zip(positions, generations, strict=True):
             handled.add(position)
+            writer.summary.generations_now += 1
+            if cut_in_thought(generation):
+                writer.summary.cut_thoughts_now += 1
+                cut.add(waiting[position])
             label = task.parse(generation.text)
             if label == UNPARSEABLE and not last:
                 failed.append(waiting[position])
             else:
-                finished.append(_record(waiting[position], sentences, label, generation, attempt))
+                record = _record(waiting[position], sentences, label, generation, attempt)
+                finished.append({**record, "sampling": sampling})
         writer.write(finished)
 
     chats = [task.teacher_messages(sentences.texts[index]) for index in waiting]
@@ -285,6 +330,7 @@ def format_summary(summary: LabelingSummary) -> str:
             f"Tokens per sample:    prompt {_mean(summary.prompt_tokens)}, completion "
             f"{_mean(summary.completion_tokens)}, prompt tokens from cache {_mean(summary.cached_tokens)}",
             f"Finish reasons:       {reasons}",
+            _cut_thoughts_line(summary),
         ]
     parse_rate = f"{100 * summary.labelled_total / total:.1f}%" if total else "n/a"
     lines += [
@@ -305,6 +351,15 @@ def format_summary(summary: LabelingSummary) -> str:
         f"Run header:           {files.header}",
     ]
     return "\n".join(line for line in lines if line is not None)
+
+
+def _cut_thoughts_line(summary: LabelingSummary) -> str:
+    cut, total = summary.cut_thoughts_now, summary.generations_now
+    line = f"Cut by max_tokens:    {cut} of {total} generations ({100 * cut / total if total else 0:.1f}%) stopped inside the thought"
+    if cut:
+        retried_with = summary.cut_thought_sampling.describe() if summary.cut_thought_sampling else "the run's sampling"
+        line += f"; their retries used {retried_with}"
+    return line
 
 
 def _shorten(text: str, width: int = 70) -> str:

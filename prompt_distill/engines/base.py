@@ -19,6 +19,7 @@ class GenerationParams:
     max_tokens: int
     temperature: float = 0.0
     top_p: float = 1.0
+    top_k: int = 0  # sample among the k most likely tokens only; 0 or -1 = off
     seed: int | None = None
     # One seed per chat, in order (labelling derives them from the sentence index, so a sentence samples the same
     # way whatever its batch or shard). Engines that cannot seed each request use ``seed`` for the whole call.

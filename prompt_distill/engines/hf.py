@@ -268,8 +268,9 @@ class HFEngine:
 
     def _generation_config(self, params: GenerationParams):
         """Everything explicit, so the model's generation_config.json defaults (top_k=20 ...) never leak in."""
-        # Greedy decoding ignores temperature/top_p/top_k; setting them anyway only earns warnings.
-        sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": 0}
+        # Greedy decoding ignores temperature/top_p/top_k; setting them anyway only earns warnings. top_k 0 is off
+        # for transformers; -1 (off for vLLM) would be refused by its TopKLogitsWarper.
+        sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": max(params.top_k, 0)}
         return GenerationConfig(
             max_new_tokens=params.max_tokens,
             min_new_tokens=params.min_tokens,

@@ -121,7 +121,7 @@ def build_sampling_params(
         max_tokens=params.max_tokens,  # vLLM's default is 16
         temperature=params.temperature,
         top_p=params.top_p,
-        top_k=0,  # off, as the temperature/top_p we set are meant alone (a model's generation_config may set 20)
+        top_k=params.top_k,  # 0 = off unless asked: a model's generation_config (top_k 20) must not leak in
         seed=params.seed if seed is None else seed,
         min_tokens=params.min_tokens,
         ignore_eos=params.min_tokens > 0,  # forced lengths (emulated thinking in the benchmark)

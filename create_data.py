@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max_model_len", type=int, default=None, help="vLLM context length (default: model's).")
     parser.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM share of GPU memory.")
+    parser.add_argument("--max_num_seqs", type=int, default=None,
+                        help="vLLM: most requests run at once (default: vLLM's, 256 on a GPU).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output instead of resuming.")
     add_task_arguments(parser)
     return parser
@@ -99,6 +101,7 @@ def engine_options(args, backend: str) -> dict:
             "reasoning_parser": None if args.reasoning_parser == "none" else args.reasoning_parser,
             "max_model_len": args.max_model_len,
             "gpu_memory_utilization": args.gpu_memory_utilization,
+            **({"max_num_seqs": args.max_num_seqs} if args.max_num_seqs else {}),
         }
     return {"batch_size": args.batch_size}
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from prompt_distill.data import DataError
+from prompt_distill.context_length import context_length_for, model_context_limit
+from prompt_distill.data import DataError, read_sentences
 from prompt_distill.engines import BACKENDS, make_engine, select_backend
 from prompt_distill.labeling import (
     CUT_THOUGHT_SAMPLING,
@@ -24,8 +25,9 @@ from prompt_distill.labeling import (
     format_summary,
     run_labeling,
 )
+from prompt_distill.models import load_tokenizer, resolve_model
 from prompt_distill.run_files import OutputMismatchError
-from prompt_distill.shards import shard_output_path
+from prompt_distill.shards import select_shard, selected_count, shard_output_path
 from prompt_distill.task import TaskError, add_task_arguments, load_task
 
 # On a CPU the demo model cannot follow the long prompt anyway: 0 scores the labels right after "Final Answer: "
@@ -76,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="qwen3",
         help="vLLM reasoning parser for a thinking teacher ('none' for a model that does not think).",
     )
-    parser.add_argument("--max_model_len", type=int, default=None, help="vLLM context length (default: model's).")
+    parser.add_argument("--max_model_len", type=int, default=None,
+                        help="vLLM context length (default: the longest templated prompt of this run's sentences + "
+                        "--max_tokens + a small margin, counted with the model's tokenizer).")
     parser.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM share of GPU memory.")
     parser.add_argument("--max_num_seqs", type=int, default=None,
                         help="vLLM: most requests run at once (default: vLLM's, 256 on a GPU).")
@@ -93,13 +97,32 @@ def default_max_tokens(backend: str) -> int:
     return GPU_MAX_TOKENS if torch.cuda.is_available() else CPU_MAX_TOKENS
 
 
-def engine_options(args, backend: str) -> dict:
+def vllm_max_model_len(args, task, config: LabelingConfig) -> int:
+    """--max_model_len, or what this process's sentences need. Without it vLLM takes the model's whole context
+    (262,144 tokens for the Qwen3 teacher), whose KV cache does not fit beside the weights on one 80 GB GPU."""
+    from transformers import AutoConfig
+
+    if args.max_model_len is not None:
+        print(f"vLLM max_model_len {args.max_model_len:,} (--max_model_len)", flush=True)
+        return args.max_model_len
+    sentences = read_sentences(config.input_file)
+    selection = select_shard(range(selected_count(len(sentences.texts), config.max_samples)),
+                             config.shard_index, config.num_shards)
+    texts = [sentences.texts[index] for index in selection]
+    limit = model_context_limit(AutoConfig.from_pretrained(resolve_model(args.model_name)))
+    plan = context_length_for(load_tokenizer(args.model_name), task, texts, config.max_tokens, model_limit=limit)
+    print(plan.describe(sentences.line_numbers[selection[plan.longest_index]]), flush=True)
+    return plan.max_model_len
+
+
+def engine_options(args, backend: str, task=None, config: LabelingConfig | None = None) -> dict:
+    """The engine's keyword arguments; with ``task`` and ``config``, vLLM's context is sized for the run."""
     if backend == "vllm":
         return {
             "tensor_parallel_size": args.tensor_parallel_size,
             "seed": args.seed,
             "reasoning_parser": None if args.reasoning_parser == "none" else args.reasoning_parser,
-            "max_model_len": args.max_model_len,
+            "max_model_len": args.max_model_len if config is None else vllm_max_model_len(args, task, config),
             "gpu_memory_utilization": args.gpu_memory_utilization,
             **({"max_num_seqs": args.max_num_seqs} if args.max_num_seqs else {}),
         }
@@ -144,7 +167,10 @@ def main(argv=None) -> int:
             f"{config.temperature}, constrained answer {'on' if constrained else 'off'}; output {config.output_file}",
             flush=True,
         )
-        summary = run_labeling(config, task, lambda: make_engine(backend, args.model_name, **engine_options(args, backend)))
+        # Built only when there is work; on vLLM the context is sized from this run's sentences first.
+        summary = run_labeling(
+            config, task, lambda: make_engine(backend, args.model_name, **engine_options(args, backend, task, config))
+        )
     except (DataError, TaskError, OutputMismatchError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

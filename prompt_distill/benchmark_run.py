@@ -15,11 +15,12 @@ from .benchmark import (
     measure,
     teacher_params,
 )
+from .benchmark_memory import MemoryPlanError, Weights, model_weights, plan_engines, visible_gpus
 from .data import DEFAULT_EVAL_FRACTION, add_split_arguments, in_split, read_sentences
 from .engines import BACKENDS, make_engine, select_backend
 from .evaluation import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params
 from .labeling import TEACHER_MAX_TOKENS
-from .models import DEFAULT_CPU_MODEL
+from .models import DEFAULT_CPU_MODEL, resolve_model
 from .run_files import write_json_atomic
 from .student_check import resolve_student
 from .student_engine import build_student_engine
@@ -58,7 +59,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", type=float, default=0.15, help="Teacher sampling (create_data's default).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM if installed and on GPU.")
-    parser.add_argument("--tensor_parallel_size", type=int, default=1, help="GPUs per vLLM engine.")
+    parser.add_argument("--tensor_parallel_size", type=int, default=None,
+                        help="GPUs per vLLM engine (default: the smallest of 1, 2, 4, 8 at which each engine's weights "
+                             "fit its --gpu_memory_utilization share of a GPU; the arithmetic is printed).")
     parser.add_argument("--gpu_memory_utilization", type=float, default=DEFAULT_GPU_SHARE,
                         help="vLLM share of GPU memory for EACH engine (both are loaded at once).")
     parser.add_argument("--max_model_len", type=int, default=None,
@@ -79,7 +82,7 @@ def held_out_texts(args) -> list[str]:
 
 def _check_counts(args) -> None:
     for name in ("num_samples", "batch_size", "rounds", "tensor_parallel_size"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise BenchmarkError(f"--{name} must be at least 1, got {getattr(args, name)}.")
 
 
@@ -87,6 +90,36 @@ def teacher_context_length(task, params) -> int:
     """Prompt (a generous bound for the sentence) + generation budget, in vLLM's 256-token blocks of thought."""
     needed = len(task.system_prompt) // 2 + 512 + params.max_tokens  # characters / 2 over-counts tokens
     return -(-needed // 256) * 256
+
+
+def vllm_tensor_parallel_size(args, teacher_model: str, student, out=print) -> int:
+    """--tensor_parallel_size, checked against the GPUs, or the smallest that fits both engines' weights."""
+    gpus = visible_gpus()
+    if gpus is None:  # vLLM's CPU backend: no GPU memory to share out
+        return args.tensor_parallel_size or 1
+    engines = []
+    for role, model in (("teacher", teacher_model), ("student", student.base_model)):
+        found = model_weights(model, resolve_model(model))
+        if found is None:
+            tp = args.tensor_parallel_size or 1
+            out(f"[benchmark] {role} {model}: size of its weights unknown (no local folder or reachable safetensors "
+                f"index); GPU memory not checked, tensor parallel {tp}.")
+            return tp
+        size, source = found
+        if role == "student" and student.adapter_path:
+            adapter = model_weights(student.adapter_path, student.adapter_path)
+            if adapter is not None:
+                size, source = size + adapter[0], f"{source} + the adapter"
+        engines.append(Weights(f"{role} {model}", size, source))
+    try:
+        plan = plan_engines(engines, gpus, args.tensor_parallel_size, args.gpu_memory_utilization)
+    except MemoryPlanError as error:
+        raise BenchmarkError(str(error)) from None
+    chosen = "" if args.tensor_parallel_size else " (chosen: the smallest that fits)"
+    out(f"[benchmark] tensor parallel {plan.tensor_parallel_size}{chosen} on {gpus.count} x {gpus.name}:")
+    for line in plan.lines:
+        out(f"[benchmark]   {line}")
+    return plan.tensor_parallel_size
 
 
 def build_contenders(args, task, backend: str, thinking, texts: list[str], out=print) -> list[Contender]:
@@ -98,8 +131,10 @@ def build_contenders(args, task, backend: str, thinking, texts: list[str], out=p
     params = teacher_params(task, backend, thinking, max_tokens=args.teacher_max_tokens,
                             temperature=args.temperature, seed=args.seed)
     teacher_model = args.teacher_model or (DEFAULT_TEACHER if backend == "vllm" else DEFAULT_CPU_MODEL)
-    vllm_options = {"tensor_parallel_size": args.tensor_parallel_size,
-                    "gpu_memory_utilization": args.gpu_memory_utilization}
+    vllm_options = {}
+    if backend == "vllm":
+        vllm_options = {"tensor_parallel_size": vllm_tensor_parallel_size(args, teacher_model, student, out),
+                        "gpu_memory_utilization": args.gpu_memory_utilization}
     if backend == "vllm":
         teacher_engine = make_engine(backend, teacher_model, seed=args.seed, reasoning_parser="qwen3",
                                      max_model_len=args.max_model_len or teacher_context_length(task, params),

@@ -29,12 +29,13 @@ def merged_model_dir(student: Student, out=print) -> Path:
     target = Path(student.adapter_path) / MERGED_SUBDIR
     out(f"[evaluate] Merging {student.adapter_path} into {student.base_model} -> {target} (once; it needs the "
         "model's full size in CPU memory and on disk) ...")
-    import torch
     from peft import PeftModel
 
     from .models import load_causal_lm, load_tokenizer
 
-    base = load_causal_lm(student.base_model, device="cpu", dtype=torch.bfloat16)
+    # The base model's own dtype ("auto"): bf16 for the Qwen3 checkpoints, fp32 for a float32 model, whose merge
+    # then serves exactly what PEFT computes.
+    base = load_causal_lm(student.base_model, device="cpu", dtype="auto")
     merged = PeftModel.from_pretrained(base, student.adapter_path).merge_and_unload()
     merged.save_pretrained(str(target))
     load_tokenizer(student.base_model).save_pretrained(str(target))

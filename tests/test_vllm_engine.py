@@ -224,6 +224,22 @@ def test_the_embedded_alias_is_served_from_its_local_folder(engine_args_of):
     assert args.model == str(materialize_embedded("smollm2-135m-instruct"))
 
 
+def test_a_model_without_think_tokens_gets_no_reasoning_parser(tiny_moe_dir, tmp_path, engine_args_of):
+    # The qwen3 parser would wait for a </think> that this vocabulary cannot write, and the constrained answer
+    # (applied after it) would never bind: create_data's default parser is dropped for such a model.
+    thinking = engine_args_of(model=str(tiny_moe_dir), reasoning_parser="qwen3")
+    assert thinking.reasoning_parser == "qwen3"
+    plain = tmp_path / "plain"
+    build_tiny_qwen3_moe(plain)
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: index for index, token in enumerate(["<|im_start|>", "<|im_end|>", "[UNK]", "hello"])}
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]")),
+                            unk_token="[UNK]", eos_token="<|im_end|>").save_pretrained(plain)
+    assert not engine_args_of(model=str(plain), reasoning_parser="qwen3").reasoning_parser
+
+
 # -- sampling parameters ---------------------------------------------------------------------------------
 def test_teacher_sampling_params_are_explicit_and_constrain_after_the_thought():
     params = GenerationParams(max_tokens=6000, temperature=0.15, top_p=0.95, seed=3, answer_labels=LABELS)

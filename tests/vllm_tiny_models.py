@@ -30,8 +30,11 @@ def build_tokenizer(chat_template: str = CHATML):
     return tokenizer
 
 
-def build_tiny_qwen3_moe(folder: Path) -> Path:
-    """A random 2-layer Qwen3-MoE (4 experts) with fused 3-D expert weights, as transformers 5 stores them."""
+def build_tiny_qwen3_moe(folder: Path, head_dim: int = 8) -> Path:
+    """A random 2-layer Qwen3-MoE (4 experts) with fused 3-D expert weights, as transformers 5 stores them.
+
+    vLLM's CPU attention needs a common head size (32 and up): the real-engine lane passes ``head_dim=32``.
+    """
     import torch
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
@@ -44,7 +47,7 @@ def build_tiny_qwen3_moe(folder: Path) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        head_dim=8,
+        head_dim=head_dim,
         num_experts=4,
         num_experts_per_tok=2,
         max_position_embeddings=4096,

@@ -243,6 +243,19 @@ def local_model_config(model: str) -> dict:
     return read_json_object(path) if path.is_file() else {}
 
 
+def model_can_think(model: str) -> bool:
+    """False when the model's vocabulary has no ``</think>``: a reasoning parser would then wait forever for the
+    thought to end, and a structured-output constraint (applied only after it) would never bind. True when the
+    tokenizer cannot be read here (a hub id not in the local cache): vLLM decides then."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError):
+        return True
+    return THINK_CLOSE in tokenizer.get_vocab()
+
+
 def is_moe_config(config: dict) -> bool:
     return any(int(config.get(key) or 0) > 0 for key in ("num_experts", "num_local_experts", "n_routed_experts"))
 
@@ -303,6 +316,10 @@ class VLLMEngine:
         from vllm import LLM
 
         model = resolve_model(model)
+        if reasoning_parser and not model_can_think(model):
+            print(f"[vllm] {model} has no {THINK_CLOSE} token, so it does not think: reasoning_parser "
+                  f"{reasoning_parser!r} is not used (a constrained answer binds from the first token).", flush=True)
+            reasoning_parser = None
         self.reasoning_parser = reasoning_parser
         self.max_in_flight = max_in_flight
         self.refill = True

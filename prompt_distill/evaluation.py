@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .data import DataError, add_split_arguments, gold_path_for, in_split, read_gold, read_sentences, read_training_file
+from .distillation import build_distillation, read_baseline
 from .engines.base import GenerationParams
 from .eval_outputs import confusion_png, log_to_wandb, png_path_for, read_json, write_json
 from .metrics import error_examples, fidelity, score
@@ -20,6 +21,7 @@ from .report import (
     NARROW_RULE,
     WIDE_RULE,
     confusion_table,
+    distillation_block,
     fidelity_block,
     per_label_table,
     problem_labels,
@@ -38,7 +40,7 @@ ERROR_EXAMPLES_SAVED = 10
 RESULTS_FORMAT = "prompt-distill-evaluation/1"
 # What a results file says about the run, in the order it is written (a re-scoring writes the same order).
 META_KEYS = ("model", "adapter", "backend", "test_file", "gold_file", "teacher_file", "split", "generation",
-             "timing", "warnings")
+             "timing", "warnings", "baseline_file")
 
 
 class EvaluationError(RuntimeError):
@@ -53,6 +55,8 @@ class Prediction:
     raw: str | None = None
     predicted: str | None = None
     finish_reason: str | None = None
+    prompt_tokens: int | None = None  # the request as the engine counted it: the distillation block's tokens
+    completion_tokens: int | None = None
 
 
 def read_answer(task: Task, raw: str, finish_reason: str | None) -> str:
@@ -84,6 +88,10 @@ def add_arguments(parser) -> None:
                         help="Choose the best-scoring label instead of free generation (no unparseable answers).")
     parser.add_argument("--teacher_file", default=None,
                         help="create_data.py's JSONL: adds student-vs-teacher agreement and teacher accuracy.")
+    parser.add_argument("--baseline", default=None,
+                        help="Results JSON of an 'evaluate.py --no_adapter' run on the same test file: with "
+                             "--teacher_file and gold labels, adds the distillation block (base vs teacher vs "
+                             "student, 95%% bootstrap intervals, tokens per request, gain kept).")
     parser.add_argument("--predictions_file", default=None,
                         help="Re-score a results JSON written by this script, without loading a model.")
     parser.add_argument("--report_to", choices=("none", "wandb"), default="none",
@@ -191,6 +199,7 @@ class LivePrinter:
                 continue  # the engine reported this one already
             new += 1
             sample.raw, sample.finish_reason = generation.text, generation.finish_reason
+            sample.prompt_tokens, sample.completion_tokens = generation.prompt_tokens, generation.completion_tokens
             sample.predicted = read_answer(self.task, generation.text, generation.finish_reason)
             truth = sample.gold if self.reference == "gold" else sample.teacher
             self.done += 1
@@ -297,14 +306,31 @@ def print_report(results: dict, scores, fidelity_result, task: Task, out=print) 
     if fidelity_result is not None:
         out("")
         out(fidelity_block(fidelity_result, results["teacher_file"]))
+    if results.get("distillation"):
+        out("")
+        out(distillation_block(results["distillation"]))
     for warning in results.get("warnings", []):
         out(f"⚠️  {warning}")
     out("")
     out("💡 The student answered from the sentence alone, without the teacher's prompt or thinking.")
 
 
+def add_distillation(results: dict, task: Task, args) -> None:
+    """The distillation block, when ``--baseline`` is given: it needs gold labels and the teacher's labels."""
+    baseline = getattr(args, "baseline", None)
+    if not baseline:
+        return
+    if results["reference"] != "gold" or not results.get("teacher_file"):
+        raise EvaluationError("--baseline needs gold labels beside the test file and --teacher_file: the "
+                              "distillation block grades base, teacher and student on the same gold sentences.")
+    results["baseline_file"] = str(baseline)
+    results["distillation"] = build_distillation(results["predictions"], baseline, results["teacher_file"], task,
+                                                 results["model"])
+
+
 def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dict:
     """Print the report, write the JSON and PNG, log to wandb; shared by a live run and a re-scoring."""
+    add_distillation(results, task, args)
     print_report(results, scores, fidelity_result, task, out)
     png = None
     if args.output_file and args.output_file.lower() != "none":
@@ -334,6 +360,11 @@ def run(args, out=print) -> dict:
         raise EvaluationError("--max_samples must be at least 1.")
     student = resolve_student(args.model_path, args.base_model, args.no_adapter)
     predictions, reference, split_info, notes = select_predictions(args, task)
+    if getattr(args, "baseline", None):  # checked before the model runs, not after
+        if reference != "gold" or not args.teacher_file:
+            raise EvaluationError("--baseline needs gold labels beside the test file and --teacher_file: the "
+                                  "distillation block grades base, teacher and student on the same gold sentences.")
+        read_baseline(args.baseline, task)
     warnings = check_training_match(student, task, args.split, args.eval_fraction, args.split_seed,
                                     [p.text for p in predictions])
     for line in [*student.notes, *notes]:
@@ -376,7 +407,8 @@ def rescore(args, task: Task, out=print) -> dict:
             f"{args.predictions_file} was scored with labels {','.join(saved['task']['labels'])}; "
             f"pass the same --labels to re-score it (now: {','.join(task.labels)})."
         )
-    predictions = [Prediction(p["text"], p["gold"], p["teacher"], p["raw"], finish_reason=p.get("finish_reason"))
+    predictions = [Prediction(p["text"], p["gold"], p["teacher"], p["raw"], finish_reason=p.get("finish_reason"),
+                              prompt_tokens=p.get("prompt_tokens"), completion_tokens=p.get("completion_tokens"))
                    for p in saved["predictions"]]
     teacher_file = saved.get("teacher_file")
     if args.teacher_file:

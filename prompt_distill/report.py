@@ -193,3 +193,47 @@ def fidelity_block(result: Fidelity, teacher_file: str) -> str:
             _agreement_line("Student vs gold accuracy:", result.student_vs_gold),
         ]
     return "\n".join(lines)
+
+
+def _tokens(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
+
+
+def _points(difference: dict) -> str:
+    low, high = difference["interval"]["low"], difference["interval"]["high"]
+    return f"{100.0 * difference['points']:+.1f} points, 95% CI [{100.0 * low:+.1f}, {100.0 * high:+.1f}]"
+
+
+def distillation_block(block: dict) -> str:
+    """Base (no prompt), teacher (prompt) and student (no prompt) on the same held-out gold sentences."""
+    rows = (
+        ("base", "Base model, no prompt"),
+        ("teacher", "Teacher, with the prompt"),
+        ("student", "Student, no prompt"),
+    )
+    lines = [
+        section(f"DISTILLATION (held-out gold, {block['sentences']} sentences, the same for all three)", NARROW_RULE),
+        f"Base: {block['baseline_file']}   Teacher: {block['teacher_file']}",
+        f"  {'':<26}{'accuracy':>9}  {'95% CI':<15}{'tokens/request':>15}",
+    ]
+    for name, title in rows:
+        entry = block["labellers"][name]
+        low, high = entry["interval"]["low"], entry["interval"]["high"]
+        lines.append(
+            f"  {title:<26}{100.0 * entry['accuracy']:8.1f}%  [{100.0 * low:4.1f}, {100.0 * high:4.1f}]"
+            f"{_tokens(entry['tokens_per_request']):>16}"
+        )
+    gain = block["gain_kept"]
+    ratio = block["token_ratio_teacher_to_student"]
+    lines += [
+        f"  Teacher - base: {_points(block['teacher_minus_base'])}",
+        f"  Student - base: {_points(block['student_minus_base'])}",
+        f"  Student - teacher: {_points(block['student_minus_teacher'])}",
+        "  Gain kept, (student - base) / (teacher - base): "
+        + ("n/a (the teacher is not better than the base)" if gain is None else f"{gain:.2f}"),
+        "  Tokens per request, teacher / student: " + ("n/a" if ratio is None else f"{ratio:.1f}x"),
+        f"  95% intervals: {block['bootstrap']['resamples']:,} paired bootstrap resamples of the sentences "
+        f"(seed {block['bootstrap']['seed']}, percentiles).",
+        *(f"  Note: {note}" for note in block.get("notes", [])),
+    ]
+    return "\n".join(lines)

@@ -1,27 +1,68 @@
 #!/usr/bin/env bash
-# The whole pipeline on the embedded SmolLM2-135M over a slice of the example data (CPU, a few minutes).
-# The 135M model cannot follow the long prompt: the accuracy printed at the end is a smoke test, not a result.
+# The whole pipeline on the embedded SmolLM2-135M (CPU, a few minutes).
+#
+#   bash scripts/demo.sh                      # language ID over a slice of example-data/multilingual.txt
+#   TASK=feedback_triage bash scripts/demo.sh # a task in example-data/<TASK>/: prompt.md, labels.txt,
+#                                             # sentences.txt + sentences.gold.tsv; all of it is labelled, and the
+#                                             # report ends with the distillation block (base vs teacher vs student)
+#
+# The 135M model cannot follow the long language-ID prompt: that demo's accuracy is a smoke test, not a result.
+# STOP_AFTER=1 (or 2) stops after that stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 MODEL=${MODEL:-smollm2-135m-instruct}
-SAMPLES=${SAMPLES:-48}          # sentences the teacher labels
-EVAL_SAMPLES=${EVAL_SAMPLES:-40}  # held-out sentences the student answers
-DATA=${DATA:-./data/demo_lang.jsonl}
-ADAPTER=${ADAPTER:-./models/demo_trl}
+TASK=${TASK:-}
+STOP_AFTER=${STOP_AFTER:-3}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-echo "== 1/3 teacher labels $SAMPLES sentences with the full prompt ($MODEL, transformers backend) =="
-$PY create_data.py --backend transformers --model_name "$MODEL" \
-    --input_file ./example-data/multilingual.txt --output_file "$DATA" --max_samples "$SAMPLES"
+if [ -z "$TASK" ]; then
+    INPUT=./example-data/multilingual.txt
+    TASK_FLAGS=()
+    SAMPLES=${SAMPLES:-48}            # sentences the teacher labels
+    EVAL_SAMPLES=${EVAL_SAMPLES:-40}  # held-out sentences the student answers
+    DATA=${DATA:-./data/demo_lang.jsonl}
+    ADAPTER=${ADAPTER:-./models/demo_trl}
+    OUTPUT=${OUTPUT:-./data/demo_evaluation.json}
+    # 36 training sentences are few: a higher learning rate than the GPU default (2e-4) and 5 epochs make the
+    # 135M student learn the answer format (a label, then end of turn) instead of continuing the sentence.
+    EPOCHS=${EPOCHS:-5}
+else
+    DIR=./example-data/$TASK
+    for file in prompt.md labels.txt sentences.txt; do
+        [ -f "$DIR/$file" ] || { echo "error: TASK=$TASK needs $DIR/$file" >&2; exit 2; }
+    done
+    INPUT=$DIR/sentences.txt
+    TASK_FLAGS=(--prompt_file "$DIR/prompt.md" --labels "$DIR/labels.txt")
+    SAMPLES=${SAMPLES:-}              # empty: every sentence (the held-out ones too, for the teacher's accuracy)
+    EVAL_SAMPLES=${EVAL_SAMPLES:-}    # empty: the whole held-out split
+    DATA=${DATA:-./data/demo_$TASK.jsonl}
+    ADAPTER=${ADAPTER:-./models/demo_$TASK}
+    OUTPUT=${OUTPUT:-./data/demo_${TASK}_evaluation.json}
+    EPOCHS=${EPOCHS:-2}
+fi
+BASELINE=${BASELINE:-${OUTPUT%.json}_baseline.json}
+
+echo "== 1/3 teacher labels ${SAMPLES:-all} sentences with the full prompt ($MODEL, transformers backend) =="
+$PY create_data.py --backend transformers --model_name "$MODEL" "${TASK_FLAGS[@]}" \
+    --input_file "$INPUT" --output_file "$DATA" ${SAMPLES:+--max_samples "$SAMPLES"}
+[ "$STOP_AFTER" -le 1 ] && exit 0
 
 echo "== 2/3 student learns sentence -> label without the prompt (LoRA, CPU, fp32) =="
-# 36 training sentences are few: a higher learning rate than the GPU default (2e-4) and 5 epochs make the 135M
-# student learn the answer format (a label, then end of turn) instead of continuing the sentence.
-$PY train_sft_trl.py --model_name "$MODEL" --data_file "$DATA" --output_dir "$ADAPTER" \
-    --num_train_epochs 5 --learning_rate 1e-3 --per_device_train_batch_size 8 --gradient_accumulation_steps 1 \
+$PY train_sft_trl.py --model_name "$MODEL" "${TASK_FLAGS[@]}" --data_file "$DATA" --output_dir "$ADAPTER" \
+    --num_train_epochs "$EPOCHS" --learning_rate 1e-3 --per_device_train_batch_size 8 --gradient_accumulation_steps 1 \
     --save_strategy no --report_to none
+[ "$STOP_AFTER" -le 2 ] && exit 0
 
 echo "== 3/3 evaluation on the held-out split (gold labels + agreement with the teacher) =="
-$PY evaluate.py --model_path "$ADAPTER" --test_file ./example-data/multilingual.txt \
-    --teacher_file "$DATA" --max_samples "$EVAL_SAMPLES" --output_file ./data/demo_evaluation.json
+DISTILL=()
+if [ -n "$TASK" ]; then
+    echo "-- the base model without the prompt and without the adapter, labels scored (the distillation baseline) --"
+    $PY evaluate.py --no_adapter --base_model "$MODEL" "${TASK_FLAGS[@]}" --test_file "$INPUT" \
+        --constrained --max_tokens 0 ${EVAL_SAMPLES:+--max_samples "$EVAL_SAMPLES"} --output_file "$BASELINE" \
+        > "${BASELINE%.json}.log"
+    echo "   saved to $BASELINE (report: ${BASELINE%.json}.log)"
+    DISTILL=(--baseline "$BASELINE")
+fi
+$PY evaluate.py --model_path "$ADAPTER" "${TASK_FLAGS[@]}" --test_file "$INPUT" \
+    --teacher_file "$DATA" ${EVAL_SAMPLES:+--max_samples "$EVAL_SAMPLES"} --output_file "$OUTPUT" "${DISTILL[@]}"

@@ -324,8 +324,8 @@ def add_distillation(results: dict, task: Task, args) -> None:
         raise EvaluationError("--baseline needs gold labels beside the test file and --teacher_file: the "
                               "distillation block grades base, teacher and student on the same gold sentences.")
     results["baseline_file"] = str(baseline)
-    results["distillation"] = build_distillation(results["predictions"], baseline, results["teacher_file"], task,
-                                                 results["model"])
+    block = build_distillation(results["predictions"], baseline, results["teacher_file"], task, results["model"])
+    results["distillation"] = {"split": (results.get("split") or {}).get("split"), **block}
 
 
 def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dict:

@@ -212,7 +212,8 @@ def distillation_block(block: dict) -> str:
         ("student", "Student, no prompt"),
     )
     lines = [
-        section(f"DISTILLATION (held-out gold, {block['sentences']} sentences, the same for all three)", NARROW_RULE),
+        section(f"DISTILLATION (gold labels, {block['sentences']} sentences of split {block.get('split', '?')}, "
+                "the same for all three)", NARROW_RULE),
         f"Base: {block['baseline_file']}   Teacher: {block['teacher_file']}",
         f"  {'':<26}{'accuracy':>9}  {'95% CI':<15}{'tokens/request':>15}",
     ]

@@ -100,8 +100,9 @@ def test_unknown_tokens_give_no_mean_and_mismatched_lengths_fail():
 def test_printed_block():
     block = distillation_summary(GOLD, {"base": BASE, "teacher": TEACHER, "student": STUDENT},
                                  {"base": [20] * 10, "teacher": [1500] * 10, "student": [20] * 10}, resamples=500)
-    text = distillation_block({"baseline_file": "b.json", "teacher_file": "t.jsonl", "notes": [], **block})
-    assert "DISTILLATION (held-out gold, 10 sentences" in text
+    text = distillation_block({"baseline_file": "b.json", "teacher_file": "t.jsonl", "notes": [], "split": "eval",
+                              **block})
+    assert "DISTILLATION (gold labels, 10 sentences of split eval, the same for all three)" in text
     assert "Base model, no prompt         30.0%  [ 0.0, 60.0]" in text
     assert "Teacher, with the prompt      80.0%" in text
     assert "Student, no prompt            70.0%" in text
@@ -179,11 +180,12 @@ def test_a_baseline_with_an_adapter_or_other_labels_is_refused(tmp_path):
 
 def test_evaluate_adds_the_block_only_with_what_it_needs(tmp_path):
     results = {"reference": "gold", "teacher_file": str(_teacher_file(tmp_path)), "model": "smollm2-135m-instruct",
-               "predictions": _student_predictions()}
+               "predictions": _student_predictions(), "split": {"split": "eval"}}
     add_distillation(results, TASK, Namespace(baseline=None))
     assert "distillation" not in results
     add_distillation(results, TASK, Namespace(baseline=str(_baseline_file(tmp_path))))
     assert results["distillation"]["gain_kept"] == pytest.approx(0.8)
+    assert results["distillation"]["split"] == "eval"
     from prompt_distill.evaluation import EvaluationError
 
     with pytest.raises(EvaluationError, match="needs gold labels"):

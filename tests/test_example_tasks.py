@@ -85,3 +85,12 @@ def test_make_demo_refuses_an_unknown_task():
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "TASK=no_such_task needs ./example-data/no_such_task/prompt.md" in run.stderr
+
+
+def test_fresh_check_set_is_aligned_and_new():
+    """feedback_triage/fresh.txt was written after the prompt was fixed: a second test set that no choice saw."""
+    folder, task = _task("feedback_triage")
+    fresh = read_sentences(folder / "fresh.txt").texts
+    gold = read_gold(folder / "fresh.txt", task)
+    assert Counter(gold[text] for text in fresh) == {label: 30 for label in task.labels}
+    assert not set(fresh) & set(read_sentences(folder / "sentences.txt").texts)

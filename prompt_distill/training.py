@@ -16,6 +16,7 @@ from pathlib import Path
 from trl import SFTConfig
 
 from .data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
+from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
 from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
 from .models import default_dtype, load_tokenizer, resolve_model
 from .sft_data import drop_too_long, file_sha256, load_examples, select_split, to_dataset, tokenize_lengths
@@ -98,6 +99,31 @@ def _bf16_supported() -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def launched_processes() -> int:
+    """WORLD_SIZE as set by accelerate launch / torchrun; 1 for a plain ``python train_sft_trl.py``."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def fsdp_launched() -> bool:
+    """accelerate launch with an FSDP config (configs/accelerate_fsdp.yaml) sets ACCELERATE_USE_FSDP."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+
+
+def is_main_process() -> bool:
+    """The process that writes files and prints (global rank 0 of every node together)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def silent(*_):
+    pass
+
+
 @dataclass
 class PromptDistillationConfig(SFTConfig):
     """SFTConfig with the reference README's table as defaults (and a few choices of ours, marked)."""
@@ -139,6 +165,10 @@ class PromptDistillationConfig(SFTConfig):
     )
 
     def __post_init__(self):
+        if launched_processes() > 1 and not self.use_cpu and not _cuda_available():
+            # Started by accelerate launch / torchrun on a machine without CUDA: without use_cpu every process
+            # would train alone (accelerate joins CPU processes into one gloo group only when asked for the CPU).
+            self.use_cpu = True
         if self.bf16 is None:
             self.bf16 = (not self.fp16) and (not self.use_cpu) and _bf16_supported()
         super().__post_init__()
@@ -174,7 +204,9 @@ def load_student(script_args: ScriptArguments, device: str):
     kwargs = {"dtype": resolve_dtype(script_args.dtype, device), "attn_implementation": script_args.attn_implementation}
     if script_args.experts_implementation:
         kwargs["experts_implementation"] = script_args.experts_implementation
-    if device == "cuda":
+    if device == "cuda" and not fsdp_launched():
+        # One whole copy per GPU (data parallel). Under FSDP the weights load on the CPU (rank 0 only with
+        # cpu_ram_efficient_loading) and the Trainer shards them onto the GPUs.
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     return AutoModelForCausalLM.from_pretrained(resolve_model(script_args.model_name), **kwargs)
 
@@ -234,23 +266,80 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log
     return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept))
 
 
-def build_trainer(script_args: ScriptArguments, config: SFTConfig, tokenizer, data: PreparedData, model=None,
-                  callbacks=()):
+def distillation_trainer_class():
+    """TRL's SFTTrainer with the data order of ``data_order``: a seeded permutation per epoch, the same for one
+    process and for N, each example once per epoch (filler rows without a trainable token complete the last round
+    of batches, instead of accelerate repeating real examples)."""
     from trl import SFTTrainer
 
+    class DistillationTrainer(SFTTrainer):
+        example_order: EpochPermutation | None = None
+        seen_examples: SeenExamples | None = None
+        examples_before_filler: int = 0
+
+        def track_examples(self) -> None:
+            """Train from the numbered rows plus the filler row, and record what each process collates."""
+            self.examples_before_filler = len(self.train_dataset)
+            if self.args.dataloader_num_workers == 0:
+                self.seen_examples = SeenExamples(self.data_collator, self.current_epoch)
+                self.data_collator = self.seen_examples
+            else:
+                self.data_collator = drop_example_index(self.data_collator)
+
+        def get_train_dataloader(self):
+            if not self.examples_before_filler:
+                return super().get_train_dataloader()
+            return self._get_dataloader(dataset=add_index_and_filler(self.train_dataset), description="Training",
+                                        batch_size=self._train_batch_size, sampler_fn=self._get_train_sampler,
+                                        is_training=True)
+
+        def current_epoch(self) -> int:
+            return self.example_order.epoch if self.example_order is not None else 0
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if self.examples_before_filler and EXAMPLE_INDEX not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, EXAMPLE_INDEX]
+
+        def _get_train_sampler(self, train_dataset=None):
+            if not self.examples_before_filler:
+                return super()._get_train_sampler(train_dataset)
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            round_size = self._train_batch_size * self.args.world_size
+            self.example_order = EpochPermutation(self.examples_before_filler, self.examples_before_filler,
+                                                  round_size, seed)
+            return self.example_order
+
+    return DistillationTrainer
+
+
+def drop_example_index(collator):
+    def collate(features):
+        return collator([{key: value for key, value in feature.items() if key != EXAMPLE_INDEX}
+                         for feature in features])
+
+    return collate
+
+
+def build_trainer(script_args: ScriptArguments, config: SFTConfig, tokenizer, data: PreparedData, model=None,
+                  callbacks=()):
     device = resolve_device(config)
     model = model if model is not None else load_student(script_args, device)
     peft_config = build_lora_config(model, script_args.lora_settings())
     if config.padding_free and not config.packing:
         # Lengths were enforced in prepare_data; TRL refuses padding-free without packing unless max_length is None.
         config.max_length = None
-    trainer = SFTTrainer(model=model, args=config, train_dataset=data.dataset, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=list(callbacks))
+    trainer = distillation_trainer_class()(model=model, args=config, train_dataset=data.dataset,
+                                           processing_class=tokenizer, peft_config=peft_config,
+                                           callbacks=list(callbacks))
     if not config.packing and len(trainer.train_dataset) != len(data.report.kept):
         raise TrainingError(
             f"TRL kept {len(trainer.train_dataset)} of {len(data.report.kept)} examples after tokenization; "
             "some lost every trainable token. Check the chat template and max_length."
         )
+    if not config.packing and config.train_sampling_strategy == "random":
+        # Packed rows hold many examples, and the other strategies order by length: both keep the stock sampler.
+        trainer.track_examples()
     return trainer
 
 
@@ -262,40 +351,99 @@ class TrainingResult:
 
 
 def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), log=print) -> TrainingResult:
+    """Train and save. Under ``accelerate launch`` every process trains its share of each batch; only the main
+    process prints, starts wandb and writes the adapter, tokenizer, run record and merged model."""
+    main_process = is_main_process()
+    log = log if main_process else silent
     requested_max_length = config.max_length
     selected = read_data(script_args)  # data errors surface before anything is downloaded or loaded
     tokenizer = load_tokenizer(script_args.model_name)
     data = prepare_data(script_args, config, tokenizer, log, selected)
     resume = resolve_resume(config)
+    if script_args.merge and (config.fsdp or fsdp_launched()):
+        raise TrainingError("--merge does not work under FSDP (each process holds a slice of the base); train, "
+                            "then merge the saved adapter in one process (see docs/training.md).")
     wandb_settings = configure_wandb(config.report_to, config.output_dir)
     if wandb_settings:
         log("[train] " + wandb_settings.note)
     log(f"[train] Loading {script_args.model_name} ...")
     trainer = build_trainer(script_args, config, tokenizer, data, callbacks=callbacks)
+    check_process_group(trainer)
+    log("[train] " + describe_batch(trainer))
     summary = summarize_adapters(trainer.model)
     log("[train] " + summary.describe())
 
-    wandb_dir = start_wandb_run(wandb_settings, config.run_name) if wandb_settings else None
+    wandb_dir = start_wandb_run(wandb_settings, config.run_name) if wandb_settings and main_process else None
     try:
         started = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=resume)
         wall = time.perf_counter() - started
     finally:
-        if wandb_settings:
+        if wandb_settings and main_process:
             finish_wandb()
     output_dir = Path(config.output_dir)
-    trainer.save_model(str(output_dir))  # adapter + tokenizer
-    tokenizer.save_pretrained(str(output_dir))
+    trainer.save_model(str(output_dir))  # adapter (+ tokenizer); every process takes part, the main one writes
+    order = gathered_order(trainer)  # a collective: every process calls it
 
     record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
                           resume, wandb_dir)
+    record["distributed"] = distributed_summary(trainer, order)
     if script_args.merge:
         record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
-    (output_dir / RUN_RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    if script_args.merge:
-        merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR, log)
+    if main_process:
+        tokenizer.save_pretrained(str(output_dir))
+        (output_dir / RUN_RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        if script_args.merge:
+            merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR, log)
     log(format_summary(record, output_dir))
     return TrainingResult(trainer, record, output_dir)
+
+
+def check_process_group(trainer) -> None:
+    """Started as N processes, trained as N: otherwise each process would train alone and overwrite the others."""
+    launched = launched_processes()
+    if launched != trainer.args.world_size:
+        raise TrainingError(
+            f"Started as {launched} processes (WORLD_SIZE) but the trainer sees a world of {trainer.args.world_size} "
+            f"({trainer.accelerator.distributed_type}); on a machine without CUDA pass --use_cpu true."
+        )
+
+
+def examples_per_optimizer_step(args) -> int:
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+
+
+def describe_batch(trainer) -> str:
+    args = trainer.args
+    return (f"{args.world_size} process(es) x {args.per_device_train_batch_size} examples per device x "
+            f"{args.gradient_accumulation_steps} accumulation steps = {examples_per_optimizer_step(args)} examples "
+            f"per optimizer step ({trainer.accelerator.distributed_type}).")
+
+
+def gathered_order(trainer) -> dict | None:
+    """Which examples every process collated, summarised on each (see data_order.summarize_order)."""
+    seen = getattr(trainer, "seen_examples", None)
+    if seen is None:
+        return None
+    if trainer.args.world_size > 1:
+        from accelerate.utils import gather_object
+
+        per_process = gather_object([seen.batches])
+    else:
+        per_process = [seen.batches]
+    return summarize_order(per_process, trainer.examples_before_filler)
+
+
+def distributed_summary(trainer, order: dict | None) -> dict:
+    args = trainer.args
+    return {
+        "world_size": args.world_size,
+        "distributed_type": str(trainer.accelerator.distributed_type).removeprefix("DistributedType."),
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "examples_per_optimizer_step": examples_per_optimizer_step(args),
+        "data_order": order,
+    }
 
 
 def merge_adapter(peft_model, tokenizer, target: Path, log=print) -> None:

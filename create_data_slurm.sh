@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Label the data on several nodes of a Slurm cluster: a job array with one task per shard (create_data.py with
+# vLLM, tensor parallel over the GPUs of its node), then a job that starts once every task has succeeded and
+# merges the shards into the usual output (the deterministic merge of create_data_h100x8.sh).
+#
+#   bash create_data_slurm.sh submit
+#   NUM_SHARDS=8 TP=4 EXTRA_SBATCH_ARGS="--partition=gpu --time=12:00:00" bash create_data_slurm.sh submit \
+#       --input_file queries.txt --output_file /shared/data/queries.jsonl
+#
+# Every path must be on a filesystem that all nodes share: the input, the output folder (each shard writes
+# NAME.shard-k-of-K.jsonl and its sidecar there, and the merge reads them back) and this repository.
+# Relative paths are relative to the folder sbatch was called from, where Slurm starts the jobs.
+#
+# After a node failure or a timeout, run the same submit command again: every shard resumes where its output
+# stopped (a finished shard exits without loading the model), and the merge job runs once all are complete.
+#
+# The jobs run this same script: `create_data_slurm.sh label [create_data.py flags]` in each array task (shard
+# $SLURM_ARRAY_TASK_ID of NUM_SHARDS), then `create_data_slurm.sh merge`. Settings travel in the environment
+# (sbatch exports it by default): set them before submit, not per job.
+set -euo pipefail
+
+HERE="${PROMPT_DISTILL_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
+INPUT="${INPUT:-./example-data/multilingual.txt}"
+OUTPUT="${OUTPUT:-./data/prompt_distillation_lang.jsonl}"
+MODEL="${MODEL:-Qwen/Qwen3-30B-A3B-Thinking-2507}"
+NUM_SHARDS="${NUM_SHARDS:-4}"          # array tasks, one node each
+TP="${TP:-4}"                          # GPUs per node, one vLLM instance over all of them
+TEMPERATURE="${TEMPERATURE:-0.15}"
+PYTHON="${PYTHON:-python}"
+JOB_NAME="${JOB_NAME:-prompt-distill-label}"
+LOG_DIR="${LOG_DIR:-./logs}"
+MAX_PARALLEL="${MAX_PARALLEL:-}"       # at most this many array tasks at once (sbatch --array=...%N)
+EXTRA_SBATCH_ARGS="${EXTRA_SBATCH_ARGS:-}"   # e.g. "--partition=gpu --account=me --time=12:00:00"
+
+fail() {
+  echo "error: $*" >&2
+  exit 2
+}
+
+[[ "$NUM_SHARDS" =~ ^[1-9][0-9]*$ ]] || fail "NUM_SHARDS must be a positive integer, got '$NUM_SHARDS'"
+[[ "$TP" =~ ^[1-9][0-9]*$ ]] || fail "TP must be a positive integer, got '$TP'"
+
+mode="${1:-}"
+shift || true
+
+submit() {
+  for arg in "$@"; do
+    case "$arg" in
+      --shard_index* | --num_shards* | --tensor_parallel_size*)
+        fail "$arg is set by this script (NUM_SHARDS, TP)" ;;
+    esac
+  done
+  command -v sbatch >/dev/null || fail "sbatch not found: submit on a Slurm login node"
+  mkdir -p "$LOG_DIR" "$(dirname "$OUTPUT")"
+  local options=()
+  read -r -a options <<<"$EXTRA_SBATCH_ARGS"
+  export PROMPT_DISTILL_REPO="$HERE"  # the jobs run a copy of this script from Slurm's spool folder
+
+  local array="0-$((NUM_SHARDS - 1))${MAX_PARALLEL:+%$MAX_PARALLEL}"
+  local label_job merge_job
+  label_job=$(sbatch --parsable --job-name "$JOB_NAME" --array "$array" --nodes 1 --ntasks 1 \
+    --gpus-per-node "$TP" --output "$LOG_DIR/$JOB_NAME-%A_%a.log" ${options[@]+"${options[@]}"} \
+    "$HERE/create_data_slurm.sh" label "$@")
+  label_job="${label_job%%;*}"  # --parsable prints "id" or "id;cluster"
+  # afterok on an array job waits for every task; a failed task cancels the merge instead of leaving it pending.
+  merge_job=$(sbatch --parsable --job-name "$JOB_NAME-merge" --dependency "afterok:$label_job" \
+    --kill-on-invalid-dep yes --nodes 1 --ntasks 1 --output "$LOG_DIR/$JOB_NAME-merge-%j.log" \
+    ${options[@]+"${options[@]}"} "$HERE/create_data_slurm.sh" merge)
+  merge_job="${merge_job%%;*}"
+  echo "Submitted $NUM_SHARDS labelling tasks (array job $label_job, $TP GPUs each) and the merge (job $merge_job)."
+  echo "Logs: $LOG_DIR/$JOB_NAME-${label_job}_<task>.log and $LOG_DIR/$JOB_NAME-merge-$merge_job.log"
+  echo "If a task fails, run the same command again: the shards resume, then merge."
+}
+
+label() {
+  [ -n "${SLURM_ARRAY_TASK_ID:-}" ] || fail "label runs inside a Slurm array task (SLURM_ARRAY_TASK_ID is unset); use: bash create_data_slurm.sh submit"
+  echo "shard $SLURM_ARRAY_TASK_ID of $NUM_SHARDS on $(hostname), GPUs ${CUDA_VISIBLE_DEVICES:-?}"
+  exec "$PYTHON" "$HERE/create_data.py" \
+    --input_file "$INPUT" --output_file "$OUTPUT" --model_name "$MODEL" \
+    --tensor_parallel_size "$TP" --temperature "$TEMPERATURE" \
+    --shard_index "$SLURM_ARRAY_TASK_ID" --num_shards "$NUM_SHARDS" "$@"
+}
+
+merge() {
+  PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m prompt_distill.shards \
+    --output_file "$OUTPUT" --num_shards "$NUM_SHARDS"
+}
+
+case "$mode" in
+  submit) submit "$@" ;;
+  label) label "$@" ;;
+  merge) merge ;;
+  *) fail "usage: bash create_data_slurm.sh submit [create_data.py flags]   (label and merge are the jobs' own modes)" ;;
+esac

@@ -1,0 +1,122 @@
+"""create_data_slurm.sh without Slurm: submit with a stand-in sbatch, then each array task and the merge run for
+real on the embedded model (SLURM_ARRAY_TASK_ID set by hand), with a node failure resumed in between."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prompt_distill.run_files import RunFiles
+from prompt_distill.shards import shard_output_path
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "create_data_slurm.sh"
+SHORT_PROMPT = """Identify the language of the text. Labels: ar de el en es fr hi ru tr ur vi zh ot.
+Reply with exactly one line: Final Answer: <label>
+"""
+
+# Records each call's arguments (one JSON list per line) and answers like `sbatch --parsable`: a job id.
+SBATCH = """#!/usr/bin/env python3
+import json, sys
+with open({calls!r}, "a") as handle:
+    handle.write(json.dumps(sys.argv[1:]) + "\\n")
+count = sum(1 for _ in open({calls!r}))
+print(str(4241 + count) + ";cluster")
+"""
+
+
+def environment(tmp_path, **settings):
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("SLURM_") and key not in ("NUM_SHARDS", "TP", "OUTPUT", "INPUT", "MODEL")}
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", **settings)
+    return env
+
+
+def fake_sbatch(tmp_path) -> dict:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    sbatch = folder / "sbatch"
+    sbatch.write_text(SBATCH.format(calls=str(tmp_path / "sbatch-calls")))
+    sbatch.chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}"}
+
+
+def flag(args, name):
+    return args[args.index(name) + 1]
+
+
+def test_submit_makes_one_array_task_per_shard_and_a_merge_that_waits_for_all(tmp_path):
+    env = environment(tmp_path, NUM_SHARDS="3", TP="4", MAX_PARALLEL="2", LOG_DIR=str(tmp_path / "logs"),
+                      EXTRA_SBATCH_ARGS="--partition=gpu --time=1:00:00", OUTPUT=str(tmp_path / "data" / "x.jsonl"),
+                      **fake_sbatch(tmp_path))
+    finished = subprocess.run(["bash", str(SCRIPT), "submit", "--max_samples", "100"], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    label, merge = [json.loads(line) for line in (tmp_path / "sbatch-calls").read_text().splitlines()]
+    assert flag(label, "--array") == "0-2%2" and flag(label, "--gpus-per-node") == "4"
+    assert "--partition=gpu" in label and "--time=1:00:00" in label
+    assert label[-4:] == [str(SCRIPT), "label", "--max_samples", "100"]
+    assert flag(merge, "--dependency") == "afterok:4242" and flag(merge, "--kill-on-invalid-dep") == "yes"
+    assert merge[-2:] == [str(SCRIPT), "merge"] and "--gpus-per-node" not in merge
+    assert "array job 4242" in finished.stdout and "job 4243" in finished.stdout
+
+
+@pytest.mark.parametrize("mode_and_flag", [["submit", "--num_shards", "2"], ["submit", "--shard_index=1"], ["label"],
+                                           ["unknown"]])
+def test_misuse_is_one_clear_error(tmp_path, mode_and_flag):
+    env = environment(tmp_path, **fake_sbatch(tmp_path))
+    finished = subprocess.run(["bash", str(SCRIPT), *mode_and_flag], env=env, cwd=tmp_path, capture_output=True,
+                              text=True)
+    assert finished.returncode == 2 and finished.stderr.startswith("error: ")
+    assert not (tmp_path / "sbatch-calls").exists()
+
+
+@pytest.mark.slow
+def test_array_tasks_then_merge_equal_a_single_process_run_after_a_resumed_node_failure(tmp_path, smollm2_dir):
+    sentences = (REPO / "example-data" / "multilingual.txt").read_text("utf-8").splitlines()[:6]
+    (tmp_path / "in.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    (tmp_path / "prompt.md").write_text(SHORT_PROMPT, encoding="utf-8")
+    flags = ["--backend", "transformers", "--prompt_file", str(tmp_path / "prompt.md"), "--batch_size", "3"]
+    output = tmp_path / "shared" / "labels.jsonl"
+    settings = dict(INPUT=str(tmp_path / "in.txt"), OUTPUT=str(output), MODEL="smollm2-135m-instruct",
+                    NUM_SHARDS="2", TP="1", PYTHON=sys.executable)
+
+    def job(mode, task=None):
+        env = environment(tmp_path, **settings, **({"SLURM_ARRAY_TASK_ID": str(task)} if task is not None else {}))
+        return subprocess.run(["bash", str(SCRIPT), mode, *(flags if mode == "label" else [])], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600)
+
+    for task in (0, 1):
+        finished = job("label", task)
+        assert finished.returncode == 0, finished.stdout[-2000:] + finished.stderr[-3000:]
+    # The node of task 1 died while writing its last record: the sidecar ends in half a line.
+    sidecar = RunFiles.for_output(shard_output_path(output, 1, 2)).sidecar
+    content = sidecar.read_bytes()
+    sidecar.write_bytes(content[: content.rstrip(b"\n").rfind(b"\n") + 20])
+    refused = job("merge")
+    assert refused.returncode == 2 and "shard 1 is incomplete" in refused.stderr
+    # Resubmitted: the finished task has nothing to do, the failed one labels only what it lost.
+    finished = job("label", 0)
+    assert finished.returncode == 0 and re.search(r"Already done:\s+3\b", finished.stdout), finished.stdout[-2000:]
+    finished = job("label", 1)
+    assert finished.returncode == 0 and re.search(r"Already done:\s+2\b", finished.stdout), finished.stdout[-2000:]
+    merged = job("merge")
+    assert merged.returncode == 0, merged.stderr[-3000:]
+
+    single_output = tmp_path / "single" / "labels.jsonl"
+    single = subprocess.run([sys.executable, str(REPO / "create_data.py"), "--input_file", str(tmp_path / "in.txt"),
+                             "--output_file", str(single_output), "--model_name", "smollm2-135m-instruct", *flags],
+                            env=environment(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    def user_texts(path):
+        return [json.loads(line)["messages"][0]["content"] for line in path.read_text("utf-8").splitlines()]
+
+    merged_texts = user_texts(output)
+    assert merged_texts == user_texts(single_output)
+    assert sorted(merged_texts) == sorted(set(merged_texts)) and len(merged_texts) == len(sentences)
+    assert output.read_bytes() == single_output.read_bytes()  # the labels too: scoring is deterministic

@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# Train the student's LoRA adapter on one GPU with the reference hyperparameters.
+# Train the student's LoRA adapter with the reference hyperparameters, on one GPU or, with NUM_GPUS > 1, data
+# parallel through `accelerate launch` (each GPU holds the whole bf16 base; see docs/training.md).
 # Every value is a variable below: edit it here, or override it from the environment (LEARNING_RATE=1e-4 bash
 # train_trl.sh). Extra flags are passed through to train_sft_trl.py (bash train_trl.sh --max_steps 10).
+#
+#   NUM_GPUS=4 bash train_trl.sh                                           # 4 GPUs, one machine
+#   NUM_GPUS=8 ACCELERATE_CONFIG=configs/accelerate_fsdp.yaml bash train_trl.sh   # the base sharded (FSDP)
+#   NUM_GPUS=8 NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=10.0.0.1 bash train_trl.sh   # on each of 2 nodes,
+#                                                                          # MACHINE_RANK=1 on the second
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON="${PYTHON:-python}"
+
+# Processes: NUM_GPUS per machine, on NUM_MACHINES machines. Above one process, accelerate launch starts them.
+NUM_GPUS="${NUM_GPUS:-1}"
+NUM_MACHINES="${NUM_MACHINES:-1}"
+MACHINE_RANK="${MACHINE_RANK:-0}"          # 0 on the main machine, 1 .. NUM_MACHINES-1 on the others
+MAIN_PROCESS_IP="${MAIN_PROCESS_IP:-}"     # the main machine's address, needed with NUM_MACHINES > 1
+MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-29500}"
+ACCELERATE_CONFIG="${ACCELERATE_CONFIG:-}" # e.g. configs/accelerate_fsdp.yaml; empty: plain data parallel
 MODEL_NAME="${MODEL_NAME:-Qwen/Qwen3-30B-A3B-Instruct-2507}"
 DATA_FILE="${DATA_FILE:-./data/prompt_distillation_lang.jsonl}"
 OUTPUT_DIR="${OUTPUT_DIR:-./models/prompt_distillation_trl}"
@@ -32,9 +46,13 @@ LR_SCHEDULER_KWARGS="${LR_SCHEDULER_KWARGS:-$DEFAULT_LR_SCHEDULER_KWARGS}"
 WARMUP_STEPS="${WARMUP_STEPS:-0.03}"    # below 1: a fraction of all steps (transformers 5 has no warmup_ratio)
 NUM_TRAIN_EPOCHS="${NUM_TRAIN_EPOCHS:-1}"
 PER_DEVICE_TRAIN_BATCH_SIZE="${PER_DEVICE_TRAIN_BATCH_SIZE:-4}"
-GRADIENT_ACCUMULATION_STEPS="${GRADIENT_ACCUMULATION_STEPS:-4}"
+# Examples per optimizer step, whatever the number of GPUs: the accumulation steps default to
+# EXAMPLES_PER_STEP / (PER_DEVICE_TRAIN_BATCH_SIZE x processes), so that the learning rate keeps its meaning.
+EXAMPLES_PER_STEP="${EXAMPLES_PER_STEP:-16}"
 MAX_LENGTH="${MAX_LENGTH:-2048}"
-GRADIENT_CHECKPOINTING="${GRADIENT_CHECKPOINTING:-true}"
+# Under an FSDP config, FSDP's activation checkpointing replaces transformers' (they cannot be on together).
+if [ -n "$ACCELERATE_CONFIG" ]; then DEFAULT_GRADIENT_CHECKPOINTING=false; else DEFAULT_GRADIENT_CHECKPOINTING=true; fi
+GRADIENT_CHECKPOINTING="${GRADIENT_CHECKPOINTING:-$DEFAULT_GRADIENT_CHECKPOINTING}"
 BF16="${BF16:-auto}"                   # auto: bf16 where the GPU supports it | true | false
 PADDING_FREE="${PADDING_FREE:-true}"
 ROUTER_AUX_LOSS_COEF="${ROUTER_AUX_LOSS_COEF:-0.0}"   # the router is frozen; see the README
@@ -47,12 +65,45 @@ SAVE_STEPS="${SAVE_STEPS:-25}"
 SAVE_TOTAL_LIMIT="${SAVE_TOTAL_LIMIT:-2}"
 MERGE="${MERGE:-false}"                 # true: also write a merged model to $OUTPUT_DIR/merged
 
-export CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-0}"
+fail() {
+  echo "error: $*" >&2
+  exit 2
+}
+
+for name in NUM_GPUS NUM_MACHINES PER_DEVICE_TRAIN_BATCH_SIZE EXAMPLES_PER_STEP; do
+  [[ "${!name}" =~ ^[1-9][0-9]*$ ]] || fail "$name must be a positive integer, got '${!name}'"
+done
+processes=$((NUM_GPUS * NUM_MACHINES))
+per_round=$((PER_DEVICE_TRAIN_BATCH_SIZE * processes))
+if [ -z "${GRADIENT_ACCUMULATION_STEPS:-}" ]; then
+  if ((EXAMPLES_PER_STEP % per_round != 0)); then
+    fail "EXAMPLES_PER_STEP=$EXAMPLES_PER_STEP is not a multiple of PER_DEVICE_TRAIN_BATCH_SIZE=$PER_DEVICE_TRAIN_BATCH_SIZE x $processes processes; change one of them or set GRADIENT_ACCUMULATION_STEPS"
+  fi
+  GRADIENT_ACCUMULATION_STEPS=$((EXAMPLES_PER_STEP / per_round))
+fi
+echo "$processes process(es) x $PER_DEVICE_TRAIN_BATCH_SIZE examples x $GRADIENT_ACCUMULATION_STEPS accumulation steps = $((per_round * GRADIENT_ACCUMULATION_STEPS)) examples per optimizer step"
+
+# The first NUM_GPUS GPUs unless CUDA_VISIBLE_DEVICES says which.
+CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((NUM_GPUS - 1)))}"
+export CUDA_VISIBLE_DEVICES
+
+if ((processes > 1)) || [ -n "$ACCELERATE_CONFIG" ]; then
+  # --mixed_precision no: precision is train_sft_trl.py's --bf16 (which transformers hands to accelerate).
+  LAUNCH=("$PYTHON" -m accelerate.commands.launch --num_processes "$processes" --num_machines "$NUM_MACHINES"
+          --machine_rank "$MACHINE_RANK" --mixed_precision no --dynamo_backend no)
+  if [ -n "$ACCELERATE_CONFIG" ]; then LAUNCH+=(--config_file "$ACCELERATE_CONFIG"); else LAUNCH+=(--multi_gpu); fi
+  if ((NUM_MACHINES > 1)); then
+    [ -n "$MAIN_PROCESS_IP" ] || fail "NUM_MACHINES=$NUM_MACHINES needs MAIN_PROCESS_IP (the address of the machine with MACHINE_RANK=0)"
+    LAUNCH+=(--main_process_ip "$MAIN_PROCESS_IP" --main_process_port "$MAIN_PROCESS_PORT")
+  fi
+else
+  LAUNCH=("$PYTHON")
+fi
 
 PRECISION=()
 if [ "$BF16" != "auto" ]; then PRECISION=(--bf16 "$BF16"); fi
 
-"$PYTHON" train_sft_trl.py \
+"${LAUNCH[@]}" train_sft_trl.py \
     --model_name "$MODEL_NAME" \
     --data_file "$DATA_FILE" \
     --output_dir "$OUTPUT_DIR" \
@@ -72,7 +123,7 @@ if [ "$BF16" != "auto" ]; then PRECISION=(--bf16 "$BF16"); fi
     --gradient_accumulation_steps "$GRADIENT_ACCUMULATION_STEPS" \
     --max_length "$MAX_LENGTH" \
     --gradient_checkpointing "$GRADIENT_CHECKPOINTING" \
-    "${PRECISION[@]}" \
+    ${PRECISION[@]+"${PRECISION[@]}"} \
     --padding_free "$PADDING_FREE" \
     --router_aux_loss_coef "$ROUTER_AUX_LOSS_COEF" \
     --seed "$SEED" \

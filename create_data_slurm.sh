@@ -14,9 +14,11 @@
 # After a node failure or a timeout, run the same submit command again: every shard resumes where its output
 # stopped (a finished shard exits without loading the model), and the merge job runs once all are complete.
 #
+# Settings: the variables below, or --input_file, --output_file, --model_name and --temperature after submit;
+# any other flag goes to every create_data.py (e.g. --max_samples 1000, --max_tokens 8192).
 # The jobs run this same script: `create_data_slurm.sh label [create_data.py flags]` in each array task (shard
-# $SLURM_ARRAY_TASK_ID of NUM_SHARDS), then `create_data_slurm.sh merge`. Settings travel in the environment
-# (sbatch exports it by default): set them before submit, not per job.
+# $SLURM_ARRAY_TASK_ID of NUM_SHARDS), then `create_data_slurm.sh merge`; the settings reach them through the
+# environment that submit exports.
 set -euo pipefail
 
 HERE="${PROMPT_DISTILL_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
@@ -43,31 +45,48 @@ fail() {
 mode="${1:-}"
 shift || true
 
+value_of() {  # value_of FLAG VALUE: fail clearly when a flag lacks its value
+  if [[ $# -lt 2 || "$2" == --* ]]; then fail "$1 needs a value"; fi
+}
+
 submit() {
-  for arg in "$@"; do
-    case "$arg" in
+  # The flags that the merge job needs too become settings; the others go to every create_data.py.
+  local extra=()
+  while (($#)); do
+    case "$1" in
+      --input_file) value_of "$@"; INPUT="$2"; shift 2 ;;
+      --output_file) value_of "$@"; OUTPUT="$2"; shift 2 ;;
+      --model_name) value_of "$@"; MODEL="$2"; shift 2 ;;
+      --temperature) value_of "$@"; TEMPERATURE="$2"; shift 2 ;;
+      --input_file=*) INPUT="${1#*=}"; shift ;;
+      --output_file=*) OUTPUT="${1#*=}"; shift ;;
+      --model_name=*) MODEL="${1#*=}"; shift ;;
+      --temperature=*) TEMPERATURE="${1#*=}"; shift ;;
       --shard_index* | --num_shards* | --tensor_parallel_size*)
-        fail "$arg is set by this script (NUM_SHARDS, TP)" ;;
+        fail "$1 is set by this script (NUM_SHARDS, TP)" ;;
+      *) extra+=("$1"); shift ;;
     esac
   done
   command -v sbatch >/dev/null || fail "sbatch not found: submit on a Slurm login node"
   mkdir -p "$LOG_DIR" "$(dirname "$OUTPUT")"
   local options=()
   read -r -a options <<<"$EXTRA_SBATCH_ARGS"
-  export PROMPT_DISTILL_REPO="$HERE"  # the jobs run a copy of this script from Slurm's spool folder
+  # The jobs see this environment (--export ALL); the script itself runs from a copy in Slurm's spool folder.
+  export PROMPT_DISTILL_REPO="$HERE" INPUT OUTPUT MODEL NUM_SHARDS TP TEMPERATURE PYTHON
 
   local array="0-$((NUM_SHARDS - 1))${MAX_PARALLEL:+%$MAX_PARALLEL}"
   local label_job merge_job
-  label_job=$(sbatch --parsable --job-name "$JOB_NAME" --array "$array" --nodes 1 --ntasks 1 \
+  label_job=$(sbatch --parsable --export ALL --job-name "$JOB_NAME" --array "$array" --nodes 1 --ntasks 1 \
     --gpus-per-node "$TP" --output "$LOG_DIR/$JOB_NAME-%A_%a.log" ${options[@]+"${options[@]}"} \
-    "$HERE/create_data_slurm.sh" label "$@")
+    "$HERE/create_data_slurm.sh" label ${extra[@]+"${extra[@]}"})
   label_job="${label_job%%;*}"  # --parsable prints "id" or "id;cluster"
   # afterok on an array job waits for every task; a failed task cancels the merge instead of leaving it pending.
-  merge_job=$(sbatch --parsable --job-name "$JOB_NAME-merge" --dependency "afterok:$label_job" \
+  merge_job=$(sbatch --parsable --export ALL --job-name "$JOB_NAME-merge" --dependency "afterok:$label_job" \
     --kill-on-invalid-dep yes --nodes 1 --ntasks 1 --output "$LOG_DIR/$JOB_NAME-merge-%j.log" \
     ${options[@]+"${options[@]}"} "$HERE/create_data_slurm.sh" merge)
   merge_job="${merge_job%%;*}"
-  echo "Submitted $NUM_SHARDS labelling tasks (array job $label_job, $TP GPUs each) and the merge (job $merge_job)."
+  echo "Submitted $NUM_SHARDS labelling tasks (array job $label_job, $TP GPUs each) and the merge (job $merge_job)"
+  echo "into $OUTPUT."
   echo "Logs: $LOG_DIR/$JOB_NAME-${label_job}_<task>.log and $LOG_DIR/$JOB_NAME-merge-$merge_job.log"
   echo "If a task fails, run the same command again: the shards resume, then merge."
 }

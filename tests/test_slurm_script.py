@@ -19,11 +19,14 @@ SHORT_PROMPT = """Identify the language of the text. Labels: ar de el en es fr h
 Reply with exactly one line: Final Answer: <label>
 """
 
-# Records each call's arguments (one JSON list per line) and answers like `sbatch --parsable`: a job id.
+# Records each call's arguments and the settings the jobs would inherit (one JSON object per line) and answers
+# like `sbatch --parsable`: a job id.
 SBATCH = """#!/usr/bin/env python3
-import json, sys
+import json, os, sys
+settings = {{name: os.environ.get(name) for name in ("INPUT", "OUTPUT", "MODEL", "NUM_SHARDS", "TP",
+                                                   "PROMPT_DISTILL_REPO")}}
 with open({calls!r}, "a") as handle:
-    handle.write(json.dumps(sys.argv[1:]) + "\\n")
+    handle.write(json.dumps({{"args": sys.argv[1:], "env": settings}}) + "\\n")
 count = sum(1 for _ in open({calls!r}))
 print(str(4241 + count) + ";cluster")
 """
@@ -51,17 +54,22 @@ def flag(args, name):
 
 def test_submit_makes_one_array_task_per_shard_and_a_merge_that_waits_for_all(tmp_path):
     env = environment(tmp_path, NUM_SHARDS="3", TP="4", MAX_PARALLEL="2", LOG_DIR=str(tmp_path / "logs"),
-                      EXTRA_SBATCH_ARGS="--partition=gpu --time=1:00:00", OUTPUT=str(tmp_path / "data" / "x.jsonl"),
-                      **fake_sbatch(tmp_path))
-    finished = subprocess.run(["bash", str(SCRIPT), "submit", "--max_samples", "100"], env=env, cwd=tmp_path,
-                              capture_output=True, text=True)
+                      EXTRA_SBATCH_ARGS="--partition=gpu --time=1:00:00", **fake_sbatch(tmp_path))
+    output = str(tmp_path / "data" / "x.jsonl")
+    finished = subprocess.run(["bash", str(SCRIPT), "submit", "--output_file", output, "--max_samples", "100",
+                               "--input_file=queries.txt"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     label, merge = [json.loads(line) for line in (tmp_path / "sbatch-calls").read_text().splitlines()]
-    assert flag(label, "--array") == "0-2%2" and flag(label, "--gpus-per-node") == "4"
-    assert "--partition=gpu" in label and "--time=1:00:00" in label
-    assert label[-4:] == [str(SCRIPT), "label", "--max_samples", "100"]
-    assert flag(merge, "--dependency") == "afterok:4242" and flag(merge, "--kill-on-invalid-dep") == "yes"
-    assert merge[-2:] == [str(SCRIPT), "merge"] and "--gpus-per-node" not in merge
+    args = label["args"]
+    assert flag(args, "--array") == "0-2%2" and flag(args, "--gpus-per-node") == "4"
+    assert flag(args, "--export") == "ALL" and "--partition=gpu" in args and "--time=1:00:00" in args
+    assert args[-4:] == [str(SCRIPT), "label", "--max_samples", "100"]
+    assert flag(merge["args"], "--dependency") == "afterok:4242" and flag(merge["args"], "--kill-on-invalid-dep") == "yes"
+    assert merge["args"][-2:] == [str(SCRIPT), "merge"] and "--gpus-per-node" not in merge["args"]
+    # The files the merge job needs are settings that both jobs inherit, not flags of the labelling job alone.
+    for call in (label, merge):
+        assert call["env"] == {"INPUT": "queries.txt", "OUTPUT": output, "MODEL": "Qwen/Qwen3-30B-A3B-Thinking-2507",
+                               "NUM_SHARDS": "3", "TP": "4", "PROMPT_DISTILL_REPO": str(REPO)}
     assert "array job 4242" in finished.stdout and "job 4243" in finished.stdout
 
 

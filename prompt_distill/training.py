@@ -116,7 +116,7 @@ def fsdp_launched() -> bool:
 
 
 def is_main_process() -> bool:
-    """The process that writes files and prints (global rank 0 of every node together)."""
+    """Global rank 0: the one process, across all nodes, that prints and writes files."""
     return int(os.environ.get("RANK", "0")) == 0
 
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Is a prompt worth distilling? Label accuracy of one model with the prompt and without it, on gold sentences.
 
-    python scripts/probe_task.py --prompt_file example-data/ticket_routing/prompt.md \\
-        --labels example-data/ticket_routing/labels.txt --test_file example-data/ticket_routing/tickets.txt
+    python scripts/probe_task.py --prompt_file example-data/feedback_triage/prompt.md \\
+        --labels example-data/feedback_triage/labels.txt --test_file example-data/feedback_triage/sentences.txt --split train
 
 Both settings score every label (then end of turn) as the answer and take the most likely one, as create_data.py
 does on CPU (transformers engine, constrained answer, 0 generated tokens):

@@ -1,10 +1,12 @@
 """The example tasks in example-data/<task>/: aligned gold labels, enough sentences per label, a long prompt whose
 worked examples are not in the data, and the first stage of `make demo TASK=<task>` on two sentences."""
 
+import ast
 import json
 import os
 import re
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -94,3 +96,22 @@ def test_fresh_check_set_is_aligned_and_new():
     gold = read_gold(folder / "fresh.txt", task)
     assert Counter(gold[text] for text in fresh) == {label: 30 for label in task.labels}
     assert not set(fresh) & set(read_sentences(folder / "sentences.txt").texts)
+
+
+@pytest.mark.slow
+def test_probe_scores_the_labels_with_and_without_the_prompt(smollm2_dir):
+    folder = ROOT / "example-data" / "feedback_triage"
+    run = subprocess.run(
+        [sys.executable, "scripts/probe_task.py", "--prompt_file", str(folder / "prompt.md"), "--labels",
+         str(folder / "labels.txt"), "--test_file", str(folder / "sentences.txt"), "--split", "train",
+         "--max_samples", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "3 sentences, gold counts:" in run.stdout
+    tokens = int(re.search(r"prompt tokens \(teacher chat of the first sentence\): (\d+)", run.stdout).group(1))
+    assert tokens >= MIN_PROMPT_TOKENS
+    for setting in ("without prompt", "with prompt"):
+        found = re.search(rf"{setting}: accuracy +[\d.]+% \((\d)/3\), predicted (\{{.*?\}})", run.stdout)
+        assert found, run.stdout
+        assert sum(ast.literal_eval(found.group(2)).values()) == 3

@@ -87,6 +87,11 @@ class ScriptArguments:
         default=None, metadata={"help": "MoE experts kernel (transformers): eager, grouped_mm, batched_mm; default: automatic."}
     )
     merge: bool = field(default=False, metadata={"help": f"Also write base+adapter merged into <output_dir>/{MERGED_SUBDIR}."})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint "
+                          "continues its run instead)."},
+    )
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
@@ -228,6 +233,17 @@ def resolve_resume(config: SFTConfig) -> str | None:
     return value
 
 
+def check_output_dir(output_dir: Path, overwrite: bool, resume: str | None) -> None:
+    """Refuse, before any model loads, to replace a finished adapter that the user did not ask to replace."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TrainingError(f"--output_dir {output_dir} is a file, not a folder.")
+    finished = [name for name in ("adapter_config.json", RUN_RECORD) if (output_dir / name).is_file()]
+    if finished and not overwrite and resume is None:
+        raise TrainingError(f"{output_dir} already holds a trained adapter ({', '.join(finished)}). Pass "
+                            "--overwrite_output_dir to replace it, --resume_from_checkpoint last to continue its "
+                            "run, or another --output_dir.")
+
+
 # -- the run --------------------------------------------------------------------------------------------------
 @dataclass
 class SelectedData:
@@ -356,10 +372,11 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
     main_process = is_main_process()
     log = log if main_process else silent
     requested_max_length = config.max_length
+    resume = resolve_resume(config)
+    check_output_dir(Path(config.output_dir), script_args.overwrite_output_dir, resume)
     selected = read_data(script_args)  # data errors surface before anything is downloaded or loaded
     tokenizer = load_tokenizer(script_args.model_name)
     data = prepare_data(script_args, config, tokenizer, log, selected)
-    resume = resolve_resume(config)
     if script_args.merge and (config.fsdp or fsdp_launched()):
         raise TrainingError("--merge does not work under FSDP (each process holds a slice of the base); train, "
                             "then merge the saved adapter in one process (see docs/training.md).")

@@ -51,7 +51,7 @@ $PY create_data.py --backend transformers --model_name "$MODEL" "${TASK_FLAGS[@]
 echo "== 2/3 student learns sentence -> label without the prompt (LoRA, CPU, fp32) =="
 $PY train_sft_trl.py --model_name "$MODEL" "${TASK_FLAGS[@]}" --data_file "$DATA" --output_dir "$ADAPTER" \
     --num_train_epochs "$EPOCHS" --learning_rate 1e-3 --per_device_train_batch_size 8 --gradient_accumulation_steps 1 \
-    --save_strategy no --report_to none
+    --save_strategy no --report_to none --overwrite_output_dir  # a rerun of the demo retrains its adapter
 [ "$STOP_AFTER" -le 2 ] && exit 0
 
 echo "== 3/3 evaluation on the held-out split (gold labels + agreement with the teacher) =="

@@ -395,3 +395,23 @@ def test_gpu_smoke_script_dry_run_on_cpu(tmp_path, smollm2_dir):
     assert finished.returncode == 0, finished.stderr[-3000:]
     assert "gpu_smoke: OK" in finished.stdout
     assert "step times (s):" in finished.stdout
+
+
+def test_an_existing_adapter_is_not_replaced_unless_asked(tmp_path, capsys):
+    """Refused before the data or the model is read: a finished adapter is replaced only on request."""
+    import train_sft_trl
+    from prompt_distill.training import check_output_dir
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}", "utf-8")
+    code = train_sft_trl.main(["--model_name", "smollm2-135m-instruct", "--data_file", str(tmp_path / "absent.jsonl"),
+                               "--output_dir", str(adapter), "--report_to", "none"])
+    error = capsys.readouterr().err
+    assert code == 2 and "already holds a trained adapter" in error and "--overwrite_output_dir" in error
+    check_output_dir(adapter, overwrite=True, resume=None)
+    check_output_dir(adapter, overwrite=False, resume=str(adapter / "checkpoint-2"))
+    check_output_dir(tmp_path / "new", overwrite=False, resume=None)
+    (tmp_path / "file").write_text("x", "utf-8")
+    with pytest.raises(TrainingError, match="is a file"):
+        check_output_dir(tmp_path / "file", overwrite=False, resume=None)

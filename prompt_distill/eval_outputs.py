@@ -84,7 +84,8 @@ def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict,
     if png is not None:
         metrics["eval/confusion_matrix"] = wandb.Image(str(png))
     wandb.log(metrics)
-    where = f"wandb run {wandb.run.name} ({Path(wandb.run.dir).parent})"
+    # An offline run has no name; its id names its folder.
+    where = f"wandb run {wandb.run.name or wandb.run.id} ({Path(wandb.run.dir).parent})"
     if started:
         wandb.finish()
-    return "; ".join(filter(None, [note, f"logged to {where}"]))
+    return "\n".join(filter(None, [note, f"wandb: logged to {where}."]))

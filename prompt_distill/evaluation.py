@@ -347,7 +347,7 @@ def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dic
                         {key: results[key] for key in ("model", "adapter", "test_file", "split", "generation")},
                         Path(args.output_file).parent if png else Path.cwd())
     if note:
-        out(f"wandb: {note}")
+        out(note)
     out(NARROW_RULE)
     return results
 

@@ -553,7 +553,8 @@ def format_summary(record: dict, output_dir: Path) -> str:
         f"Adapter saved to {output_dir} (run record: {output_dir / RUN_RECORD})",
         f"  trained on {split['examples_trained']} examples (split '{split['split']}', "
         f"{split['dropped_too_long']} dropped as too long), {results['global_step']} optimizer steps",
-        f"  final train loss {results['final_train_loss']}, {results['train_tokens_per_second']} train tokens/s",
+        f"  final train loss {_rounded(results['final_train_loss'])}, {_rounded(results['train_tokens_per_second'])} "
+        "train tokens/s",
     ]
     if record.get("wandb_run_dir"):
         lines.append(f"  wandb run folder: {record['wandb_run_dir']}")
@@ -561,3 +562,8 @@ def format_summary(record: dict, output_dir: Path) -> str:
         lines.append(f"  merged model: {record['merged_model_dir']}")
     lines.append("=" * 80)
     return "\n".join(lines)
+
+
+def _rounded(value) -> str:
+    """4 significant digits for the printed summary (the run record keeps the full value)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

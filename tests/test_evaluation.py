@@ -200,6 +200,7 @@ def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
     assert log_to_wandb(results["summary"], png, start_run=False, config={}, run_dir=tmp_path) is None  # no run
     note = log_to_wandb(results["summary"], png, start_run=True, config={"model": "m"}, run_dir=tmp_path)
     assert "logged to wandb run" in note and wandb.run is None  # the run it started is finished
+    assert "wandb: wandb:" not in note and "run None" not in note  # each line says "wandb:" once; a real run name
     run_dirs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(run_dirs) == 1
     assert list(run_dirs[0].glob("files/media/images/eval/confusion_matrix_*.png"))

@@ -415,3 +415,15 @@ def test_an_existing_adapter_is_not_replaced_unless_asked(tmp_path, capsys):
     (tmp_path / "file").write_text("x", "utf-8")
     with pytest.raises(TrainingError, match="is a file"):
         check_output_dir(tmp_path / "file", overwrite=False, resume=None)
+
+
+def test_the_printed_summary_rounds_the_loss_and_speed():
+    from pathlib import Path
+
+    from prompt_distill.training import format_summary
+
+    record = {"results": {"final_train_loss": 10.934041023254395, "train_tokens_per_second": 12.891234,
+                          "global_step": 4},
+              "split": {"examples_trained": 8, "split": "train", "dropped_too_long": 0}}
+    summary = format_summary(record, Path("out"))
+    assert "final train loss 10.93, 12.89 train tokens/s" in summary

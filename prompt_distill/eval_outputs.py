@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 from .data import read_json_object
 from .metrics import ConfusionMatrix
+from .run_files import write_json_atomic
 
 
 def png_path_for(json_path) -> Path:
@@ -19,10 +18,7 @@ def png_path_for(json_path) -> Path:
 def write_json(path, payload: dict) -> Path:
     """Written to a temporary name and renamed, so a crash never leaves half a results file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(path.name + ".tmp")
-    staging.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    os.replace(staging, path)
+    write_json_atomic(path, payload)
     return path
 
 

@@ -254,3 +254,19 @@ def test_each_sentence_has_its_own_seed_whatever_its_shard_or_batch(tmp_path):
     run_labeling(make_config(tmp_path, seed=6, output_file=str(tmp_path / "seed6.jsonl")), TASK, lambda: other,
                  progress=False)
     assert not set(other.calls[0][1].request_seeds) & set(seeds.values())
+
+
+def test_every_output_file_gets_the_mode_a_plain_open_gives(tmp_path):
+    import os
+    import stat
+
+    write_input(tmp_path / "in.txt")
+    config = make_config(tmp_path)
+    previous = os.umask(0o022)
+    try:
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    finally:
+        os.umask(previous)
+    files = RunFiles.for_output(config.output_file)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (files.training, files.sidecar, files.header)}
+    assert set(modes.values()) == {0o644}, modes

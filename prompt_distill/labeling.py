@@ -120,6 +120,7 @@ def run_labeling(
     identity = run_identity(
         sha256_file(config.input_file), config.model_name, task, config.shard_index, config.num_shards
     )
+    created = [path for path in (files.training, files.sidecar, files.header) if not path.exists()]
     with OutputLock(files):
         previous = prepare_output(files, identity, config.overwrite)
         state = load_sidecar(files, sentences.texts)
@@ -143,9 +144,13 @@ def run_labeling(
 
         pending = [index for index in selection if index not in records]
         if pending:
-            engine = make_engine()
-            started = time.perf_counter()
-            _label(pending, sentences, task, engine, config, files, records, summary, progress)
+            try:
+                engine = make_engine()
+                started = time.perf_counter()
+                _label(pending, sentences, task, engine, config, files, records, summary, progress)
+            except BaseException:
+                files.remove_if_empty(created)  # a model that failed to load leaves nothing to refuse a rerun
+                raise
             summary.generation_s = time.perf_counter() - started
             rebuild_training_file(files, records)  # input order, whatever order batches finished in
 

@@ -62,6 +62,16 @@ class RunFiles:
     def header(self) -> Path:
         return self.training.with_name(self._stem + HEADER_SUFFIX)
 
+    def holds_work(self) -> bool:
+        """True when a sentence was finished: the training file or the sidecar holds a line."""
+        return any(path.is_file() and path.stat().st_size for path in (self.training, self.sidecar))
+
+    def remove_if_empty(self, created: list[Path]) -> None:
+        """Remove the files this run created when it finished nothing (a failed model load leaves no trace)."""
+        if not self.holds_work():
+            for path in created:
+                path.unlink(missing_ok=True)
+
     def existing(self) -> list[Path]:
         """Files that hold something (the lock creates an empty sidecar, which holds nothing)."""
         return [path for path in (self.training, self.sidecar, self.header) if path.is_file() and path.stat().st_size]
@@ -140,7 +150,9 @@ def prepare_output(files: RunFiles, identity: dict, overwrite: bool) -> dict | N
         files.header.unlink(missing_ok=True)
         return None
     existing = files.existing()
-    if not existing:
+    if not existing or not files.holds_work():
+        # Nothing was finished (e.g. the model failed to load after the header was written): nothing to protect.
+        files.header.unlink(missing_ok=True)
         return None
     header = read_header(files)
     if header is None:

@@ -270,3 +270,23 @@ def test_every_output_file_gets_the_mode_a_plain_open_gives(tmp_path):
     files = RunFiles.for_output(config.output_file)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (files.training, files.sidecar, files.header)}
     assert set(modes.values()) == {0o644}, modes
+
+
+def test_a_teacher_that_fails_to_load_leaves_nothing_to_block_the_corrected_rerun(tmp_path):
+    write_input(tmp_path / "in.txt")
+    config = make_config(tmp_path, model_name="Qwen/Qwen3-30B-A3B-Thinking-2507")
+
+    def cannot_load():
+        raise OSError("We couldn't connect to the hub to load this model")
+
+    with pytest.raises(OSError):
+        run_labeling(config, TASK, cannot_load, progress=False)
+    files = RunFiles.for_output(config.output_file)
+    assert not [path for path in (files.training, files.sidecar, files.header) if path.exists()]
+    # Files left by an older version (header written, nothing finished) do not block a rerun with another model.
+    files.training.touch()
+    files.sidecar.touch()
+    files.header.write_text(json.dumps({"model_name": "Qwen/Qwen3-30B-A3B-Thinking-2507"}), "utf-8")
+    summary = run_labeling(make_config(tmp_path, model_name="smollm2-135m-instruct"), TASK, lambda: ScriptedEngine(),
+                           progress=False)
+    assert summary.labelled_now == 6

@@ -23,6 +23,7 @@ from .run_files import (
     LABELLED,
     UNPARSEABLE_STATUS,
     OutputLock,
+    OutputMismatchError,
     RunFiles,
     load_sidecar,
     prepare_output,
@@ -138,6 +139,8 @@ def run_labeling(
         rebuild_training_file(files, records)  # a kill between the two appends left them out of step
 
         session = _session_entry(config, len(selection))
+        if records:
+            refuse_changed_settings(files, (previous or {}).get("sessions", []), session)
         sessions = (previous or {}).get("sessions", []) + [session]
         header = {**identity, "input_file": str(config.input_file), "sentences": len(sentences.texts)}
         write_json_atomic(files.header, {**header, "sessions": sessions})
@@ -163,6 +166,27 @@ def run_labeling(
             summary.unparseable.append(record)
     summary.unparseable.sort(key=lambda record: record["index"])
     return summary
+
+
+# Settings that change what a label is drawn from: one output holds labels drawn one way (flag names for the error).
+LABEL_SETTINGS = {"backend": "--backend", "temperature": "--temperature", "top_p": "--top_p",
+                  "max_tokens": "--max_tokens", "seed": "--seed", "constrained_answer": "--constrained_answer",
+                  "cut_thought_sampling": "--cut_thought_sampling"}
+
+
+def refuse_changed_settings(files: RunFiles, sessions: list[dict], session: dict) -> None:
+    """A resume with other sampling settings would mix two kinds of labels in one training file: refuse it."""
+    differences = []
+    for key, flag in LABEL_SETTINGS.items():
+        recorded = [earlier[key] for earlier in sessions if key in earlier]  # older headers lack newer keys
+        if recorded and recorded[-1] != session[key]:
+            differences.append(f"{key} ({flag}): on disk {recorded[-1]!r}, now {session[key]!r}")
+    if differences:
+        raise OutputMismatchError(
+            f"{files.training} was labelled with other settings, and resuming would mix the two:\n  "
+            + "\n  ".join(differences)
+            + "\nPass the same flags to resume, --overwrite to start again, or choose another --output_file."
+        )
 
 
 def _session_entry(config: LabelingConfig, selected: int) -> dict:

@@ -6,6 +6,7 @@ whole script with the real model in test_create_data_cli.py.
 """
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -290,3 +291,14 @@ def test_a_teacher_that_fails_to_load_leaves_nothing_to_block_the_corrected_reru
     summary = run_labeling(make_config(tmp_path, model_name="smollm2-135m-instruct"), TASK, lambda: ScriptedEngine(),
                            progress=False)
     assert summary.labelled_now == 6
+
+
+def test_resuming_with_other_sampling_settings_is_refused_with_the_differences(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    for changed in ({"temperature": 0.6}, {"max_tokens": 128}, {"constrained_answer": True}, {"seed": 3}):
+        with pytest.raises(OutputMismatchError) as refused:
+            run_labeling(replace(config, **changed), TASK, lambda: ScriptedEngine(), progress=False)
+        (key,) = changed
+        assert f"{key} (--{key}): on disk" in str(refused.value) and "--overwrite" in str(refused.value)
+    # The same settings resume; a new --max_samples only selects more or fewer sentences, so it is fine too.
+    run_labeling(replace(config, max_samples=3), TASK, lambda: ScriptedEngine(), progress=False)

@@ -394,6 +394,70 @@ def run(args, out=print) -> dict:
     return finish(results, scores, fidelity_result, task, args, out)
 
 
+# What each saved prediction must hold (key: allowed types, None meaning JSON null), in the order checked.
+PREDICTION_FIELDS = {
+    "text": (str,),
+    "gold": (str, type(None)),
+    "teacher": (str, type(None)),
+    "raw": (str,),
+    "predicted": (str, type(None)),
+    "finish_reason": (str, type(None)),
+    "prompt_tokens": (int, type(None)),
+    "completion_tokens": (int, type(None)),
+}
+REQUIRED_PREDICTION_KEYS = ("text", "gold", "teacher", "raw")
+JSON_TYPE_NAMES = {str: "a string", int: "an integer", type(None): "null", dict: "an object", list: "a list",
+                   float: "a number", bool: "true/false"}
+
+
+def _json_type(value) -> str:
+    return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def check_saved_results(saved: dict, path) -> None:
+    """A results file is re-scored only when every prediction and the counts it states are sound; an error names
+    the file and the prediction's position (``results.json: predictions[3]: 'raw' missing``)."""
+    predictions = saved["predictions"]
+    if not predictions:
+        raise EvaluationError(f"{path}: 'predictions' is empty: there is nothing to re-score.")
+    task_info = saved.get("task")
+    if not isinstance(task_info, dict) or not isinstance(task_info.get("labels"), list) \
+            or not all(isinstance(label, str) for label in task_info["labels"]):
+        raise EvaluationError(f"{path}: 'task' must be an object whose 'labels' is a list of label codes.")
+    if saved.get("reference") not in ("gold", "teacher"):
+        raise EvaluationError(f"{path}: 'reference' must be 'gold' or 'teacher', not {saved.get('reference')!r}.")
+    for name in ("split", "generation"):
+        if not isinstance(saved.get(name), dict):
+            raise EvaluationError(f"{path}: '{name}' must be an object, not {_json_type(saved.get(name))}.")
+    for index, prediction in enumerate(predictions):
+        where = f"{path}: predictions[{index}]"
+        if not isinstance(prediction, dict):
+            raise EvaluationError(f"{where}: expected an object, not {_json_type(prediction)}.")
+        for key in REQUIRED_PREDICTION_KEYS:
+            if key not in prediction:
+                raise EvaluationError(f"{where}: '{key}' missing.")
+        for key, types in PREDICTION_FIELDS.items():
+            value = prediction.get(key)
+            if isinstance(value, bool) or not isinstance(value, types):
+                wanted = " or ".join(JSON_TYPE_NAMES[t] for t in types)
+                raise EvaluationError(f"{where}: '{key}' must be {wanted}, not {_json_type(value)}.")
+    summary = saved.get("summary") if isinstance(saved.get("summary"), dict) else {}
+    stated = {"split.evaluated": saved["split"].get("evaluated"), "summary.total": summary.get("total")}
+    for name, count in stated.items():
+        if count is not None and count != len(predictions):
+            raise EvaluationError(f"{path}: {name} is {count!r} but the file holds {len(predictions)} predictions.")
+
+
+def check_saved_labels(predictions: list[dict], task: Task, path) -> None:
+    """Gold and teacher labels must be labels of the task (the file's own labels were compared already)."""
+    for index, prediction in enumerate(predictions):
+        for key in ("gold", "teacher"):
+            value = prediction[key]
+            if value is not None and value not in task.labels:
+                raise EvaluationError(f"{path}: predictions[{index}]: '{key}' {value!r} is not one of the labels "
+                                      f"({','.join(task.labels)}).")
+
+
 def rescore(args, task: Task, out=print) -> dict:
     """Recompute every number from a saved results JSON; with the same parser the numbers are identical."""
     try:
@@ -402,11 +466,13 @@ def rescore(args, task: Task, out=print) -> dict:
         raise EvaluationError(str(error)) from None
     if saved.get("format") != RESULTS_FORMAT or not isinstance(saved.get("predictions"), list):
         raise EvaluationError(f"{args.predictions_file}: not a results file written by evaluate.py ({RESULTS_FORMAT}).")
+    check_saved_results(saved, args.predictions_file)
     if saved["task"]["labels"] != list(task.labels):
         raise EvaluationError(
             f"{args.predictions_file} was scored with labels {','.join(saved['task']['labels'])}; "
             f"pass the same --labels to re-score it (now: {','.join(task.labels)})."
         )
+    check_saved_labels(saved["predictions"], task, args.predictions_file)
     predictions = [Prediction(p["text"], p["gold"], p["teacher"], p["raw"], finish_reason=p.get("finish_reason"),
                               prompt_tokens=p.get("prompt_tokens"), completion_tokens=p.get("completion_tokens"))
                    for p in saved["predictions"]]
@@ -418,7 +484,7 @@ def rescore(args, task: Task, out=print) -> dict:
         teacher_file = args.teacher_file
     for p in predictions:
         p.predicted = read_answer(task, p.raw, p.finish_reason)  # parsed again: a fixed parser re-reads old answers
-    changed = sum(p.predicted != old["predicted"] for p, old in zip(predictions, saved["predictions"], strict=True))
+    changed = sum(p.predicted != old.get("predicted") for p, old in zip(predictions, saved["predictions"], strict=True))
     out(f"[evaluate] Re-scoring {len(predictions)} saved predictions from {args.predictions_file} (no model loaded).")
     if changed:
         out(f"[evaluate] The parser now reads {changed} saved answers differently than when they were scored.")

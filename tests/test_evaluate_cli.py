@@ -129,3 +129,67 @@ def test_batching_benchmark_prints_both_rates_and_the_ratio():
     assert rate_single > 0 and rate_batched > 0
     assert ratio == pytest.approx(rate_batched / rate_single, rel=0.02)
     assert "answers that differ between the modes: 0 of 4" in run.stdout
+
+
+# -- --predictions_file: every saved prediction is checked, errors name the file and the position -----------
+def write_results(path, mutate=None) -> Path:
+    """A results file as evaluate.py writes it (build_results on four predictions, no model), then ``mutate``."""
+    from prompt_distill.eval_outputs import write_json
+    from prompt_distill.evaluation import META_KEYS, Prediction, build_results
+    from prompt_distill.task import load_task
+
+    task = load_task(None, None)
+    predictions = [Prediction(text, gold, gold, raw=gold, predicted=gold) for text, gold in gold_pairs()[:4]]
+    meta = dict.fromkeys(META_KEYS) | {
+        "model": "m", "adapter": None, "backend": "b", "test_file": "t.txt", "gold_file": "t.gold.tsv",
+        "split": {"split": "all", "eval_fraction": 0.2, "split_seed": 0, "sentences_in_file": 4,
+                  "sentences_in_split": 4, "evaluated": 4},
+        "generation": {"max_tokens": 8, "temperature": 0.0, "constrained": False, "batch_size": 1},
+        "timing": None, "warnings": [],
+    }
+    results = build_results(predictions, task, "gold", meta)[0]
+    if mutate:
+        mutate(results)
+    write_json(path, results)
+    return Path(path)
+
+
+def test_a_sound_results_file_is_rescored(capsys, tmp_path):
+    results = write_results(tmp_path / "results.json")
+    assert evaluate.main(["--predictions_file", str(results), "--output_file", "none"]) == 0
+    assert "Re-scoring 4 saved predictions" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda r: r["predictions"][3].pop("raw"), "results.json: predictions[3]: 'raw' missing"),
+    (lambda r: r["predictions"][0].pop("text"), "results.json: predictions[0]: 'text' missing"),
+    (lambda r: r["predictions"][1].pop("gold"), "results.json: predictions[1]: 'gold' missing"),
+    (lambda r: r["predictions"][2].update(raw=None), "results.json: predictions[2]: 'raw' must be a string, not null"),
+    (lambda r: r["predictions"][1].update(text=5), "results.json: predictions[1]: 'text' must be a string, not an integer"),
+    (lambda r: r["predictions"][0].update(teacher=["en"]),
+     "results.json: predictions[0]: 'teacher' must be a string or null, not a list"),
+    (lambda r: r["predictions"][2].update(prompt_tokens="12"), "predictions[2]: 'prompt_tokens' must be an integer"),
+    (lambda r: r["predictions"].__setitem__(1, "hello"), "results.json: predictions[1]: expected an object"),
+    (lambda r: r["predictions"][0].update(gold="french"), "results.json: predictions[0]: 'gold' 'french' is not one"),
+    (lambda r: r["split"].update(evaluated=40), "results.json: split.evaluated is 40 but the file holds 4"),
+    (lambda r: r["summary"].update(total=5), "results.json: summary.total is 5 but the file holds 4"),
+    (lambda r: r.pop("task"), "results.json: 'task' must be an object"),
+    (lambda r: r.update(reference="silver"), "results.json: 'reference' must be 'gold' or 'teacher'"),
+    (lambda r: r.update(split=None), "results.json: 'split' must be an object"),
+], ids=["raw-missing", "text-missing", "gold-missing", "raw-null", "text-int", "teacher-list", "tokens-str",
+        "not-object", "unknown-gold", "evaluated-count", "summary-count", "no-task", "bad-reference", "split-null"])
+def test_a_bad_prediction_is_named_by_position(capsys, tmp_path, mutate, message):
+    results = write_results(tmp_path / "results.json", mutate)
+    err = fails_with(capsys, "--predictions_file", str(results), "--output_file", "none")
+    assert message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_an_empty_predictions_list_is_an_error(capsys, tmp_path):
+    def empty(results):
+        results["predictions"] = []
+        results["split"]["evaluated"] = 40  # what the reported case said: "40 evaluated", "every ... correctly"
+
+    results = write_results(tmp_path / "results.json", empty)
+    err = fails_with(capsys, "--predictions_file", str(results), "--output_file", "none")
+    assert "results.json: 'predictions' is empty" in err
+    assert "classified correctly" not in capsys.readouterr().out

@@ -383,6 +383,8 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
     wandb_settings = configure_wandb(config.report_to, config.output_dir)
     if wandb_settings:
         log("[train] " + wandb_settings.note)
+    if resume:
+        log(f"[train] Resuming from {resume}")
     log(f"[train] Loading {script_args.model_name} ...")
     trainer = build_trainer(script_args, config, tokenizer, data, callbacks=callbacks)
     check_process_group(trainer)

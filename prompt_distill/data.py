@@ -27,6 +27,48 @@ def _where(path, line: int | None = None) -> str:
     return f"{path}:{line}" if line is not None else str(path)
 
 
+# -- reading a user's text file ---------------------------------------------------------------------------
+_BOM = b"\xef\xbb\xbf"
+
+
+def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and byte column of ``data[offset]`` (any of \\n, \\r\\n, \\r ends a line)."""
+    before = data[:offset].replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    start = before.rfind(b"\n") + 1
+    return before.count(b"\n") + 1, len(before) - start + 1
+
+
+def read_text(path) -> str:
+    """The one reader of every text file a user gives us (sentences, gold TSV, JSONL, JSON, prompt, labels).
+
+    UTF-8 only, with errors that name ``file:line``; a leading UTF-8 byte-order mark is dropped (it is not text);
+    CRLF and CR line endings become ``\\n``, so no line ends in ``\\r``; a NUL byte means a binary file.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if data.startswith(_BOM):
+        data = data[len(_BOM):]
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line, column = _line_and_column(data, nul)
+        raise DataError(f"{_where(path, line)}: a NUL byte at column {column}; this is a binary file, not UTF-8 text.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line, column = _line_and_column(data, error.start)
+        raise DataError(f"{_where(path, line)}: not UTF-8 (byte 0x{data[error.start]:02x} at column {column})") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_lines(path) -> list[str]:
+    """``read_text`` split into lines at line endings only: unlike ``str.splitlines``, a U+2028 or form feed inside
+    a sentence does not split it (that would misalign a gold file and break a JSON line)."""
+    text = read_text(path)
+    if not text:
+        return []
+    return text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+
+
 # -- sentences and gold labels --------------------------------------------------------------------------
 @dataclass
 class Sentences:
@@ -41,14 +83,12 @@ def read_sentences(path) -> Sentences:
     if not path.is_file():
         raise DataError(f"{path}: input file not found.")
     texts, numbers, blank = [], [], 0
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.rstrip("\r\n")
-            if text.strip():
-                texts.append(text.strip())
-                numbers.append(number)
-            else:
-                blank += 1
+    for number, text in enumerate(read_lines(path), start=1):
+        if text.strip():
+            texts.append(text.strip())
+            numbers.append(number)
+        else:
+            blank += 1
     if not texts:
         raise DataError(f"{path}: the file has no sentences (it is empty or blank).")
     return Sentences(texts, blank, numbers)
@@ -69,8 +109,8 @@ def read_gold(sentences_path, task: Task) -> dict[str, str] | None:
     gold_path = gold_path_for(sentences_path)
     if not gold_path.is_file():
         return None
-    sentence_lines = Path(sentences_path).read_text("utf-8").splitlines()
-    gold_lines = gold_path.read_text("utf-8").splitlines()
+    sentence_lines = read_lines(sentences_path)
+    gold_lines = read_lines(gold_path)
     if len(gold_lines) != len(sentence_lines):
         raise DataError(
             f"{gold_path}: {len(gold_lines)} lines, but {sentences_path} has {len(sentence_lines)}; they must align."
@@ -102,17 +142,16 @@ def iter_jsonl(path) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found.")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{_where(path, number)}: not valid JSON ({error.msg}).") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{_where(path, number)}: expected a JSON object.")
-            yield number, record
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{_where(path, number)}: not valid JSON ({error.msg}).") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{_where(path, number)}: expected a JSON object.")
+        yield number, record
 
 
 def read_json_object(path) -> dict:
@@ -121,7 +160,7 @@ def read_json_object(path) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: file not found.")
     try:
-        payload = json.loads(path.read_text("utf-8"))
+        payload = json.loads(read_text(path))
     except json.JSONDecodeError as error:
         raise DataError(f"{_where(path, error.lineno)}: not valid JSON ({error.msg}).") from None
     if not isinstance(payload, dict):

@@ -164,7 +164,9 @@ def parse_labels_flag(value: str) -> tuple[str, ...]:
     """``--labels`` takes ``a,b,c`` (or spaces) or a path to a file with one label per line."""
     path = Path(value)
     if path.is_file():
-        items = [line.strip() for line in path.read_text("utf-8").splitlines()]
+        from .data import read_lines  # data imports this module
+
+        items = [line.strip() for line in read_lines(path)]
     else:
         items = re.split(r"[,\s]+", value)
     labels = tuple(item for item in items if item)
@@ -183,7 +185,9 @@ def load_task(prompt_file: str | None = None, labels: str | None = None) -> Task
         path = Path(prompt_file)
         if not path.is_file():
             raise TaskError(f"--prompt_file {prompt_file}: no such file.")
-        system_prompt = path.read_text("utf-8")
+        from .data import read_text  # data imports this module
+
+        system_prompt = read_text(path)
         if ANSWER_PREFIX.lower() not in system_prompt.lower():
             raise TaskError(
                 f"--prompt_file {prompt_file} never mentions '{ANSWER_PREFIX}'. The answer parser reads the last "

@@ -441,21 +441,23 @@ def check_saved_results(saved: dict, path) -> None:
             if isinstance(value, bool) or not isinstance(value, types):
                 wanted = " or ".join(JSON_TYPE_NAMES[t] for t in types)
                 raise EvaluationError(f"{where}: '{key}' must be {wanted}, not {_json_type(value)}.")
-    summary = saved.get("summary") if isinstance(saved.get("summary"), dict) else {}
-    stated = {"split.evaluated": saved["split"].get("evaluated"), "summary.total": summary.get("total")}
-    for name, count in stated.items():
-        if count is not None and count != len(predictions):
-            raise EvaluationError(f"{path}: {name} is {count!r} but the file holds {len(predictions)} predictions.")
 
 
-def check_saved_labels(predictions: list[dict], task: Task, path) -> None:
-    """Gold and teacher labels must be labels of the task (the file's own labels were compared already)."""
+def check_saved_labels_and_counts(saved: dict, task: Task, path) -> None:
+    """Gold and teacher labels must be labels of the task (the file's own labels were compared already), and the
+    counts the file states must be those of its predictions."""
+    predictions = saved["predictions"]
     for index, prediction in enumerate(predictions):
         for key in ("gold", "teacher"):
             value = prediction[key]
             if value is not None and value not in task.labels:
                 raise EvaluationError(f"{path}: predictions[{index}]: '{key}' {value!r} is not one of the labels "
                                       f"({','.join(task.labels)}).")
+    summary = saved.get("summary") if isinstance(saved.get("summary"), dict) else {}
+    stated = {"split.evaluated": saved["split"].get("evaluated"), "summary.total": summary.get("total")}
+    for name, count in stated.items():
+        if count is not None and count != len(predictions):
+            raise EvaluationError(f"{path}: {name} is {count!r} but the file holds {len(predictions)} predictions.")
 
 
 def rescore(args, task: Task, out=print) -> dict:
@@ -472,7 +474,7 @@ def rescore(args, task: Task, out=print) -> dict:
             f"{args.predictions_file} was scored with labels {','.join(saved['task']['labels'])}; "
             f"pass the same --labels to re-score it (now: {','.join(task.labels)})."
         )
-    check_saved_labels(saved["predictions"], task, args.predictions_file)
+    check_saved_labels_and_counts(saved, task, args.predictions_file)
     predictions = [Prediction(p["text"], p["gold"], p["teacher"], p["raw"], finish_reason=p.get("finish_reason"),
                               prompt_tokens=p.get("prompt_tokens"), completion_tokens=p.get("completion_tokens"))
                    for p in saved["predictions"]]

@@ -13,6 +13,7 @@ import sys
 from functools import partial
 
 from prompt_distill.benchmark_run import BenchmarkError, add_arguments, run
+from prompt_distill.cli_help import DefaultsOnceFormatter
 from prompt_distill.data import DataError
 from prompt_distill.models import ModelNotFoundError
 from prompt_distill.student_check import StudentError
@@ -22,7 +23,7 @@ from prompt_distill.task import TaskError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Teacher (prompt + thinking) vs distilled student: tokens, latency and throughput, with ratios.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnceFormatter,
     )
     add_arguments(parser)
     return parser

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from prompt_distill.cli_help import DefaultsOnceFormatter
 from prompt_distill.context_length import context_length_for, model_context_limit
 from prompt_distill.data import DataError, read_sentences
 from prompt_distill.engines import BACKENDS, make_engine, select_backend
@@ -40,12 +41,13 @@ DEFAULT_CONSTRAINED = {"vllm": False, "transformers": True}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsOnceFormatter)
     parser.add_argument("--input_file", default="./example-data/multilingual.txt", help="Sentences, one per line.")
     parser.add_argument("--output_file", default="./data/prompt_distillation_lang.jsonl", help="Training JSONL.")
     parser.add_argument("--model_name", default="Qwen/Qwen3-30B-A3B-Thinking-2507", help="Teacher model.")
     parser.add_argument("--temperature", type=float, default=0.15, help="Sampling temperature (0 = greedy).")
-    parser.add_argument("--top_p", type=float, default=1.0)
+    parser.add_argument("--top_p", type=float, default=1.0,
+                        help="Nucleus sampling: keep the most likely tokens up to this total probability (1 = all).")
     parser.add_argument(
         "--cut_thought_sampling",
         choices=("model_card", "same"),
@@ -63,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Generated tokens per answer, thought included (default: {GPU_MAX_TOKENS} on a GPU, {CPU_MAX_TOKENS} on CPU).",
     )
     parser.add_argument("--max_samples", type=int, default=None, help="Only the first N sentences of the input.")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Sampling seed: each sentence samples from this seed and its position in the input, the same "
+                             "whatever the batch, shard or resume; a retry adds the attempt number.")
     parser.add_argument("--shard_index", type=int, default=0, help="Which shard this process labels (0-based).")
     parser.add_argument("--num_shards", type=int, default=1, help="Processes sharing the input (round robin).")
     parser.add_argument("--batch_size", type=int, default=8, help="Requests per batch (transformers backend).")

@@ -12,6 +12,7 @@ See ``python evaluate.py --help`` and prompt_distill/evaluation.py.
 import argparse
 import sys
 
+from prompt_distill.cli_help import DefaultsOnceFormatter
 from prompt_distill.evaluation import ERRORS, add_arguments, run
 from prompt_distill.models import ModelNotFoundError
 from prompt_distill.task import TaskError
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Evaluate the distilled student: per-sample lines, confusion matrix, per-label accuracy, "
         "teacher fidelity; results as JSON and a confusion-matrix PNG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnceFormatter,
     )
     add_arguments(parser)
     return parser

@@ -57,7 +57,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--teacher_max_tokens", type=int, default=TEACHER_MAX_TOKENS,
                         help="Budget of a real thought and answer (as create_data.py's --max_tokens on a GPU).")
     parser.add_argument("--temperature", type=float, default=0.15, help="Teacher sampling (create_data's default).")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="Teacher sampling seed (as create_data.py's --seed).")
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM if installed and on GPU.")
     parser.add_argument("--tensor_parallel_size", type=int, default=None,
                         help="GPUs per vLLM engine (default: the smallest of 1, 2, 4, 8 at which each engine's weights "

@@ -6,6 +6,7 @@ reference README's hyperparameters as defaults, so every SFTConfig field stays a
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from trl import SFTConfig
 
+from .cli_help import DefaultsOnceFormatter
 from .data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
 from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
@@ -161,12 +163,21 @@ class PromptDistillationConfig(SFTConfig):
     # Ours: padding-free batches. Our examples are a sentence and a one-token label, so padding is a large share
     # of a padded batch. Correct with the completion mask (TRL masks each sequence start) and with SDPA/eager
     # attention (transformers builds a block-diagonal mask from the position ids), not only flash attention.
-    padding_free: bool = field(default=True, metadata={"help": "Concatenate a batch without padding."})
+    padding_free: bool = field(
+        default=True, metadata={"help": "Concatenate a batch's examples into one row without padding (off: "
+                                        "--no_padding_free)."}
+    )
     # Ours: no MoE load-balancing loss. The router stays frozen, so the auxiliary loss could only push the
     # adapters to reshape hidden states for balance instead of for the labels; the pretrained routing is already
     # balanced. TRL would otherwise switch it on from the model config (0.001 for Qwen3-MoE).
     router_aux_loss_coef: float | None = field(
         default=0.0, metadata={"help": "MoE load-balancing loss weight; 0 = off (router is frozen)."}
+    )
+
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "Continue an interrupted run: a checkpoint-N folder, or 'last' for the newest checkpoint-N "
+                          "in --output_dir (one is saved every --save_steps steps)."},
     )
 
     def __post_init__(self):
@@ -183,10 +194,34 @@ class PromptDistillationConfig(SFTConfig):
             self.lr_scheduler_kwargs = {}
 
 
+DESCRIPTION = (
+    "Stage 2: train the student's LoRA adapter on create_data.py's JSONL with TRL's SFTTrainer. Every SFTConfig "
+    "and TrainingArguments field is a flag; --config FILE.yaml sets any of them from a file (flags given on the "
+    "command line win); --resume_from_checkpoint last continues an interrupted run from the newest checkpoint "
+    "in --output_dir."
+)
+NO_PADDING_FREE_HELP = "Pad every example of a batch to the batch's longest instead of concatenating them."
+
+
 def parser():
     from trl import TrlParser
 
-    return TrlParser((ScriptArguments, PromptDistillationConfig))
+    built = TrlParser((ScriptArguments, PromptDistillationConfig), description=DESCRIPTION,
+                      formatter_class=DefaultsOnceFormatter)
+    # TRL reads --config itself before parsing (parse_args_and_config); listed here so that --help shows it.
+    # SUPPRESS: never an attribute of the parsed namespace, so the dataclasses are all that parsing returns.
+    config_action = built.add_argument(
+        "--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
+        help="YAML file of flag: value pairs (an 'env:' mapping sets environment variables); command-line flags win.",
+    )
+    for actions in (built._actions, built._optionals._group_actions):  # listed first, after --help
+        actions.remove(config_action)
+        actions.insert(1, config_action)
+    for action in built._actions:
+        # transformers gives a --no_X switch the help of --X; say what the switch does instead.
+        if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):
+            action.help = NO_PADDING_FREE_HELP if action.dest == "padding_free" else f"Same as --{action.dest} false."
+    return built
 
 
 # -- model ----------------------------------------------------------------------------------------------------

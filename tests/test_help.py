@@ -1,0 +1,90 @@
+"""``--help`` of every script: each default stated once, never "(default: None)", every option explained."""
+
+import re
+
+import pytest
+
+import benchmark
+import create_data
+import evaluate
+from prompt_distill.training import parser as training_parser
+
+
+def help_text(build) -> str:
+    return build().format_help()
+
+
+def option_blocks(text: str) -> dict[str, str]:
+    """Each option's help, whitespace collapsed (wrapping differs with the terminal), by its first flag."""
+    options = text.split("\noptions:\n", 1)[1]
+    blocks = {}
+    for block in re.split(r"\n  (?=-)", "\n" + options):
+        block = " ".join(block.split())
+        if block.startswith("-"):
+            blocks[block.split()[0].rstrip(",")] = block
+    return blocks
+
+
+SCRIPTS = {"create_data": create_data.build_parser, "evaluate": evaluate.build_parser,
+           "benchmark": benchmark.build_parser, "train_sft_trl": training_parser}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_default_is_stated_once_and_never_as_none(script):
+    blocks = option_blocks(help_text(SCRIPTS[script]))
+    assert len(blocks) > 10
+    for block in blocks.values():
+        assert "(default: None)" not in block, block
+        assert block.lower().count("default:") <= 1, block
+
+
+@pytest.mark.parametrize("script", ["create_data", "evaluate", "benchmark"])
+def test_every_option_is_explained_with_its_default(script):
+    build = SCRIPTS[script]
+    blocks = option_blocks(help_text(build))
+    for action in build()._actions:
+        if action.option_strings == ["-h", "--help"]:
+            continue
+        assert action.help, f"{script} {action.option_strings[0]} has no help"
+        block = blocks[action.option_strings[0]]
+        if action.default is not None and action.nargs != 0:
+            assert "default:" in block.lower(), block
+
+
+def test_create_data_help_explains_top_p_and_seed_with_defaults():
+    blocks = option_blocks(help_text(create_data.build_parser))
+    assert "Nucleus sampling" in blocks["--top_p"] and blocks["--top_p"].endswith("(default: 1.0)")
+    assert "Sampling seed" in blocks["--seed"] and blocks["--seed"].endswith("(default: 0)")
+    assert blocks["--temperature"].endswith("(default: 0.15)")
+
+
+def test_split_and_labels_state_their_default_once():
+    blocks = option_blocks(help_text(evaluate.build_parser))
+    assert blocks["--split"].count("eval") == 2 and "(default: eval)" in blocks["--split"]  # "eval" in the choices
+    assert blocks["--labels"].endswith("ar,de,el,en,es,fr,hi,ru,tr,ur,vi,zh,ot.")
+
+
+def test_training_help_describes_the_script_config_and_resume():
+    text = help_text(training_parser)
+    flat = " ".join(text.split())
+    assert "Stage 2: train the student's LoRA adapter" in flat
+    blocks = option_blocks(text)
+    assert "--config" in blocks and "YAML" in blocks["--config"]
+    assert "'last' for the newest checkpoint-N" in blocks["--resume_from_checkpoint"]
+    assert "--resume_from_checkpoint last" in flat
+
+
+def test_no_padding_free_says_what_it_does():
+    blocks = option_blocks(help_text(training_parser))
+    assert "without padding" in blocks["--padding_free"]
+    assert "Pad every example" in blocks["--no_padding_free"] and "without padding" not in blocks["--no_padding_free"]
+    # every other --no_X switch says that it turns X off, not X's own help
+    assert blocks["--no_remove_unused_columns"].endswith("Same as --remove_unused_columns false.")
+
+
+def test_the_config_flag_is_still_read_by_trl_and_parsing_returns_the_two_dataclasses(tmp_path):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("max_steps: 3\nlearning_rate: 0.001\n")
+    parsed = training_parser().parse_args_and_config(["--config", str(config_file), "--learning_rate", "0.01"])
+    assert len(parsed) == 2
+    assert parsed[1].max_steps == 3 and parsed[1].learning_rate == 0.01

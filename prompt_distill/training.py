@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -224,6 +225,27 @@ def parser():
     return built
 
 
+def training_steps(config: SFTConfig, examples: int) -> int:
+    """Optimizer steps of the run, as the Trainer counts them (max_steps, else epochs x batches per epoch)."""
+    if config.max_steps > 0:
+        return config.max_steps
+    batches = math.ceil(examples / (config.per_device_train_batch_size * config.world_size))
+    per_epoch = max(math.ceil(batches / config.gradient_accumulation_steps), 1)
+    return math.ceil(config.num_train_epochs * per_epoch)
+
+
+def warmup_warning(config: SFTConfig, steps: int) -> str | None:
+    """Warmup that covers every step leaves the learning rate below its peak all run (with --max_steps 1 the only
+    step runs at learning rate 0): the adapter is saved, but it has barely trained, if at all."""
+    warmup = config.get_warmup_steps(steps)
+    if warmup < steps:
+        return None
+    return (f"warmup is {warmup} step(s) (--warmup_steps {config.warmup_steps}) and the run has {steps}: the learning "
+            f"rate never reaches --learning_rate {config.learning_rate}"
+            + (" (the only step runs at learning rate 0)" if steps == 1 else "")
+            + "; train more steps or pass --warmup_steps 0.")
+
+
 # -- model ----------------------------------------------------------------------------------------------------
 def resolve_device(config: SFTConfig) -> str:
     import torch
@@ -424,6 +446,9 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
     trainer = build_trainer(script_args, config, tokenizer, data, callbacks=callbacks)
     check_process_group(trainer)
     log("[train] " + describe_batch(trainer))
+    warning = warmup_warning(config, training_steps(config, len(trainer.train_dataset)))
+    if warning:
+        log(f"[train] ⚠️  {warning}")
     summary = summarize_adapters(trainer.model)
     log("[train] " + summary.describe())
 

@@ -427,3 +427,27 @@ def test_the_printed_summary_rounds_the_loss_and_speed():
               "split": {"examples_trained": 8, "split": "train", "dropped_too_long": 0}}
     summary = format_summary(record, Path("out"))
     assert "final train loss 10.93, 12.89 train tokens/s" in summary
+
+
+# -- warmup that covers every step (issue 12 item 11) -------------------------------------------------------
+def test_warmup_that_covers_every_step_is_warned():
+    from prompt_distill.training import training_steps, warmup_warning
+
+    _, config = parser().parse_args_and_config(["--max_steps", "1"])
+    steps = training_steps(config, examples=160)
+    assert steps == 1
+    warning = warmup_warning(config, steps)
+    assert warning and "the only step runs at learning rate 0" in warning and "--warmup_steps 0" in warning
+    _, config = parser().parse_args_and_config(["--max_steps", "1", "--warmup_steps", "0"])
+    assert warmup_warning(config, 1) is None
+
+
+def test_the_default_run_is_not_warned():
+    from prompt_distill.training import training_steps, warmup_warning
+
+    _, config = parser().parse_args_and_config([])
+    # 160 examples / (4 per device x 4 accumulation) = 10 steps per epoch; warmup ceil(0.03 x 10) = 1 step
+    assert training_steps(config, examples=160) == 10
+    assert warmup_warning(config, 10) is None
+    _, config = parser().parse_args_and_config(["--warmup_steps", "10"])
+    assert "never reaches --learning_rate" in warmup_warning(config, 10)

@@ -25,6 +25,7 @@ from .run_files import (
     OutputLock,
     OutputMismatchError,
     RunFiles,
+    check_output_path,
     load_sidecar,
     prepare_output,
     rebuild_training_file,
@@ -113,6 +114,7 @@ def run_labeling(
     config: LabelingConfig, task: Task, make_engine: Callable[[], Engine], *, progress: bool = True
 ) -> LabelingSummary:
     """Label the selected sentences not yet in the output; the engine is built only if there is work."""
+    check_output_path(config.output_file, "--output_file")
     sentences = read_sentences(config.input_file)
     selection = select_shard(
         range(selected_count(len(sentences.texts), config.max_samples)), config.shard_index, config.num_shards

@@ -77,6 +77,20 @@ class RunFiles:
         return [path for path in (self.training, self.sidecar, self.header) if path.is_file() and path.stat().st_size]
 
 
+def check_output_path(path, flag: str) -> None:
+    """Fail before any model work when an output file cannot be written where it is asked for."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{flag} {path} is a folder; give the path of a file.")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DataError(f"{flag} {path}: {ancestor} is a file, so the folder for it cannot be created.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DataError(f"{flag} {path}: {ancestor} is not writable.")
+
+
 def sha256_file(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -117,3 +117,17 @@ def test_sigkill_mid_run_then_rerun_ends_with_every_sentence_exactly_once(tmp_pa
     unparseable = [r["text"] for _, r in iter_jsonl(files.sidecar) if r["status"] == "unparseable"]
     assert sorted(labelled + unparseable) == sorted(sentences)  # each once: none lost, none duplicated
     assert sorted(r["index"] for _, r in iter_jsonl(files.sidecar)) == list(range(20))
+
+
+def test_an_output_path_that_cannot_be_written_fails_before_any_model_work(tmp_path, capsys):
+    write_input(tmp_path / "in.txt")
+    (tmp_path / "a-file").write_text("x", "utf-8")
+    (tmp_path / "a-folder").mkdir()
+    for output, expected in ((tmp_path / "a-folder", "is a folder"), (tmp_path / "a-file" / "out.jsonl", "is a file")):
+        code = create_data.main(["--backend", "transformers", "--model_name", "nobody/absent-model",
+                                 "--input_file", str(tmp_path / "in.txt"), "--output_file", str(output)])
+        error = capsys.readouterr().err
+        assert code == 2 and error.startswith("error: --output_file") and expected in error, error
+        assert error.count("\n") == 1  # one line, no traceback
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "a-folder", "in.txt"]  # nothing new
+    assert not list((tmp_path / "a-folder").iterdir())

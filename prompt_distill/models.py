@@ -12,6 +12,8 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,10 +128,52 @@ def default_dtype(device: str):
     return torch.float32
 
 
+def unavailable_model_error(name: str, error: Exception) -> ModelNotFoundError:
+    """One line for a hub id that could not be loaded: which model, why, and what to pass instead."""
+    from huggingface_hub import is_offline_mode
+
+    instead = (
+        "pass a local model folder (--base_model for evaluate.py, --model_name for training and labelling) "
+        f"or the embedded alias {DEFAULT_CPU_MODEL}"
+    )
+    if is_offline_mode():
+        return ModelNotFoundError(
+            f"model '{name}' is not available offline: it is not a local folder and not in the Hugging Face cache, "
+            f"and HF_HUB_OFFLINE=1 forbids downloading it. Download it while online (hf download {name}), or {instead}."
+        )
+    lines = str(error).strip().splitlines()
+    reason = lines[0] if lines else type(error).__name__
+    return ModelNotFoundError(
+        f"model '{name}' is not available locally and could not be loaded from the Hugging Face hub ({reason}). "
+        f"Check the name and the network, or {instead}."
+    )
+
+
+@contextmanager
+def hub_model(name: str) -> Iterator[str]:
+    """Yield ``resolve_model(name)``; an OSError from ``from_pretrained`` of a name that is not a local folder (not
+    on the hub, no network, HF_HUB_OFFLINE=1 without a cached copy) becomes one ModelNotFoundError line."""
+    resolved = resolve_model(name)
+    try:
+        yield resolved
+    except OSError as error:
+        if Path(resolved).exists():  # a broken local folder: transformers' message names the missing file
+            raise
+        raise unavailable_model_error(name, error) from None
+
+
+def load_config(name: str):
+    from transformers import AutoConfig
+
+    with hub_model(name) as resolved:
+        return AutoConfig.from_pretrained(resolved)
+
+
 def load_tokenizer(name: str, padding_side: str = "left"):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name))
+    with hub_model(name) as resolved:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -141,5 +185,6 @@ def load_causal_lm(name: str, device: str | None = None, dtype=None):
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=dtype or default_dtype(device))
+    with hub_model(name) as resolved:
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype or default_dtype(device))
     return model.to(device)

@@ -1,0 +1,56 @@
+"""A model that is neither local nor in the Hugging Face cache, offline: one line naming the model and what to pass,
+in seconds, instead of hub retries and an OSError traceback (issue 12 item 5). Tests run with HF_HUB_OFFLINE=1."""
+
+import time
+
+import pytest
+from eval_helpers import gold_pairs, make_adapter, write_teacher_file
+
+import evaluate
+import train_sft_trl
+from prompt_distill.models import ModelNotFoundError, load_causal_lm, load_config, load_tokenizer
+
+MISSING = "nobody/missing-model"
+
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err + captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, captured.err
+    return errors[0]
+
+
+def assert_explains(message: str) -> None:
+    assert f"'{MISSING}'" in message and "not available offline" in message
+    assert "local model folder" in message and "smollm2-135m-instruct" in message
+
+
+@pytest.mark.parametrize("load", [load_config, load_tokenizer, load_causal_lm])
+def test_loading_a_model_that_is_not_available_offline(monkeypatch, load):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError) as error:
+        load(MISSING)
+    assert_explains(str(error.value))
+    assert "\n" not in str(error.value)
+
+
+def test_evaluate_with_an_adapter_whose_base_model_is_not_available(tmp_path, smollm2_dir, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    teacher = write_teacher_file(tmp_path / "teacher.jsonl", gold_pairs())
+    adapter = make_adapter(tmp_path / "adapter", smollm2_dir, data_file=teacher, base_model=MISSING)
+    start = time.monotonic()
+    code = evaluate.main(["--backend", "transformers", "--model_path", str(adapter),
+                          "--output_file", str(tmp_path / "r.json")])
+    assert code == 2 and time.monotonic() - start < 10
+    assert_explains(one_error_line(capsys))
+
+
+def test_training_on_a_base_model_that_is_not_available(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data = write_teacher_file(tmp_path / "train.jsonl", gold_pairs())
+    start = time.monotonic()
+    code = train_sft_trl.main(["--model_name", MISSING, "--data_file", str(data), "--report_to", "none",
+                               "--output_dir", str(tmp_path / "out")])
+    assert code == 2 and time.monotonic() - start < 10
+    assert_explains(one_error_line(capsys))

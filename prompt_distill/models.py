@@ -128,6 +128,18 @@ def default_dtype(device: str):
     return torch.float32
 
 
+def unavailable_offline(name: str) -> bool:
+    """True when ``name`` is a hub id that cannot be loaded here: HF_HUB_OFFLINE=1 and no cached copy of it."""
+    from huggingface_hub import is_offline_mode, try_to_load_from_cache
+
+    if is_embedded(name) or Path(name).expanduser().exists() or not is_offline_mode():
+        return False
+    try:
+        return not isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not even a valid repo id
+        return True
+
+
 def unavailable_model_error(name: str, error: Exception) -> ModelNotFoundError:
     """One line for a hub id that could not be loaded: which model, why, and what to pass instead."""
     from huggingface_hub import is_offline_mode

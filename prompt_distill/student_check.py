@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import DataError, in_split, read_json_object
-from .models import is_embedded, resolve_model
+from .models import is_embedded, resolve_model, unavailable_offline
 from .task import Task
 
 DEFAULT_BASE_MODEL = "Qwen/Qwen3-30B-A3B-Instruct-2507"
@@ -91,6 +91,14 @@ def resolve_student(model_path: str | None, base_model: str | None, no_adapter: 
         student.base_model, student.base_model_source = base_model, "--base_model"
         if trained_on and not any(same_model(base_model, name) for name, _ in trained_on):
             name, source = trained_on[0]
+            if Path(base_model).expanduser().is_dir() and unavailable_offline(name):
+                # What the "not available offline" error tells the user to do: a local copy cannot be checked
+                # against a hub id, so it is trusted and said.
+                student.notes.append(
+                    f"The adapter was trained on {name} ({source}), which is not available offline; --base_model "
+                    f"{base_model} is taken to be a local copy of it (not checked)."
+                )
+                return student
             raise StudentError(
                 f"The adapter in {model_path} was trained on {name} ({source}), but --base_model is {base_model}. "
                 f"A LoRA adapter only works on its own base model: drop --base_model to use {name}."

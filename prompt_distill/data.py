@@ -48,6 +48,12 @@ def read_text(path) -> str:
     data = path.read_bytes()
     if data.startswith(_BOM):
         data = data[len(_BOM):]
+    for mark in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16 (Windows Notepad's "Unicode"); UTF-32 starts the same
+        if data.startswith(mark):
+            raise DataError(
+                f"{_where(path, 1)}: UTF-16 (byte-order mark 0x{mark[0]:02x} 0x{mark[1]:02x}), not UTF-8; "
+                "save it as UTF-8."
+            )
     nul = data.find(b"\x00")
     if nul >= 0:
         line, column = _line_and_column(data, nul)

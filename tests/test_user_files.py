@@ -131,3 +131,11 @@ def test_training_with_a_latin1_data_file(tmp_path, capsys):
                                "--output_dir", str(tmp_path / "out"), "--report_to", "none"])
     assert code == 2
     assert one_error_line(capsys) == f"error: {path}:2: {NOT_UTF8}"
+
+
+@pytest.mark.parametrize("encoding, bom", [("utf-16-le", "0xff 0xfe"), ("utf-16-be", "0xfe 0xff")])
+def test_a_utf16_file_is_named_as_such(tmp_path, encoding, bom):
+    # Windows Notepad's "Unicode": every other byte is NUL, which would otherwise read as "a binary file".
+    path = write(tmp_path / "in.txt", "\ufeffHello\ncafé\n".encode(encoding))
+    with pytest.raises(DataError, match=rf"^{path}:1: UTF-16 \(byte-order mark {bom}\), not UTF-8; save it as UTF-8"):
+        read_sentences(path)

@@ -26,8 +26,8 @@ from prompt_distill.labeling import (
     format_summary,
     run_labeling,
 )
-from prompt_distill.models import load_tokenizer, resolve_model
-from prompt_distill.run_files import OutputMismatchError
+from prompt_distill.models import ModelNotFoundError, load_config, load_tokenizer
+from prompt_distill.run_files import OutputMismatchError, RunFiles
 from prompt_distill.shards import select_shard, selected_count, shard_output_path
 from prompt_distill.task import TaskError, add_task_arguments, load_task
 
@@ -104,8 +104,6 @@ def default_max_tokens(backend: str) -> int:
 def vllm_max_model_len(args, task, config: LabelingConfig) -> int:
     """--max_model_len, or what this process's sentences need. Without it vLLM takes the model's whole context
     (262,144 tokens for the Qwen3 teacher), whose KV cache does not fit beside the weights on one 80 GB GPU."""
-    from transformers import AutoConfig
-
     if args.max_model_len is not None:
         print(f"vLLM max_model_len {args.max_model_len:,} (--max_model_len)", flush=True)
         return args.max_model_len
@@ -113,7 +111,7 @@ def vllm_max_model_len(args, task, config: LabelingConfig) -> int:
     selection = select_shard(range(selected_count(len(sentences.texts), config.max_samples)),
                              config.shard_index, config.num_shards)
     texts = [sentences.texts[index] for index in selection]
-    limit = model_context_limit(AutoConfig.from_pretrained(resolve_model(args.model_name)))
+    limit = model_context_limit(load_config(args.model_name))
     plan = context_length_for(load_tokenizer(args.model_name), task, texts, config.max_tokens, model_limit=limit)
     print(plan.describe(sentences.line_numbers[selection[plan.longest_index]]), flush=True)
     return plan.max_model_len
@@ -175,11 +173,26 @@ def main(argv=None) -> int:
         summary = run_labeling(
             config, task, lambda: make_engine(backend, args.model_name, **engine_options(args, backend, task, config))
         )
-    except (DataError, TaskError, OutputMismatchError, ValueError) as error:
+    except (DataError, TaskError, OutputMismatchError, ModelNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{interrupted_line(locals().get('config'))}", file=sys.stderr)
+        return 130
     print(format_summary(summary))
     return 0
+
+
+def interrupted_line(config) -> str:
+    """One line on Ctrl-C: what is on disk, and the command that resumes (every finished answer is fsynced)."""
+    if config is None:
+        return "Interrupted before labelling started; nothing was written."
+    sidecar = RunFiles.for_output(config.output_file).sidecar
+    saved = sidecar.read_bytes().count(b"\n") if sidecar.is_file() else 0  # whole lines: finished records
+    if not saved:
+        return "Interrupted; no sentence was finished, so nothing was kept. Run the same command to start again."
+    return (f"Interrupted: {saved} finished sentences are saved in {sidecar}. Run the same command again to resume "
+            "where it stopped.")
 
 
 if __name__ == "__main__":

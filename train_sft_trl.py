@@ -23,7 +23,33 @@ def main(argv=None) -> int:
     except (DataError, TaskError, LoraTargetError, ModelNotFoundError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        close_progress_bars()  # else the Trainer's bar redraws itself below the message when it is collected
+        print(f"\n{interrupted_line(config)}", file=sys.stderr)
+        return 130
     return 0
+
+
+def close_progress_bars() -> None:
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def interrupted_line(config) -> str:
+    """One line on Ctrl-C: the newest checkpoint and the command that resumes from it, or that there is none."""
+    from pathlib import Path
+
+    from transformers.trainer_utils import get_last_checkpoint
+
+    output_dir = Path(config.output_dir)
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if last is None:
+        return (f"Interrupted before the first checkpoint (every {config.save_steps} steps with --save_strategy "
+                f"{config.save_strategy}); nothing to resume in {output_dir}.")
+    return (f"Interrupted: the newest checkpoint is {last}. Run the same command with --resume_from_checkpoint last "
+            "to continue from it.")
 
 
 if __name__ == "__main__":

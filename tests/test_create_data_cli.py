@@ -131,3 +131,13 @@ def test_an_output_path_that_cannot_be_written_fails_before_any_model_work(tmp_p
         assert error.count("\n") == 1  # one line, no traceback
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "a-folder", "in.txt"]  # nothing new
     assert not list((tmp_path / "a-folder").iterdir())
+
+
+def test_an_unavailable_teacher_is_one_line_and_leaves_no_file(tmp_path, capsys):
+    write_input(tmp_path / "in.txt")
+    code = create_data.main(["--backend", "transformers", "--model_name", "nobody/missing-model",
+                             "--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.startswith("error: model 'nobody/missing-model' is not available") and \
+        error.count("\n") == 1, error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.txt"]

@@ -28,6 +28,7 @@ from .report import (
     sample_line,
     summary_block,
 )
+from .run_files import check_output_path
 from .student_check import DEFAULT_BASE_MODEL, StudentError, check_training_match, resolve_student
 from .student_engine import build_student_engine
 from .task import UNPARSEABLE, Task, add_task_arguments, load_task
@@ -354,6 +355,8 @@ def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dic
 
 def run(args, out=print) -> dict:
     task = load_task(args.prompt_file, args.labels)
+    if args.output_file.lower() != "none":
+        check_output_path(args.output_file, "--output_file")  # before the model runs, not after
     if args.predictions_file:
         return rescore(args, task, out)
     if args.max_samples is not None and args.max_samples < 1:

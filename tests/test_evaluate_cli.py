@@ -193,3 +193,10 @@ def test_an_empty_predictions_list_is_an_error(capsys, tmp_path):
     err = fails_with(capsys, "--predictions_file", str(results), "--output_file", "none")
     assert "results.json: 'predictions' is empty" in err
     assert "classified correctly" not in capsys.readouterr().out
+
+
+def test_an_output_file_under_a_regular_file_fails_before_the_model_runs(capsys, tmp_path):
+    (tmp_path / "a-file").write_text("x", "utf-8")
+    err = fails_with(capsys, "--model_path", "none", "--base_model", "nobody/missing-model",
+                     "--output_file", str(tmp_path / "a-file" / "results.json"))
+    assert err.startswith("error: --output_file") and "is a file" in err and err.count("\n") == 1

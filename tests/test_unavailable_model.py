@@ -10,6 +10,7 @@ from eval_helpers import gold_pairs, make_adapter, write_teacher_file
 import evaluate
 import train_sft_trl
 from prompt_distill.models import ModelNotFoundError, load_causal_lm, load_config, load_tokenizer
+from tests.test_user_files import one_error_line
 
 MISSING = "nobody/missing-model"
 
@@ -21,14 +22,6 @@ def adapter_on_missing_model(folder, smollm2_dir, **kwargs):
     config["base_model_name_or_path"] = MISSING
     (adapter / "adapter_config.json").write_text(json.dumps(config), "utf-8")
     return adapter
-
-
-def one_error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err + captured.out
-    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, captured.err
-    return errors[0]
 
 
 def assert_explains(message: str) -> None:

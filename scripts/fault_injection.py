@@ -2,8 +2,9 @@
 """Kill -9 the pipeline at random moments, let it finish, and check that nothing was lost or written twice.
 
 Labelling: ``create_data.py`` (the embedded model, transformers backend) is started on one output again and
-again and SIGKILLed (its whole process group) after a random delay, which lands in model loading, in generation
-or between the appends of a batch. Then the same command runs to the end. Checked: every selected sentence is in
+again and SIGKILLed (its whole process group): half the kills at a random moment of the start (model loading, the
+first batch), the others a random fraction of a second after 1-8 more answers reached the disk (in generation,
+or between the appends of a batch). Then the same command runs to the end. Checked: every selected sentence is in
 the sidecar exactly once, every line of both JSONL files parses, and the training file is exactly the sidecar's
 labelled records in input order.
 
@@ -38,9 +39,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs of create_data.py during one labelling run.")
-    parser.add_argument("--sentences", type=int, default=240, help="Sentences of the example data to label.")
-    parser.add_argument("--max_delay_s", type=float, default=30.0,
-                        help="Longest wait before a kill (model loading takes 5-15 s on 2 cores).")
+    parser.add_argument("--sentences", type=int, default=160, help="Sentences of the example data to label.")
+    parser.add_argument("--max_delay_s", type=float, default=15.0,
+                        help="Longest wait before a kill at the start of a run (model loading: 5-15 s on 2 cores).")
     parser.add_argument("--train_kills", type=int, default=1, help="SIGKILLs of train_sft_trl.py after a checkpoint.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random delays.")
     parser.add_argument("--work_dir", default=None, help="Where the outputs go (default: a temporary folder).")
@@ -58,6 +59,10 @@ def kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def finished_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.is_file() else 0
+
+
 def sidecar_records(path: Path) -> list[dict]:
     return [record for _, record in iter_jsonl(path)] if path.is_file() else []
 
@@ -72,15 +77,25 @@ def label_with_kills(args, work: Path, rng: random.Random) -> dict:
                "--input_file", str(sentences), "--output_file", str(output), "--batch_size", "4"]
     kills, finished_early = 0, 0
     while kills < args.kills:
+        on_disk = finished_lines(sidecar)
+        # Half the kills land at a random moment of the start (model loading, the first batch); the others once
+        # 1-8 more sentences are on disk, plus up to a second (generation, or between a batch's appends).
+        target = 0 if rng.random() < 0.5 else rng.randint(1, 8)
         process = start(command)
-        delay = rng.uniform(0.2, args.max_delay_s)
-        try:
-            process.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            before = len(sidecar_records(sidecar))
+        began = time.monotonic()
+        delay = rng.uniform(0.2, args.max_delay_s) if target == 0 else None
+        while process.poll() is None:
+            if delay is None and finished_lines(sidecar) >= on_disk + target:
+                delay = time.monotonic() - began + rng.uniform(0.0, 1.0)
+            if delay is not None and time.monotonic() - began >= delay:
+                break
+            time.sleep(0.02)
+        if process.poll() is None:
             kill_group(process)
             kills += 1
-            print(f"kill {kills:2d}/{args.kills} after {delay:5.1f} s: {before} sentences on disk", flush=True)
+            phase = "start" if target == 0 else f"after {target} more answers"
+            print(f"kill {kills:2d}/{args.kills} at {time.monotonic() - began:5.1f} s ({phase}): "
+                  f"{finished_lines(sidecar)} sentences on disk", flush=True)
             continue
         if process.returncode != 0:
             raise SystemExit(f"create_data.py failed (exit {process.returncode}):\n{process.stderr.read()[-3000:]}")

@@ -199,6 +199,7 @@ def test_on_cpu_the_engine_runs_eager_unchunked_with_a_bounded_kv_cache(tiny_moe
     args = engine_args_of(model=str(tiny_moe_dir), max_model_len=6000)
     assert args.enforce_eager is True
     assert args.max_num_batched_tokens == 6000  # a 6,000-token prompt is prefilled in one step, never chunked
+    assert args.enable_chunked_prefill is False  # nor is a second prompt split to fill the step
     assert args.kv_cache_memory_bytes == 4 * 2**30
     assert args.dtype == "float32"  # as the transformers engine on a CPU
     # Without max_model_len the model's context bounds the prompt; a setting given by the caller wins.

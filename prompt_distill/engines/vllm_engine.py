@@ -264,17 +264,18 @@ def cpu_engine_kwargs(model: str, max_model_len: int | None, engine_kwargs: dict
     """Defaults that make vLLM's CPU backend run the project's default commands.
 
     * ``enforce_eager``: compiling the model takes about a minute on 2 cores, longer than a demo's generation.
-    * ``max_num_batched_tokens`` at least the context: the CPU backend crashes ("CPU Generator does not use
-      offset", then EngineDeadError) when a seeded request's prompt is prefilled in chunks, and the teacher's
-      prompt (~5,900 tokens) is longer than the default 4,096-token step. vLLM itself sizes the budget this way
-      where it disables chunked prefill on CPU.
+    * ``enable_chunked_prefill=False`` and ``max_num_batched_tokens`` at least the context: the CPU backend crashes
+      ("CPU Generator does not use offset", then EngineDeadError) when a seeded request's prompt is prefilled in
+      chunks. A large step alone is not enough: with chunking on, the scheduler splits the next prompt to fill
+      what the first one left of the step. vLLM itself sets both this way where it turns chunking off on a CPU.
     * ``dtype`` float32, as the transformers engine computes on a CPU (``models.default_dtype``): the backend would
       otherwise run a float32 model in bfloat16, and the two engines' greedy answers would part on close calls.
     * ``kv_cache_memory_bytes``: without it the CPU backend reserves ``gpu_memory_utilization`` of the machine's
       RAM (0.9 by default) and refuses to start when that much is not free; vLLM's VLLM_CPU_KVCACHE_SPACE (GiB)
       still overrides it.
     """
-    defaults: dict = {"enforce_eager": True, "kv_cache_memory_bytes": CPU_KV_CACHE_GIB * 2**30, "dtype": "float32"}
+    defaults: dict = {"enforce_eager": True, "kv_cache_memory_bytes": CPU_KV_CACHE_GIB * 2**30, "dtype": "float32",
+                      "enable_chunked_prefill": False}
     context = max_model_len or local_model_config(model).get("max_position_embeddings")
     if context:
         defaults["max_num_batched_tokens"] = max(int(context), _DEFAULT_BATCHED_TOKENS)

@@ -34,6 +34,10 @@ class Student:
     adapter_config: dict | None = None
     notes: list[str] = field(default_factory=list)
 
+    def messages(self, text: str) -> list[dict]:
+        """The chat the student answers: the framing it was trained with (training and inference share it)."""
+        return Task.student_messages(text)
+
 
 def _read_json(path: Path) -> dict:
     try:

@@ -53,6 +53,29 @@ class Generation:
 BatchCallback = Callable[[list[int], list[Generation]], None]
 
 
+@dataclass
+class LabelScores:
+    """The student as a classifier: the probability of every label after the assistant turn opens (one pass).
+
+    ``probabilities`` maps each label to P(label tokens | prompt) renormalised over the labels, so they sum to 1.
+    """
+
+    probabilities: dict[str, float]
+    prompt_tokens: int
+    latency_s: float  # seconds from the start of this request's batch to its result
+
+    @property
+    def label(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)  # the first label wins a tie
+
+    @property
+    def probability(self) -> float:
+        return self.probabilities[self.label]
+
+
+ScoresCallback = Callable[[list[int], list[LabelScores]], None]
+
+
 class Engine(Protocol):
     name: str
 
@@ -67,4 +90,10 @@ class Engine(Protocol):
 
     def count_prompt_tokens(self, chat: list[dict], params: GenerationParams) -> int:
         """Tokens of the templated prompt, as the engine would send it."""
+        ...
+
+    def classify(
+        self, chats: list[list[dict]], labels: tuple[str, ...], on_batch: ScoresCallback | None = None
+    ) -> list[LabelScores]:
+        """Score every label as the reply to each chat (no generation loop); results in order."""
         ...

@@ -28,7 +28,9 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from ..models import default_device, load_causal_lm, load_tokenizer
-from .base import BatchCallback, Generation, GenerationParams
+from .base import BatchCallback, Generation, GenerationParams, LabelScores, ScoresCallback
+from .hf_scoring import score_continuations
+from .label_tokens import LabelTokens, label_tokens
 
 # A shared prefix shorter than this is not worth a separate pass and a cache copy per batch.
 MIN_SHARED_PREFIX = 16
@@ -127,7 +129,11 @@ class HFEngine:
 
     name = "transformers"
 
-    def __init__(self, model, *, adapter_path=None, device=None, dtype=None, batch_size=8, reuse_prefix=True):
+    def __init__(self, model, *, adapter_path=None, device=None, dtype=None, batch_size=8, reuse_prefix=True,
+                 merge_adapter=False):
+        """``merge_adapter``: fold the LoRA adapter into the weights in memory (PEFT merge_and_unload), so a
+        forward pass costs what the bare merged model costs; if PEFT cannot merge it, the adapter stays as
+        layers and ``notes`` says why."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_name = str(model)
@@ -136,8 +142,11 @@ class HFEngine:
         network = load_causal_lm(self.model_name, device=self.device, dtype=dtype)
         if str(self.device) == "cpu" and network.config._attn_implementation == "sdpa":
             network.set_attn_implementation(CPU_MASKED_GQA)
+        self.notes: list[str] = []
         if adapter_path is not None:
             network = _with_adapter(network, adapter_path)
+            if merge_adapter:
+                network = self._merged(network)
         self.model = network.eval()
         self.batch_size = batch_size
         self.reuse_prefix = reuse_prefix and _cache_is_shareable(self.model.config)
@@ -145,6 +154,7 @@ class HFEngine:
         self.eos_ids = _eos_ids(self.model, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
         self._prefix: _SharedPrefix | None = None
+        self._label_tokens: dict[tuple, LabelTokens] = {}
 
     # -- Engine protocol ------------------------------------------------------------------------------------
     def count_prompt_tokens(self, chat: list[dict], params: GenerationParams) -> int:
@@ -185,6 +195,35 @@ class HFEngine:
                 on_batch(batch, generations)
         return results
 
+    def classify(
+        self, chats: list[list[dict]], labels: tuple[str, ...], on_batch: ScoresCallback | None = None
+    ) -> list[LabelScores]:
+        """P(label | chat) for every label, renormalised over the labels: one forward pass per batch, no
+        generation loop. One-token labels cost the prompt alone (one position's logits kept); longer ones add
+        their trie's inner tokens (hf_scoring)."""
+        labels = tuple(labels)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ValueError(f"classify needs two or more distinct labels, got {labels!r}.")
+        params = GenerationParams(max_tokens=0)
+        prompts = [self._prompt(chat, params) for chat in chats]
+        prefix = self._prefix_for([prompt.ids for prompt in prompts])
+        results: list[LabelScores | None] = [None] * len(prompts)
+        for batch in self._batches(prompts):
+            began = time.perf_counter()
+            answers = [self._labels_after(chats[i], labels) for i in batch]
+            plans = [_AnswerPlan(prompts[i].ids + list(a.shared), [list(c) for c in a.continuations], "")
+                     for i, a in zip(batch, answers, strict=True)]
+            with torch.inference_mode():
+                rows = self._score(plans, prefix)
+            latency = time.perf_counter() - began
+            scores = [LabelScores(_renormalised(labels, row), len(prompts[i].ids), latency)
+                      for i, row in zip(batch, rows, strict=True)]
+            for i, score in zip(batch, scores, strict=True):
+                results[i] = score
+            if on_batch is not None:
+                on_batch(batch, scores)
+        return results
+
     def reset_prefix_cache(self) -> None:
         """Forget the cached shared prefix (the benchmark times its computation)."""
         self._prefix = None
@@ -212,6 +251,22 @@ class HFEngine:
         )
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return _Prompt(ids=list(ids), opens_thought=text.rstrip().endswith(THINK_OPEN))
+
+    def _labels_after(self, chat: list[dict], labels: tuple[str, ...]) -> LabelTokens:
+        """The labels' answer tokens (label_tokens), derived once per label set and chat shape: what follows the
+        prompt depends on the template and the roles, not on the sentence."""
+        key = (labels, tuple(message["role"] for message in chat))
+        if key not in self._label_tokens:
+            self._label_tokens[key] = label_tokens(self.tokenizer, chat, labels, self.eos_ids)
+        return self._label_tokens[key]
+
+    def _merged(self, network):
+        try:
+            return network.merge_and_unload()
+        except Exception as error:  # e.g. a LoRA on MoE target_parameters that PEFT cannot fold in
+            self.notes.append(f"The LoRA adapter could not be merged into the weights ({type(error).__name__}: "
+                              f"{error}); it runs as PEFT adapter layers.")
+            return network
 
     def _batches(self, prompts: list[_Prompt]) -> list[list[int]]:
         # Longest first: similar lengths share a batch (less padding) and an out-of-memory shows at once.
@@ -344,60 +399,12 @@ class HFEngine:
         )
 
     def _score(self, plans: list[_AnswerPlan], prefix: _SharedPrefix | None) -> list[list[float]]:
-        """Summed log-probability of every continuation of every plan, in one forward pass."""
+        """Summed log-probability of every continuation of every plan, in one forward pass (hf_scoring)."""
         shared = len(prefix.ids) if prefix is not None and all(prefix.covers(p.context) for p in plans) else 0
-        rows, segments, positions = [], [], []
-        for plan in plans:
-            context = plan.context[shared:]
-            row, segment = list(context), [0] * len(context)
-            position = list(range(shared, shared + len(context)))
-            for number, continuation in enumerate(plan.continuations, start=1):
-                row += continuation
-                segment += [number] * len(continuation)
-                position += list(range(shared + len(context), shared + len(context) + len(continuation)))
-            rows.append(row)
-            segments.append(segment)
-            positions.append(position)
-        width = max(len(row) for row in rows)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(r)) + r for r in rows], device=self.device)
-        segment = torch.tensor([[-1] * (width - len(s)) + s for s in segments], device=self.device)
-        position_ids = torch.tensor([[0] * (width - len(p)) + p for p in positions], device=self.device)
-        mask = self._tree_mask(segment, shared)
-        tree_lengths = [sum(len(c) for c in plan.continuations) for plan in plans]
-        keep = max(tree_lengths) + 1  # the last context token predicts each label's first token
-        extra = {"past_key_values": prefix.cache(len(plans), width)} if shared else {}
-        logits = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=position_ids,
-            use_cache=bool(shared),
-            logits_to_keep=keep,
-            **extra,
-        ).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        scores = []
-        for r, plan in enumerate(plans):
-            last_context = keep - tree_lengths[r] - 1
-            row_scores, start = [], last_context + 1
-            for continuation in plan.continuations:
-                predictors = [last_context] + list(range(start, start + len(continuation) - 1))
-                row_scores.append(sum(logprobs[r, p, t].item() for p, t in zip(predictors, continuation, strict=True)))
-                start += len(continuation)
-            scores.append(row_scores)
-        return scores
-
-    def _tree_mask(self, segment: torch.Tensor, shared: int) -> torch.Tensor:
-        """Additive 4D mask (batch, 1, query, prefix + query): -inf where a query must not look."""
-        index = torch.arange(segment.shape[1], device=segment.device)
-        earlier = index[None, :, None] >= index[None, None, :]  # query at or after key
-        key_segment, query_segment = segment[:, None, :], segment[:, :, None]
-        visible = (key_segment != -1) & earlier & ((key_segment == 0) | (key_segment == query_segment))
-        visible |= torch.eye(segment.shape[1], dtype=torch.bool, device=segment.device)[None]  # pads see themselves
-        visible = torch.cat([visible.new_ones((*visible.shape[:2], shared)), visible], dim=-1)
-        dtype = next(self.model.parameters()).dtype
-        additive = torch.zeros(visible.shape, dtype=dtype, device=segment.device)
-        additive.masked_fill_(~visible, torch.finfo(dtype).min)
-        return additive[:, None]
+        return score_continuations(
+            self.model, [plan.context for plan in plans], [plan.continuations for plan in plans], shared=shared,
+            cache_for=prefix.cache if shared else None, pad_id=self.pad_id, device=self.device,
+        )
 
 
 CPU_MASKED_GQA = "sdpa_masked_gqa"
@@ -429,6 +436,11 @@ def _with_adapter(network, adapter_path):
     if str(adapter_path).startswith((".", "/", "~")) and not path.is_dir():
         raise FileNotFoundError(f"adapter_path {adapter_path}: no such folder.")
     return PeftModel.from_pretrained(network, str(path) if path.is_dir() else adapter_path)
+
+
+def _renormalised(labels: tuple[str, ...], logprobs: list[float]) -> dict[str, float]:
+    probabilities = torch.softmax(torch.tensor(logprobs, dtype=torch.float64), dim=0).tolist()
+    return dict(zip(labels, probabilities, strict=True))
 
 
 def _eos_ids(model, tokenizer) -> tuple[int, ...]:

@@ -1,0 +1,62 @@
+"""The tokens a student is trained to answer each label with, as every classifying engine scores them.
+
+TRL tokenizes a prompt/completion example by applying the chat template to prompt + assistant message and
+training on what follows the prompt's ids (``sft_data._chat_ids``); the same call here gives, per label, exactly
+the tokens training taught after the prompt: for SmolLM2 ``en`` -> ``en <|im_end|> \\n``. What scoring keeps:
+
+* the tokens every label's completion starts with (a thinking template's empty ``<think></think>``, or a first
+  token all labels share) become context: a common factor, gone once the probabilities are renormalised;
+* the label's own tokens, up to the end-of-turn token;
+* the end-of-turn token only for a label whose tokens are a prefix of another label's (``a`` vs ``ab``): there
+  P(a) alone would include P(ab). Elsewhere it is left out, which is what lets one-token labels be read from the
+  prompt's last position alone (no extra position in the pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LabelTokens:
+    shared: tuple[int, ...]  # tokens every label's answer starts with: appended to the prompt as context
+    continuations: tuple[tuple[int, ...], ...]  # per label, in order: what is scored after the context
+
+    @property
+    def single_tokens(self) -> bool:
+        """Every label is one distinct token: its probability is read at the prompt's last position."""
+        return all(len(continuation) == 1 for continuation in self.continuations)
+
+
+def label_tokens(tokenizer, chat: list[dict], labels: tuple[str, ...], end_ids) -> LabelTokens:
+    """The label token sequences after ``chat``'s prompt (see the module docstring); ``end_ids``: end of turn."""
+    from ..sft_data import _chat_ids  # the call TRL makes; sft_data imports no engine
+
+    prompt = _chat_ids(tokenizer, chat, add_generation_prompt=True)
+    bodies, ends = [], []
+    for label in labels:
+        full = _chat_ids(tokenizer, chat + [{"role": "assistant", "content": label}], add_generation_prompt=False)
+        if full[: len(prompt)] != prompt:
+            raise ValueError(f"label_tokens: with this chat template the prompt is not a prefix of the prompt + "
+                             f"answer {label!r}, so the tokens training teaches after the prompt are undefined.")
+        completion = full[len(prompt):]
+        cut = next((i for i, token in enumerate(completion) if token in end_ids), len(completion))
+        bodies.append(completion[:cut])
+        ends.append(completion[cut : cut + 1])
+    sequences = []
+    for body, end in zip(bodies, ends, strict=True):
+        is_prefix = any(other != body and other[: len(body)] == body for other in bodies)
+        sequences.append(body + end if is_prefix or not body else body)
+    if len(set(map(tuple, sequences))) != len(sequences):
+        raise ValueError(f"label_tokens: two of the labels {', '.join(labels)} have the same answer tokens.")
+    shared = _common_prefix(sequences)
+    shared = min(shared, min(len(sequence) for sequence in sequences) - 1)  # each label keeps a token to score
+    return LabelTokens(tuple(sequences[0][:shared]), tuple(tuple(s[shared:]) for s in sequences))
+
+
+def _common_prefix(sequences: list[list[int]]) -> int:
+    length = min(len(sequence) for sequence in sequences)
+    for position in range(length):
+        if len({sequence[position] for sequence in sequences}) > 1:
+            return position
+    return length

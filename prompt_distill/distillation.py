@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .data import DataError, iter_jsonl, read_json_object
 from .run_files import SIDECAR_SUFFIX
@@ -172,11 +173,14 @@ def read_baseline(path, task: Task) -> tuple[dict[str, dict], dict]:
     return {p["text"].strip(): p for p in saved["predictions"]}, saved
 
 
+def sidecar_path(teacher_file) -> Path:
+    """create_data.py's ``<output>.meta.jsonl`` beside its output: one record per request, with token counts."""
+    return Path(teacher_file).with_name(Path(teacher_file).stem + SIDECAR_SUFFIX)
+
+
 def teacher_tokens(teacher_file) -> dict[str, int]:
     """Sentence -> prompt + generated tokens of the teacher's request, from create_data.py's sidecar."""
-    from pathlib import Path
-
-    sidecar = Path(teacher_file).with_name(Path(teacher_file).stem + SIDECAR_SUFFIX)
+    sidecar = sidecar_path(teacher_file)
     if not sidecar.is_file():
         return {}
     counts: dict[str, int] = {}

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import DataError, example_from_record, in_split, iter_jsonl
+from .student_framing import USER_ONLY
 from .task import Task
 
 
@@ -49,22 +50,24 @@ def select_split(examples: list[Example], split: str, eval_fraction: float, seed
     return selected
 
 
-def prompt_messages(text: str) -> list[dict]:
-    return Task.student_messages(text)
+def prompt_messages(text: str, framing: str = USER_ONLY) -> list[dict]:
+    """The student's inference chat under ``framing`` (student_framing.choose_framing picks it per tokenizer and
+    the run record keeps it, so inference frames the sentence as training did)."""
+    return Task.student_messages(text, framing)
 
 
 def completion_messages(label: str) -> list[dict]:
     return [{"role": "assistant", "content": label}]
 
 
-def prompt_completion_record(example: Example) -> dict:
-    return {"prompt": prompt_messages(example.text), "completion": completion_messages(example.label)}
+def prompt_completion_record(example: Example, framing: str = USER_ONLY) -> dict:
+    return {"prompt": prompt_messages(example.text, framing), "completion": completion_messages(example.label)}
 
 
-def to_dataset(examples: list[Example]):
+def to_dataset(examples: list[Example], framing: str = USER_ONLY):
     from datasets import Dataset
 
-    return Dataset.from_list([prompt_completion_record(example) for example in examples])
+    return Dataset.from_list([prompt_completion_record(example, framing) for example in examples])
 
 
 def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
@@ -81,7 +84,7 @@ class Tokenized:
     total_tokens: int
 
 
-def tokenize_lengths(examples: list[Example], tokenizer, path="") -> list[Tokenized]:
+def tokenize_lengths(examples: list[Example], tokenizer, path="", framing: str = USER_ONLY) -> list[Tokenized]:
     """Token counts per example; stops if a chat template would train on a context the student never sees.
 
     The inference prompt (chat template with the generation prompt) must be an exact token prefix of the training
@@ -91,8 +94,9 @@ def tokenize_lengths(examples: list[Example], tokenizer, path="") -> list[Tokeni
 
     lengths = []
     for example in tqdm(examples, desc="Checking chat template and lengths", disable=len(examples) < 500):
-        prompt = _chat_ids(tokenizer, prompt_messages(example.text), add_generation_prompt=True)
-        full = _chat_ids(tokenizer, prompt_messages(example.text) + completion_messages(example.label), False)
+        prompt = _chat_ids(tokenizer, prompt_messages(example.text, framing), add_generation_prompt=True)
+        full = _chat_ids(tokenizer, prompt_messages(example.text, framing) + completion_messages(example.label),
+                         False)
         if full[: len(prompt)] != prompt:
             raise DataError(
                 f"{path}:{example.line}: with this tokenizer's chat template the inference prompt is not a prefix "

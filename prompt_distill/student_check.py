@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .data import DataError, in_split, read_json_object
 from .models import is_embedded, resolve_model, unavailable_offline
+from .student_framing import FRAMINGS, USER_ONLY
 from .task import Task
 
 DEFAULT_BASE_MODEL = "Qwen/Qwen3-30B-A3B-Instruct-2507"
@@ -34,9 +35,14 @@ class Student:
     adapter_config: dict | None = None
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def framing(self) -> str:
+        """The run record's ``student_framing``; the user turn alone for a base model or an older adapter."""
+        return (self.run_record or {}).get("student_framing", USER_ONLY)
+
     def messages(self, text: str) -> list[dict]:
         """The chat the student answers: the framing it was trained with (training and inference share it)."""
-        return Task.student_messages(text)
+        return Task.student_messages(text, self.framing)
 
 
 def _read_json(path: Path) -> dict:
@@ -91,6 +97,7 @@ def resolve_student(model_path: str | None, base_model: str | None, no_adapter: 
         student.notes.append(
             f"{folder / RUN_RECORD} not found: the task and split the adapter was trained with cannot be checked."
         )
+    _check_framing(student, folder / RUN_RECORD)
     if base_model:
         student.base_model, student.base_model_source = base_model, "--base_model"
         if trained_on and not any(same_model(base_model, name) for name, _ in trained_on):
@@ -110,6 +117,16 @@ def resolve_student(model_path: str | None, base_model: str | None, no_adapter: 
     elif trained_on:
         student.base_model, student.base_model_source = trained_on[0]
     return student
+
+
+def _check_framing(student: Student, record_path: Path) -> None:
+    if student.run_record is None or "student_framing" not in student.run_record:
+        where = "no run record" if student.run_record is None else f"no student_framing in {record_path}"
+        student.notes.append(f"Student framing: {where} (an adapter trained before it was recorded), so the "
+                             "sentence is framed as a lone user turn, as training framed it then.")
+    elif student.run_record["student_framing"] not in FRAMINGS:
+        raise StudentError(f"{record_path}: student_framing {student.run_record['student_framing']!r} is not one of "
+                           f"{', '.join(FRAMINGS)}.")
 
 
 def _trained_texts(record: dict, task: Task) -> set[str] | None:

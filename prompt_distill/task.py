@@ -79,9 +79,12 @@ class Task:
         ]
 
     @staticmethod
-    def student_messages(text: str) -> list[dict]:
-        """The student sees the sentence alone: no prompt, no thinking."""
-        return [{"role": "user", "content": text}]
+    def student_messages(text: str, framing: str = "user_only") -> list[dict]:
+        """The student sees the sentence alone: no prompt, no thinking. ``framing`` (student_framing): the user
+        turn alone, or after an empty system message where the template would inject a default system turn."""
+        from .student_framing import framed_messages
+
+        return framed_messages(text, framing)
 
     # -- answers --------------------------------------------------------------------------------------
     def parse(self, raw) -> str:

@@ -23,6 +23,7 @@ from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index
 from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
 from .models import default_dtype, load_tokenizer, resolve_model
 from .sft_data import drop_too_long, file_sha256, load_examples, select_split, to_dataset, tokenize_lengths
+from .student_framing import choose_framing
 from .task import load_task
 from .tracking import configure_wandb, finish_wandb, logged_losses, start_wandb_run, trained_tokens
 
@@ -328,7 +329,8 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log
                  selected: SelectedData | None = None) -> PreparedData:
     """Check the chat template and drop examples longer than max_length. No model involved."""
     selected = selected or read_data(script_args)
-    lengths = tokenize_lengths(selected.selected, tokenizer, script_args.data_file)
+    framing = choose_framing(tokenizer)  # the fewest framing tokens (student_framing); the run record keeps it
+    lengths = tokenize_lengths(selected.selected, tokenizer, script_args.data_file, framing)
     report = drop_too_long(selected.selected, lengths, config.max_length)
     held_out = selected.examples_in_file - len(selected.selected)
     log(f"[train] {script_args.data_file}: {selected.examples_in_file} examples, {len(selected.selected)} in split "
@@ -336,7 +338,7 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log
     log("[train] " + report.describe(config.max_length, script_args.data_file))
     if not report.kept:
         raise DataError(f"{script_args.data_file}: every example is longer than max_length={config.max_length}.")
-    return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept))
+    return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept, framing))
 
 
 def distillation_trainer_class():
@@ -467,6 +469,7 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
     record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
                           resume, wandb_dir)
     record["distributed"] = distributed_summary(trainer, order)
+    record["student_framing"] = choose_framing(tokenizer)  # what prepare_data trained on; inference reads it
     if script_args.merge:
         record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
     if main_process:

@@ -19,6 +19,7 @@ from trl.chat_template_utils import get_training_chat_template
 from prompt_distill.data import DataError, split_of, training_record
 from prompt_distill.models import load_causal_lm
 from prompt_distill.sft_data import tokenize_lengths
+from prompt_distill.student_framing import EMPTY_SYSTEM, USER_ONLY, choose_framing
 from prompt_distill.task import Task, language_task
 from prompt_distill.tracking import configure_wandb
 from prompt_distill.training import (
@@ -134,7 +135,7 @@ def test_label_mask_matches_trl_assistant_mask_for_qwen3_instruct_2507(smollm2_t
     trainer = label_trainer(tokenizer, tmp_path)
     for index, (text, label) in enumerate(gold_rows(4)):
         example = trainer.train_dataset[index]
-        messages = Task.student_messages(text) + [{"role": "assistant", "content": label}]
+        messages = Task.student_messages(text, USER_ONLY) + [{"role": "assistant", "content": label}]
         reference = tokenizer.apply_chat_template(messages, chat_template=training_template, tokenize=True,
                                                   return_dict=True, return_assistant_tokens_mask=True)
         assert reference["input_ids"] == example["input_ids"]
@@ -158,8 +159,11 @@ def test_plain_messages_dataset_would_train_on_the_user_text(smollm2_tokenizer, 
 def test_inference_prompt_is_an_exact_token_prefix_of_the_training_sequence(template, smollm2_tokenizer, tmp_path):
     tokenizer = template_tokenizer(smollm2_tokenizer, template)
     trainer = label_trainer(tokenizer, tmp_path)
+    # The fewest framing tokens: SmolLM2's template would inject a default system turn, Qwen3's injects none.
+    framing = {"smollm2": EMPTY_SYSTEM, "qwen3_instruct_2507": USER_ONLY}[template]
+    assert choose_framing(tokenizer) == framing
     for index, (text, _label) in enumerate(gold_rows(6)):
-        prompt = tokenizer.apply_chat_template(Task.student_messages(text), add_generation_prompt=True,
+        prompt = tokenizer.apply_chat_template(Task.student_messages(text, framing), add_generation_prompt=True,
                                                tokenize=True, return_dict=True)["input_ids"]
         example = trainer.train_dataset[index]
         assert example["input_ids"][: len(prompt)] == prompt
@@ -183,7 +187,8 @@ def test_examples_longer_than_max_length_are_dropped_counted_and_named(smollm2_t
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 12)
     script_args = ScriptArguments(data_file=str(data_file), split="all")
     selected = read_data(script_args).selected
-    lengths = [item.total_tokens for item in tokenize_lengths(selected, smollm2_tokenizer)]
+    framing = choose_framing(smollm2_tokenizer)  # as prepare_data frames the prompts
+    lengths = [item.total_tokens for item in tokenize_lengths(selected, smollm2_tokenizer, framing=framing)]
     max_length = sorted(lengths)[len(lengths) // 2]
     expected_lines = [example.line for example, length in zip(selected, lengths, strict=True) if length > max_length]
     assert expected_lines, "fixture needs examples on both sides of the limit"
@@ -362,6 +367,7 @@ def test_cli_on_the_embedded_model_overfits_and_the_reloaded_adapter_prefers_the
     record = json.loads((out / "run_record.json").read_text("utf-8"))
     losses = record["results"]["loss_history"]
     assert record["base_model"] == "smollm2-135m-instruct"
+    assert record["student_framing"] == EMPTY_SYSTEM  # SmolLM2's template injects a system turn otherwise
     assert len(losses) == 5 and losses[-1] < 0.5 * losses[0], losses
 
     # Reloaded as evaluate.py would (base named in the record + adapter folder): the labels became likelier.
@@ -371,9 +377,10 @@ def test_cli_on_the_embedded_model_overfits_and_the_reloaded_adapter_prefers_the
     base = load_causal_lm(record["base_model"], device="cpu").eval()
 
     def label_log_prob(model, text, label):
-        prompt = tokenizer.apply_chat_template(Task.student_messages(text), add_generation_prompt=True,
-                                               tokenize=True, return_dict=True)["input_ids"]
-        full = tokenizer.apply_chat_template(Task.student_messages(text) + [{"role": "assistant", "content": label}],
+        chat = Task.student_messages(text, record["student_framing"])
+        prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True,
+                                               return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template(chat + [{"role": "assistant", "content": label}],
                                              tokenize=True, return_dict=True)["input_ids"]
         with torch.no_grad():
             log_probs = model(input_ids=torch.tensor([full])).logits[0].log_softmax(-1)

@@ -5,6 +5,8 @@
     python evaluate.py --max_samples 100 --teacher_file ./data/prompt_distillation_lang.jsonl
     python evaluate.py --predictions_file ./evaluation_results.json   # re-score without a model
     python evaluate.py --no_adapter                      # the base model alone, as a baseline
+    python evaluate.py --teacher_file ./data/prompt_distillation_lang.jsonl --defer_below 0.9   # + a cascade
+    python evaluate.py --answer_mode generate            # free generation instead of scoring the labels
 
 See ``python evaluate.py --help`` and prompt_distill/evaluation.py.
 """
@@ -21,7 +23,8 @@ from prompt_distill.task import TaskError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Evaluate the distilled student: per-sample lines, confusion matrix, per-label accuracy, "
-        "teacher fidelity; results as JSON and a confusion-matrix PNG.",
+        "teacher fidelity, confidence (accuracy at coverage, calibration error) and an optional cascade to the "
+        "teacher; results as JSON, a confusion-matrix PNG and a reliability-diagram PNG.",
         formatter_class=DefaultsOnceFormatter,
     )
     add_arguments(parser)

@@ -1,4 +1,5 @@
-"""What an evaluation leaves behind: the JSON results, a confusion-matrix PNG beside them, and a wandb log."""
+"""What an evaluation leaves behind: the JSON results, a confusion-matrix PNG and a reliability-diagram PNG beside
+them, and a wandb log."""
 
 from __future__ import annotations
 
@@ -15,6 +16,12 @@ def png_path_for(json_path) -> Path:
     return path.with_name(path.stem + ".confusion.png")
 
 
+def reliability_path_for(json_path) -> Path:
+    """``results.json`` -> ``results.reliability.png`` in the same folder."""
+    path = Path(json_path)
+    return path.with_name(path.stem + ".reliability.png")
+
+
 def write_json(path, payload: dict) -> Path:
     """Written to a temporary name and renamed, so a crash never leaves half a results file."""
     path = Path(path)
@@ -25,12 +32,27 @@ def write_json(path, payload: dict) -> Path:
 read_json = read_json_object  # saved predictions are read like every other JSON object file
 
 
-def confusion_png(path, matrix: ConfusionMatrix, title: str, row_name: str = "gold") -> Path:
-    """Row-normalised colours (so small labels are as visible as large ones), raw counts written in the cells."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, plt, path) -> Path:
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def confusion_png(path, matrix: ConfusionMatrix, title: str, row_name: str = "gold") -> Path:
+    """Row-normalised colours (so small labels are as visible as large ones), raw counts written in the cells."""
+    plt = _pyplot()
 
     counts = matrix.as_array()
     shares = [[value / max(sum(row), 1) for value in row] for row in counts]
@@ -48,16 +70,38 @@ def confusion_png(path, matrix: ConfusionMatrix, title: str, row_name: str = "go
                 colour = "white" if shares[row][column] > 0.5 else "black"
                 axes.text(column, row, str(value), ha="center", va="center", fontsize=8, color=colour)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the row")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, plt, path)
 
 
-def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict, run_dir) -> str | None:
-    """Log the headline numbers and the PNG to the active wandb run, or to a new one when ``start_run``.
+def reliability_png(path, confidence: dict, title: str) -> Path:
+    """The reliability diagram of ``calibration.confidence_summary``: per bin, accuracy (bars) against the
+    diagonal of perfect calibration, the bin's mean confidence marked, and the sentence count below."""
+    plt = _pyplot()
+    bins = confidence["reliability"]
+    figure, (axes, counts) = plt.subplots(2, 1, figsize=(5.5, 6.0), sharex=True,
+                                          gridspec_kw={"height_ratios": [3, 1]})
+    width = bins[0]["upper"] - bins[0]["lower"]
+    filled = [entry for entry in bins if entry["count"]]
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    axes.bar([entry["lower"] for entry in filled], [entry["accuracy"] for entry in filled], width=width,
+             align="edge", edgecolor="black", color="tab:blue", alpha=0.7, label="accuracy in the bin")
+    axes.scatter([entry["mean_confidence"] for entry in filled], [entry["accuracy"] for entry in filled],
+                 color="tab:red", zorder=3, s=14, label="mean confidence in the bin")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("accuracy")
+    axes.set_title(title)
+    axes.legend(loc="upper left", fontsize=8)
+    counts.bar([entry["lower"] for entry in bins], [entry["count"] for entry in bins], width=width, align="edge",
+               edgecolor="black", color="lightgrey")
+    counts.set_xlabel(f"confidence (probability of the chosen label), {len(bins)} equal-width bins")
+    counts.set_ylabel("sentences")
+    return _save(figure, plt, path)
+
+
+def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict, run_dir,
+                 more_images: dict[str, Path] | None = None) -> str | None:
+    """Log the headline numbers and the PNGs to the active wandb run, or to a new one when ``start_run``.
 
     Returns a line to print, or None when wandb is not used. Without a login the run is kept offline (as in
     training): see ``prompt_distill.tracking.configure_wandb``.
@@ -79,6 +123,8 @@ def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict,
     metrics = {f"eval/{name}": value for name, value in summary.items() if isinstance(value, (int, float))}
     if png is not None:
         metrics["eval/confusion_matrix"] = wandb.Image(str(png))
+    for name, image in (more_images or {}).items():
+        metrics[f"eval/{name}"] = wandb.Image(str(image))
     wandb.log(metrics)
     # An offline run has no name; its id names its folder.
     where = f"wandb run {wandb.run.name or wandb.run.id} ({Path(wandb.run.dir).parent})"

@@ -1,8 +1,11 @@
 """Stage 3: run the student on held-out sentences and print the reference README's report, graded on gold labels.
 
-The student gets the sentence alone (``Task.student_messages``), greedy, a few tokens, read with ``Task.parse``.
-``--predictions_file`` re-scores a saved run without a model; both paths end in ``finish`` so that they print
-and save the same numbers.
+The student gets the sentence alone, in the framing it was trained with (``Student.messages``). By default
+(``--answer_mode scored``) every label is scored in one forward pass (``Engine.classify``): the most probable label
+is the answer, and its probability feeds the confidence block (prompt_distill.calibration) and the cascade to the
+teacher (prompt_distill.cascade). ``--answer_mode generate`` writes a few greedy tokens read with ``Task.parse``.
+``--predictions_file`` re-scores a saved run without a model (prompt_distill.rescoring); both paths end in
+``finish`` so that they print and save the same numbers.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .calibration import confidence_summary
+from .cascade import CascadeError, build_cascade, check_settings
 from .data import DataError, add_split_arguments, gold_path_for, in_split, read_gold, read_sentences, read_training_file
 from .distillation import build_distillation, read_baseline
-from .engines.base import GenerationParams
-from .eval_outputs import confusion_png, log_to_wandb, png_path_for, read_json, write_json
+from .engines.base import GenerationParams, LabelScores
+from .eval_outputs import confusion_png, log_to_wandb, png_path_for, reliability_path_for, reliability_png, write_json
 from .metrics import error_examples, fidelity, score
 from .report import (
     NARROW_RULE,
     WIDE_RULE,
+    cascade_block,
+    confidence_block,
     confusion_table,
     distillation_block,
     fidelity_block,
@@ -37,6 +44,7 @@ DEFAULT_MODEL_PATH = "./models/prompt_distillation_trl"
 DEFAULT_TEST_FILE = "./example-data/multilingual.txt"
 DEFAULT_OUTPUT_FILE = "./evaluation_results.json"
 STUDENT_MAX_TOKENS = 8  # a label is one to three tokens; the rest shows what an unparseable answer looked like
+SCORED, GENERATE = "scored", "generate"  # --answer_mode
 ERROR_EXAMPLES_SAVED = 10
 RESULTS_FORMAT = "prompt-distill-evaluation/1"
 # What a results file says about the run, in the order it is written (a re-scoring writes the same order).
@@ -58,6 +66,8 @@ class Prediction:
     finish_reason: str | None = None
     prompt_tokens: int | None = None  # the request as the engine counted it: the distillation block's tokens
     completion_tokens: int | None = None
+    probability: float | None = None  # --answer_mode scored: the probability of the predicted label
+    probabilities: dict[str, float] | None = None  # ... and of every label (they sum to 1)
 
 
 def read_answer(task: Task, raw: str, finish_reason: str | None) -> str:
@@ -84,11 +94,23 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", choices=("auto", "vllm", "transformers"), default="auto",
                         help="auto: vLLM when importable and a CUDA GPU is present, else transformers.")
     parser.add_argument("--batch_size", type=int, default=32, help="Sentences per forward pass (transformers).")
-    parser.add_argument("--max_tokens", type=int, default=STUDENT_MAX_TOKENS, help="Tokens generated per answer.")
+    parser.add_argument("--answer_mode", choices=(SCORED, GENERATE), default=SCORED,
+                        help="scored: every label scored in one forward pass, the most probable is the answer, and "
+                             "its probability is saved (confidence block, cascade). generate: greedy free "
+                             "generation read with the task's parser (unparseable answers stay visible).")
+    parser.add_argument("--max_tokens", type=int, default=None,
+                        help=f"--answer_mode generate: tokens generated per answer (default {STUDENT_MAX_TOKENS}).")
     parser.add_argument("--constrained", action="store_true",
-                        help="Choose the best-scoring label instead of free generation (no unparseable answers).")
+                        help="--answer_mode generate: choose the best-scoring label when the reply is not one.")
     parser.add_argument("--teacher_file", default=None,
                         help="create_data.py's JSONL: adds student-vs-teacher agreement and teacher accuracy.")
+    parser.add_argument("--defer_below", type=float, default=None,
+                        help="Cascade: sentences whose student probability is below this take the teacher's label "
+                             "(needs --teacher_file); the report adds the cascade's accuracy, share deferred and "
+                             "tokens per request.")
+    parser.add_argument("--target_accuracy", type=float, default=None,
+                        help="Cascade: pick the smallest deferral whose accuracy reaches this fraction (e.g. 0.95) "
+                             "on the evaluated sentences themselves (optimistic; the report says so).")
     parser.add_argument("--baseline", default=None,
                         help="Results JSON of an 'evaluate.py --no_adapter' run on the same test file: with "
                              "--teacher_file and gold labels, adds the distillation block (base vs teacher vs "
@@ -180,28 +202,49 @@ def student_params(task: Task, max_tokens: int, constrained: bool) -> Generation
     )
 
 
-class LivePrinter:
-    """Prints one reference-style line per sample as its batch completes, above a tqdm bar with samples/s."""
+def answer_token_counts(engine, labels: tuple[str, ...]) -> dict[str, int] | None:
+    """Label -> the tokens a scored answer counts as: the label's own tokens and the end-of-turn token, what
+    generating it would cost, so that tokens per request compare with generated answers and with the teacher."""
+    tokenizer = getattr(engine, "tokenizer", None)
+    if tokenizer is None:
+        return None
+    return {label: len(tokenizer.encode(label, add_special_tokens=False)) + 1 for label in labels}
 
-    def __init__(self, predictions: list[Prediction], task: Task, reference: str, out=print):
+
+class LivePrinter:
+    """Prints one reference-style line per sample as its batch completes, above a tqdm bar with samples/s.
+
+    Takes the engine's results as they come: ``LabelScores`` (scored answers) or ``Generation`` (free generation).
+    """
+
+    def __init__(self, predictions: list[Prediction], task: Task, reference: str, out=print,
+                 answer_tokens: dict[str, int] | None = None):
         from tqdm import tqdm
 
         self.predictions, self.task, self.reference = predictions, task, reference
+        self.answer_tokens = answer_tokens or {}
         self.done = self.matches = 0
         self.width = max(len(label) for label in task.labels)
         self.bar = tqdm(total=len(predictions), unit="sample", desc="Evaluating", dynamic_ncols=True)
         self.out = out
 
-    def __call__(self, indices, generations) -> None:
+    def __call__(self, indices, results) -> None:
         new = 0
-        for index, generation in zip(indices, generations, strict=True):
+        for index, result in zip(indices, results, strict=True):
             sample = self.predictions[index]
             if sample.predicted is not None:
                 continue  # the engine reported this one already
             new += 1
-            sample.raw, sample.finish_reason = generation.text, generation.finish_reason
-            sample.prompt_tokens, sample.completion_tokens = generation.prompt_tokens, generation.completion_tokens
-            sample.predicted = read_answer(self.task, generation.text, generation.finish_reason)
+            if isinstance(result, LabelScores):
+                sample.probabilities = {label: float(value) for label, value in result.probabilities.items()}
+                sample.predicted = sample.raw = result.label
+                sample.probability = sample.probabilities[result.label]
+                sample.finish_reason = "scored"
+                sample.prompt_tokens, sample.completion_tokens = result.prompt_tokens, self.answer_tokens.get(result.label)
+            else:
+                sample.raw, sample.finish_reason = result.text, result.finish_reason
+                sample.prompt_tokens, sample.completion_tokens = result.prompt_tokens, result.completion_tokens
+                sample.predicted = read_answer(self.task, result.text, result.finish_reason)
             truth = sample.gold if self.reference == "gold" else sample.teacher
             self.done += 1
             self.matches += sample.predicted == truth
@@ -221,14 +264,23 @@ class LivePrinter:
         self.bar.close()
 
 
-def generate(engine, predictions: list[Prediction], task: Task, params: GenerationParams, reference: str, out):
-    printer = LivePrinter(predictions, task, reference, out)
+def answer(engine, predictions: list[Prediction], task: Task, student, args, reference: str, out) -> float:
+    """Run the student on every prediction (scored or generated, per ``args.answer_mode``); returns the seconds."""
+    chats = [student.messages(p.text) for p in predictions]
+    scored = args.answer_mode == SCORED
+    if scored and not callable(getattr(engine, "classify", None)):
+        raise EvaluationError(f"The {getattr(engine, 'name', 'chosen')} engine cannot score labels in one pass; "
+                              "pass --answer_mode generate.")
+    printer = LivePrinter(predictions, task, reference, out, answer_token_counts(engine, task.labels) if scored else None)
     out("Evaluating model...")
     out(WIDE_RULE)
     started = time.perf_counter()
     try:
-        generations = engine.generate([task.student_messages(p.text) for p in predictions], params, on_batch=printer)
-        printer(list(range(len(predictions))), generations)  # any the engine did not report through on_batch
+        if scored:
+            results = engine.classify(chats, task.labels, on_batch=printer)
+        else:
+            results = engine.generate(chats, student_params(task, args.max_tokens, args.constrained), on_batch=printer)
+        printer(list(range(len(predictions))), results)  # any the engine did not report through on_batch
     finally:
         printer.close()
     seconds = time.perf_counter() - started
@@ -252,6 +304,10 @@ def build_results(predictions: list[Prediction], task: Task, reference: str, met
         fidelity(predicted, [p.teacher for p in predictions], None if reference == "teacher" else truths)
         if has_teacher else None
     )
+    confidence = None
+    if all(p.probability is not None for p in predictions):
+        confidence = confidence_summary([p.probability for p in predictions],
+                                        [p.predicted == truth for p, truth in zip(predictions, truths, strict=True)])
     matrix = scores.confusion
     ranked = scores.worst_first()
     ranked += [entry for entry in scores.per_label if entry not in ranked]
@@ -270,6 +326,7 @@ def build_results(predictions: list[Prediction], task: Task, reference: str, met
         "per_label": [entry.to_dict() for entry in ranked],
         "error_examples": error_examples(texts, truths, predicted, [p.raw for p in predictions], ERROR_EXAMPLES_SAVED),
         "fidelity": fidelity_result.to_dict() if fidelity_result else None,
+        "confidence": confidence,
         "predictions": [
             {**asdict(p), "correct": p.predicted == truth} for p, truth in zip(predictions, truths, strict=True)
         ],
@@ -279,6 +336,13 @@ def build_results(predictions: list[Prediction], task: Task, reference: str, met
 def print_report(results: dict, scores, fidelity_result, task: Task, out=print) -> None:
     reference = results["reference"]
     row_name = "gold" if reference == "gold" else "teacher"
+    generation = results["generation"]
+    if generation.get("answer_mode", GENERATE) == SCORED:
+        answers = "every label scored in one forward pass; the most probable is the answer"
+    elif generation["constrained"]:
+        answers = "constrained to the label set"
+    else:
+        answers = f"free generation, greedy, up to {generation['max_tokens']} tokens, read with Task.parse"
     out("")
     out(confusion_table(scores.confusion, row_name))
     out("")
@@ -293,8 +357,7 @@ def print_report(results: dict, scores, fidelity_result, task: Task, out=print) 
         ("Model", results["model"]),
         ("Adapter", results["adapter"] or "none (base model alone)"),
         ("Backend", results["backend"]),
-        ("Answers", "constrained to the label set" if results["generation"]["constrained"]
-         else f"free generation, greedy, up to {results['generation']['max_tokens']} tokens, read with Task.parse"),
+        ("Answers", answers),
         ("Test file", results["test_file"]),
         ("Split", f"{split['split']} (eval_fraction {split['eval_fraction']}, split_seed {split['split_seed']}): "
                   f"{split['sentences_in_split']} of {split['sentences_in_file']} sentences, {split['evaluated']} evaluated"),
@@ -307,6 +370,15 @@ def print_report(results: dict, scores, fidelity_result, task: Task, out=print) 
     if fidelity_result is not None:
         out("")
         out(fidelity_block(fidelity_result, results["teacher_file"]))
+    out("")
+    if results.get("confidence"):
+        out(confidence_block(results["confidence"], "accuracy" if reference == "gold" else "agreement"))
+    else:
+        out("Confidence: no label probabilities (free generation, or a results file saved before they were): no "
+            "coverage table, calibration error or reliability diagram.")
+    if results.get("cascade"):
+        out("")
+        out(cascade_block(results["cascade"]))
     if results.get("distillation"):
         out("")
         out(distillation_block(results["distillation"]))
@@ -329,28 +401,75 @@ def add_distillation(results: dict, task: Task, args) -> None:
     results["distillation"] = {"split": (results.get("split") or {}).get("split"), **block}
 
 
+def add_cascade(results: dict, args) -> None:
+    """The cascade block, when ``--defer_below`` or ``--target_accuracy`` is given (or saved, on a re-scoring)."""
+    defer_below, target_accuracy = getattr(args, "defer_below", None), getattr(args, "target_accuracy", None)
+    if defer_below is None and target_accuracy is None:
+        return
+    if not results.get("teacher_file"):
+        raise EvaluationError("The cascade (--defer_below/--target_accuracy) needs --teacher_file: deferred "
+                              "sentences take the teacher's label.")
+    if not results.get("confidence"):
+        raise EvaluationError("The cascade (--defer_below/--target_accuracy) needs the student's label "
+                              "probabilities: --answer_mode scored (the default), or a results file saved by it.")
+    results["cascade"] = build_cascade(results["predictions"], results["reference"], results["teacher_file"],
+                                       defer_below, target_accuracy)
+
+
+def _title(results: dict, what: str) -> str:
+    return f"{Path(results['adapter'] or results['model']).name}: {what}"
+
+
 def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dict:
-    """Print the report, write the JSON and PNG, log to wandb; shared by a live run and a re-scoring."""
+    """Print the report, write the JSON and PNGs, log to wandb; shared by a live run and a re-scoring."""
     add_distillation(results, task, args)
+    add_cascade(results, args)
     print_report(results, scores, fidelity_result, task, out)
-    png = None
+    png = reliability = None
     if args.output_file and args.output_file.lower() != "none":
         write_json(args.output_file, results)
         png = confusion_png(png_path_for(args.output_file), scores.confusion,
-                            f"{Path(results['adapter'] or results['model']).name}: accuracy "
-                            f"{100 * scores.accuracy:.1f}% on {scores.total}",
+                            _title(results, f"accuracy {100 * scores.accuracy:.1f}% on {scores.total}"),
                             "gold" if results["reference"] == "gold" else "teacher")
+        if results.get("confidence"):
+            reliability = reliability_png(reliability_path_for(args.output_file), results["confidence"],
+                                          _title(results, f"ECE {results['confidence']['ece']:.3f} "
+                                                          f"on {scores.total}"))
         out("")
         out(f"📁 Complete results saved to: {args.output_file}")
         out("   Includes: predictions, confusion matrix (dict and array), per-label stats, error examples")
         out(f"🖼️  Confusion matrix image: {png}")
-    note = log_to_wandb(results["summary"], png, args.report_to == "wandb",
+        if reliability:
+            out(f"🖼️  Reliability diagram image: {reliability}")
+    logged = dict(results["summary"])
+    if results.get("confidence"):
+        logged["ece"] = results["confidence"]["ece"]
+    note = log_to_wandb(logged, png, args.report_to == "wandb",
                         {key: results[key] for key in ("model", "adapter", "test_file", "split", "generation")},
-                        Path(args.output_file).parent if png else Path.cwd())
+                        Path(args.output_file).parent if png else Path.cwd(),
+                        {"reliability_diagram": reliability} if reliability else None)
     if note:
         out(note)
     out(NARROW_RULE)
     return results
+
+
+def check_answer_settings(args) -> None:
+    """Flags that cannot work together fail before the model loads, each with what to pass instead."""
+    scored = args.answer_mode == SCORED
+    if scored and (args.constrained or args.max_tokens is not None):
+        raise EvaluationError("--constrained and --max_tokens apply to --answer_mode generate; the default "
+                              "--answer_mode scored already answers with a label, from one forward pass.")
+    if args.max_tokens is not None and args.max_tokens < 0:
+        raise EvaluationError("--max_tokens must be 0 or more.")
+    check_settings(args.defer_below, args.target_accuracy)
+    if args.defer_below is not None or args.target_accuracy is not None:
+        if not scored:
+            raise EvaluationError("The cascade (--defer_below/--target_accuracy) needs the student's label "
+                                  "probabilities: drop --answer_mode generate.")
+        if not args.teacher_file:
+            raise EvaluationError("The cascade (--defer_below/--target_accuracy) needs --teacher_file: deferred "
+                                  "sentences take the teacher's label.")
 
 
 def run(args, out=print) -> dict:
@@ -358,9 +477,15 @@ def run(args, out=print) -> dict:
     if args.output_file.lower() != "none":
         check_output_path(args.output_file, "--output_file")  # before the model runs, not after
     if args.predictions_file:
+        from .rescoring import rescore  # it builds on this module
+
+        check_settings(args.defer_below, args.target_accuracy)
         return rescore(args, task, out)
     if args.max_samples is not None and args.max_samples < 1:
         raise EvaluationError("--max_samples must be at least 1.")
+    check_answer_settings(args)
+    if args.answer_mode == GENERATE and args.max_tokens is None:
+        args.max_tokens = STUDENT_MAX_TOKENS
     student = resolve_student(args.model_path, args.base_model, args.no_adapter)
     predictions, reference, split_info, notes = select_predictions(args, task)
     if getattr(args, "baseline", None):  # checked before the model runs, not after
@@ -378,8 +503,8 @@ def run(args, out=print) -> dict:
         f" + adapter {student.adapter_path or 'none'}")
     built = build_student_engine(args.backend, student, args.batch_size, out)
     out(f"[evaluate] Engine: {built.description}")
-    params = student_params(task, args.max_tokens, args.constrained)
-    seconds = generate(built.engine, predictions, task, params, reference, out)
+    seconds = answer(built.engine, predictions, task, student, args, reference, out)
+    scored = args.answer_mode == SCORED
     meta = dict.fromkeys(META_KEYS) | {
         "model": student.base_model,
         "adapter": student.adapter_path,
@@ -388,7 +513,8 @@ def run(args, out=print) -> dict:
         "gold_file": str(gold_path_for(args.test_file)) if reference == "gold" else None,
         "teacher_file": args.teacher_file,
         "split": split_info,
-        "generation": {"max_tokens": args.max_tokens, "temperature": 0.0, "constrained": args.constrained,
+        "generation": {"answer_mode": args.answer_mode, "max_tokens": None if scored else args.max_tokens,
+                       "temperature": 0.0, "constrained": None if scored else args.constrained,
                        "batch_size": args.batch_size},
         "timing": {"seconds": round(seconds, 3), "samples_per_second": round(len(predictions) / seconds, 3)},
         "warnings": warnings,
@@ -397,105 +523,4 @@ def run(args, out=print) -> dict:
     return finish(results, scores, fidelity_result, task, args, out)
 
 
-# What each saved prediction must hold (key: allowed types, None meaning JSON null), in the order checked.
-PREDICTION_FIELDS = {
-    "text": (str,),
-    "gold": (str, type(None)),
-    "teacher": (str, type(None)),
-    "raw": (str,),
-    "predicted": (str, type(None)),
-    "finish_reason": (str, type(None)),
-    "prompt_tokens": (int, type(None)),
-    "completion_tokens": (int, type(None)),
-}
-REQUIRED_PREDICTION_KEYS = ("text", "gold", "teacher", "raw")
-JSON_TYPE_NAMES = {str: "a string", int: "an integer", type(None): "null", dict: "an object", list: "a list",
-                   float: "a number", bool: "true/false"}
-
-
-def _json_type(value) -> str:
-    return JSON_TYPE_NAMES.get(type(value), type(value).__name__)
-
-
-def check_saved_results(saved: dict, path) -> None:
-    """A results file is re-scored only when every prediction and the counts it states are sound; an error names
-    the file and the prediction's position (``results.json: predictions[3]: 'raw' missing``)."""
-    predictions = saved["predictions"]
-    if not predictions:
-        raise EvaluationError(f"{path}: 'predictions' is empty: there is nothing to re-score.")
-    task_info = saved.get("task")
-    if not isinstance(task_info, dict) or not isinstance(task_info.get("labels"), list) \
-            or not all(isinstance(label, str) for label in task_info["labels"]):
-        raise EvaluationError(f"{path}: 'task' must be an object whose 'labels' is a list of label codes.")
-    if saved.get("reference") not in ("gold", "teacher"):
-        raise EvaluationError(f"{path}: 'reference' must be 'gold' or 'teacher', not {saved.get('reference')!r}.")
-    for name in ("split", "generation"):
-        if not isinstance(saved.get(name), dict):
-            raise EvaluationError(f"{path}: '{name}' must be an object, not {_json_type(saved.get(name))}.")
-    for index, prediction in enumerate(predictions):
-        where = f"{path}: predictions[{index}]"
-        if not isinstance(prediction, dict):
-            raise EvaluationError(f"{where}: expected an object, not {_json_type(prediction)}.")
-        for key in REQUIRED_PREDICTION_KEYS:
-            if key not in prediction:
-                raise EvaluationError(f"{where}: '{key}' missing.")
-        for key, types in PREDICTION_FIELDS.items():
-            value = prediction.get(key)
-            if isinstance(value, bool) or not isinstance(value, types):
-                wanted = " or ".join(JSON_TYPE_NAMES[t] for t in types)
-                raise EvaluationError(f"{where}: '{key}' must be {wanted}, not {_json_type(value)}.")
-
-
-def check_saved_labels_and_counts(saved: dict, task: Task, path) -> None:
-    """Gold and teacher labels must be labels of the task (the file's own labels were compared already), and the
-    counts the file states must be those of its predictions."""
-    predictions = saved["predictions"]
-    for index, prediction in enumerate(predictions):
-        for key in ("gold", "teacher"):
-            value = prediction[key]
-            if value is not None and value not in task.labels:
-                raise EvaluationError(f"{path}: predictions[{index}]: '{key}' {value!r} is not one of the labels "
-                                      f"({','.join(task.labels)}).")
-    summary = saved.get("summary") if isinstance(saved.get("summary"), dict) else {}
-    stated = {"split.evaluated": saved["split"].get("evaluated"), "summary.total": summary.get("total")}
-    for name, count in stated.items():
-        if count is not None and count != len(predictions):
-            raise EvaluationError(f"{path}: {name} is {count!r} but the file holds {len(predictions)} predictions.")
-
-
-def rescore(args, task: Task, out=print) -> dict:
-    """Recompute every number from a saved results JSON; with the same parser the numbers are identical."""
-    try:
-        saved = read_json(args.predictions_file)
-    except (FileNotFoundError, ValueError) as error:
-        raise EvaluationError(str(error)) from None
-    if saved.get("format") != RESULTS_FORMAT or not isinstance(saved.get("predictions"), list):
-        raise EvaluationError(f"{args.predictions_file}: not a results file written by evaluate.py ({RESULTS_FORMAT}).")
-    check_saved_results(saved, args.predictions_file)
-    if saved["task"]["labels"] != list(task.labels):
-        raise EvaluationError(
-            f"{args.predictions_file} was scored with labels {','.join(saved['task']['labels'])}; "
-            f"pass the same --labels to re-score it (now: {','.join(task.labels)})."
-        )
-    check_saved_labels_and_counts(saved, task, args.predictions_file)
-    predictions = [Prediction(p["text"], p["gold"], p["teacher"], p["raw"], finish_reason=p.get("finish_reason"),
-                              prompt_tokens=p.get("prompt_tokens"), completion_tokens=p.get("completion_tokens"))
-                   for p in saved["predictions"]]
-    teacher_file = saved.get("teacher_file")
-    if args.teacher_file:
-        teacher = read_teacher_labels(args.teacher_file, task)
-        for p in predictions:
-            p.teacher = teacher.get(p.text.strip())
-        teacher_file = args.teacher_file
-    for p in predictions:
-        p.predicted = read_answer(task, p.raw, p.finish_reason)  # parsed again: a fixed parser re-reads old answers
-    changed = sum(p.predicted != old.get("predicted") for p, old in zip(predictions, saved["predictions"], strict=True))
-    out(f"[evaluate] Re-scoring {len(predictions)} saved predictions from {args.predictions_file} (no model loaded).")
-    if changed:
-        out(f"[evaluate] The parser now reads {changed} saved answers differently than when they were scored.")
-    meta = {key: saved.get(key) for key in META_KEYS} | {"teacher_file": teacher_file}
-    results, scores, fidelity_result = build_results(predictions, task, saved["reference"], meta)
-    return finish(results, scores, fidelity_result, task, args, out)
-
-
-ERRORS = (EvaluationError, StudentError, DataError)
+ERRORS = (EvaluationError, StudentError, DataError, CascadeError)

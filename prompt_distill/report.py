@@ -238,3 +238,81 @@ def distillation_block(block: dict) -> str:
         *(f"  Note: {note}" for note in block.get("notes", [])),
     ]
     return "\n".join(lines)
+
+
+def confidence_block(confidence: dict, score_name: str = "accuracy") -> str:
+    """``calibration.confidence_summary``'s numbers: the coverage table, then the calibration error."""
+    total = confidence["sentences"]
+    lines = [
+        section(f"CONFIDENCE (the student's probability of its label, {total} sentences)", NARROW_RULE),
+        "  Answering only the most confident share (ties at the cut count their expected share):",
+        f"  {'coverage':>8}  {'answered':>9}  {score_name:>9}  lowest probability answered",
+    ]
+    for row in confidence["coverage"]:
+        answered = f"{row['answered']}/{row['total']}"
+        lines.append(f"  {row['percent']:>7}%  {answered:>9}  {100.0 * row['accuracy']:>8.1f}%  "
+                     f"{row['lowest_confidence']:.4f}")
+    gap = round(100.0 * (confidence["mean_confidence"] - confidence["accuracy"]), 1)  # as printed
+    leaning = f"overconfident by {gap:.1f} points" if gap > 0 else \
+        f"underconfident by {-gap:.1f} points" if gap < 0 else "the same on average"
+    lines += [
+        f"  Expected calibration error ({confidence['ece_bins']} equal-width bins): {confidence['ece']:.4f}",
+        f"  Mean confidence {100.0 * confidence['mean_confidence']:.1f}% vs {score_name} "
+        f"{100.0 * confidence['accuracy']:.1f}%: {leaning}",
+    ]
+    return "\n".join(lines)
+
+
+def _threshold(value: float) -> str:
+    return "above every probability" if value > 1.0 else f"{value:.6g}"
+
+
+def cascade_line(cascade: dict) -> str:
+    """The cascade in one line: its accuracy, the share deferred, and its cost against either model alone."""
+    tokens = cascade["tokens_per_request"]
+    return (
+        f"Cascade at P = {_threshold(cascade['threshold'])}: {100.0 * cascade['accuracy']:.1f}% "
+        f"({cascade['correct']}/{cascade['sentences']}) with {100.0 * cascade['deferred_share']:.1f}% deferred to "
+        f"the teacher; tokens/request {_tokens(tokens['cascade'])} vs student alone {_tokens(tokens['student_only'])}"
+        f", teacher alone {_tokens(tokens['teacher_only'])}"
+    )
+
+
+def cascade_block(cascade: dict) -> str:
+    """Below P the teacher's label replaces the student's; what that buys in accuracy and costs in tokens."""
+    tokens = cascade["tokens_per_request"]
+    score_name = "accuracy" if cascade["reference"] == "gold" else "agreement with the teacher"
+    lines = [
+        section("CASCADE TO THE TEACHER (student probability below P: the teacher's label is used)", NARROW_RULE),
+        f"Teacher labels: {cascade['teacher_file']}",
+        f"  {cascade_line(cascade)}",
+    ]
+    if cascade.get("target_accuracy") is not None:
+        target = f"--target_accuracy {cascade['target_accuracy']:g}"
+        if cascade["target_reached"]:
+            lines.append(f"  P = {_threshold(cascade['threshold'])} was picked by {target} on the same sentences "
+                         "it is reported on: this accuracy is optimistic (pick P on other sentences to measure it).")
+        else:
+            lines.append(f"  {target} is not reached on these sentences, even deferring every sentence with a teacher "
+                         f"label; shown: the cascade with the highest {score_name}, P = "
+                         f"{_threshold(cascade['threshold'])}, picked on these same sentences (optimistic).")
+    lines.append(f"  Deferred to the teacher: {cascade['deferred']} of {cascade['sentences']} "
+                 f"({100.0 * cascade['deferred_share']:.1f}%)")
+    if cascade["below_without_teacher"]:
+        lines.append(f"  Below P without a teacher label: {cascade['below_without_teacher']} (cannot be deferred: "
+                     "they keep the student's answer and are graded as such)")
+    teacher = ("n/a (no sentence has a teacher label)" if cascade["teacher_accuracy"] is None else
+               f"{100.0 * cascade['teacher_accuracy']:.1f}% (on the {cascade['with_teacher']} with a teacher label)")
+    lines.append(f"  {score_name.capitalize()}: cascade {100.0 * cascade['accuracy']:.1f}%, student alone "
+                 f"{100.0 * cascade['student_accuracy']:.1f}%, teacher alone {teacher}")
+    lines.append(f"  Tokens per request (prompt + answer): cascade {_tokens(tokens['cascade'])}, student alone "
+                 f"{_tokens(tokens['student_only'])}, teacher alone {_tokens(tokens['teacher_only'])}")
+    if not cascade["teacher_sidecar_found"]:
+        lines.append(f"  The teacher's tokens are unknown: {cascade['teacher_sidecar']} (create_data.py's "
+                     "sidecar) was not found.")
+    elif cascade["teacher_tokens_known"] < cascade["sentences"]:
+        lines.append(f"  Teacher alone: the mean over the {cascade['teacher_tokens_known']} of {cascade['sentences']}"
+                     " sentences whose request is in the sidecar.")
+    if cascade["reference"] == "teacher":
+        lines.append("  Graded against the teacher's labels (no gold): a deferred sentence agrees by construction.")
+    return "\n".join(lines)

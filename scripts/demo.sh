@@ -7,13 +7,15 @@
 #                                             # report ends with the distillation block (base vs teacher vs student)
 #
 # The 135M model cannot follow the long language-ID prompt: that demo's accuracy is a smoke test, not a result.
-# STOP_AFTER=1 (or 2) stops after that stage.
+# STOP_AFTER=1 (or 2) stops after that stage. The student's report ends with the confidence block (coverage table,
+# calibration error, reliability diagram) and a cascade to the teacher below DEFER_BELOW (default 0.5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 MODEL=${MODEL:-smollm2-135m-instruct}
 TASK=${TASK:-}
 STOP_AFTER=${STOP_AFTER:-3}
+DEFER_BELOW=${DEFER_BELOW:-0.5}  # the cascade: sentences the student gives less than this go to the teacher's label
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 if [ -z "$TASK" ]; then
@@ -59,10 +61,11 @@ DISTILL=()
 if [ -n "$TASK" ]; then
     echo "-- the base model without the prompt and without the adapter, labels scored (the distillation baseline) --"
     $PY evaluate.py --no_adapter --base_model "$MODEL" "${TASK_FLAGS[@]}" --test_file "$INPUT" \
-        --constrained --max_tokens 0 ${EVAL_SAMPLES:+--max_samples "$EVAL_SAMPLES"} --output_file "$BASELINE" \
+        ${EVAL_SAMPLES:+--max_samples "$EVAL_SAMPLES"} --output_file "$BASELINE" \
         > "${BASELINE%.json}.log"
     echo "   saved to $BASELINE (report: ${BASELINE%.json}.log)"
     DISTILL=(--baseline "$BASELINE")
 fi
 $PY evaluate.py --model_path "$ADAPTER" "${TASK_FLAGS[@]}" --test_file "$INPUT" \
-    --teacher_file "$DATA" ${EVAL_SAMPLES:+--max_samples "$EVAL_SAMPLES"} --output_file "$OUTPUT" "${DISTILL[@]}"
+    --teacher_file "$DATA" ${EVAL_SAMPLES:+--max_samples "$EVAL_SAMPLES"} --output_file "$OUTPUT" "${DISTILL[@]}" \
+    --defer_below "$DEFER_BELOW"

@@ -16,6 +16,9 @@ import evaluate
 def adapter(tmp_path_factory, smollm2_dir):
     folder = tmp_path_factory.mktemp("cli")
     teacher = write_teacher_file(folder / "teacher.jsonl", gold_pairs())
+    # create_data.py's sidecar: the teacher's tokens per request, which the cascade's cost is counted from.
+    sidecar = [{"text": text, "prompt_tokens": 1500, "completion_tokens": 2} for text, _ in gold_pairs()]
+    (folder / "teacher.meta.jsonl").write_text("".join(json.dumps(line) + "\n" for line in sidecar), "utf-8")
     return make_adapter(folder / "adapter", smollm2_dir, data_file=teacher)
 
 
@@ -73,7 +76,7 @@ def report_lines(stdout: str) -> list[str]:
 @pytest.mark.slow
 def test_end_to_end_on_the_held_out_split_then_rescored_identically(adapter, tmp_path):
     results = tmp_path / "results.json"
-    first = run_cli("--model_path", str(adapter), "--max_samples", "6", "--batch_size", "6", "--max_tokens", "4",
+    first = run_cli("--model_path", str(adapter), "--max_samples", "6", "--batch_size", "6", "--defer_below", "0.5",
                     "--teacher_file", str(adapter.parent / "teacher.jsonl"), "--output_file", str(results))
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
@@ -81,8 +84,12 @@ def test_end_to_end_on_the_held_out_split_then_rescored_identically(adapter, tmp
     sample_lines = [line for line in out.splitlines() if line[:3] in ("✓ [", "✗ [")]
     assert len(sample_lines) == 6 and sample_lines[-1].split("]")[0].endswith("6/6")
     for section in ("CONFUSION MATRIX", "PER-LABEL ACCURACY", "MOST PROBLEMATIC LABELS", "EVALUATION SUMMARY",
-                    "TEACHER FIDELITY"):
+                    "TEACHER FIDELITY", "CONFIDENCE", "CASCADE TO THE TEACHER"):
         assert section in out
+    assert "Answers: every label scored in one forward pass" in out
+    assert "Expected calibration error (15 equal-width bins): " in out
+    cascade_line = next(line for line in out.splitlines() if line.startswith("  Cascade at P = 0.5: "))
+    assert "deferred to the teacher; tokens/request" in cascade_line and "teacher alone 1,502.0" in cascade_line
     assert "sample/s" in first.stderr  # the progress bar
     saved = json.loads(results.read_text("utf-8"))
     assert saved["split"]["split"] == "eval" and saved["summary"]["total"] == 6
@@ -90,14 +97,25 @@ def test_end_to_end_on_the_held_out_split_then_rescored_identically(adapter, tmp
     assert len(saved["confusion_matrix"]["array"]) == 13 and len(saved["confusion_matrix"]["array"][0]) == 14
     assert sum(map(sum, saved["confusion_matrix"]["array"])) == 6
     assert all(p["raw"] is not None for p in saved["predictions"])
+    for p in saved["predictions"]:  # one distribution over the labels per sentence; the answer is its top label
+        assert sorted(p["probabilities"]) == sorted(saved["task"]["labels"])
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0)
+        assert p["predicted"] == max(p["probabilities"], key=p["probabilities"].get)
+        assert p["probability"] == p["probabilities"][p["predicted"]] and p["completion_tokens"] >= 2
+    confidence, cascade = saved["confidence"], saved["cascade"]
+    assert [row["answered"] for row in confidence["coverage"]] == [6, 6, 5, 5, 3]
+    below = sum(p["probability"] < 0.5 for p in saved["predictions"])
+    assert cascade["deferred"] == below and cascade["below_without_teacher"] == 0  # every sentence has a teacher
     assert results.with_name("results.confusion.png").stat().st_size > 1000
+    assert results.with_name("results.reliability.png").stat().st_size > 1000
 
     again = tmp_path / "again.json"
     second = run_cli("--predictions_file", str(results), "--output_file", str(again))
     assert second.returncode == 0, second.stderr[-3000:]
     assert "no model loaded" in second.stdout and "Loading weights" not in second.stderr
     rescored = json.loads(again.read_text("utf-8"))
-    for key in ("summary", "confusion_matrix", "per_label", "error_examples", "fidelity", "predictions", "split"):
+    for key in ("summary", "confusion_matrix", "per_label", "error_examples", "fidelity", "predictions", "split",
+                "confidence", "cascade"):
         assert rescored[key] == saved[key], key
     assert report_lines(second.stdout) == report_lines(out)
 
@@ -105,13 +123,15 @@ def test_end_to_end_on_the_held_out_split_then_rescored_identically(adapter, tmp
 @pytest.mark.slow
 def test_constrained_answers_are_always_labels(adapter, tmp_path):
     results = tmp_path / "constrained.json"
-    run = run_cli("--model_path", str(adapter), "--max_samples", "3", "--max_tokens", "2", "--constrained",
-                  "--output_file", str(results))
+    run = run_cli("--model_path", str(adapter), "--max_samples", "3", "--answer_mode", "generate", "--max_tokens",
+                  "2", "--constrained", "--output_file", str(results))
     assert run.returncode == 0, run.stderr[-3000:]
     saved = json.loads(results.read_text("utf-8"))
     assert saved["summary"]["unparseable"] == 0 and saved["generation"]["constrained"] is True
     assert all(p["predicted"] in saved["task"]["labels"] for p in saved["predictions"])
     assert Path(results.with_name("constrained.confusion.png")).is_file()
+    assert saved["confidence"] is None and not results.with_name("constrained.reliability.png").exists()
+    assert "Confidence: no label probabilities" in run.stdout
 
 
 @pytest.mark.slow
@@ -132,14 +152,19 @@ def test_batching_benchmark_prints_both_rates_and_the_ratio():
 
 
 # -- --predictions_file: every saved prediction is checked, errors name the file and the position -----------
-def write_results(path, mutate=None) -> Path:
-    """A results file as evaluate.py writes it (build_results on four predictions, no model), then ``mutate``."""
+def write_results(path, mutate=None, scored=False) -> Path:
+    """A results file as evaluate.py writes it (build_results on four predictions, no model), then ``mutate``;
+    ``scored``: with the label probabilities of --answer_mode scored."""
     from prompt_distill.eval_outputs import write_json
     from prompt_distill.evaluation import META_KEYS, Prediction, build_results
     from prompt_distill.task import load_task
 
     task = load_task(None, None)
     predictions = [Prediction(text, gold, gold, raw=gold, predicted=gold) for text, gold in gold_pairs()[:4]]
+    if scored:
+        for p in predictions:
+            p.probabilities = {label: 0.88 if label == p.gold else 0.01 for label in task.labels}
+            p.probability, p.finish_reason = 0.88, "scored"
     meta = dict.fromkeys(META_KEYS) | {
         "model": "m", "adapter": None, "backend": "b", "test_file": "t.txt", "gold_file": "t.gold.tsv",
         "split": {"split": "all", "eval_fraction": 0.2, "split_seed": 0, "sentences_in_file": 4,
@@ -182,6 +207,35 @@ def test_a_bad_prediction_is_named_by_position(capsys, tmp_path, mutate, message
     results = write_results(tmp_path / "results.json", mutate)
     err = fails_with(capsys, "--predictions_file", str(results), "--output_file", "none")
     assert message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def _set_probabilities(index, **changes):
+    def mutate(results):
+        results["predictions"][index]["probabilities"].update(changes)
+    return mutate
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda r: r["predictions"][2].update(probabilities=None), "predictions[2]: 'probabilities' missing while "
+                                                                "predictions[0] has them"),
+    (lambda r: r["predictions"][1]["probabilities"].pop("zh"), "predictions[1]: 'probabilities' must have one entry "
+                                                               "per label"),
+    (_set_probabilities(0, zh=0.5), "predictions[0]: 'probabilities' sum to"),
+    (_set_probabilities(3, zh="0.01"), "predictions[3]: 'probabilities' must be numbers in [0, 1]"),
+    (lambda r: r["predictions"][0].update(probability=0.5), "predictions[0]: 'probability' is 0.5 but the most"),
+    (lambda r: r["predictions"][0].update(probability="high"), "predictions[0]: 'probability' must be a number or "
+                                                               "null, not a string"),
+], ids=["some-missing", "label-missing", "not-summing", "string", "not-the-top", "probability-str"])
+def test_bad_saved_probabilities_are_named_by_position(capsys, tmp_path, mutate, message):
+    results = write_results(tmp_path / "results.json", mutate, scored=True)
+    err = fails_with(capsys, "--predictions_file", str(results), "--output_file", "none")
+    assert message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_a_sound_scored_results_file_is_rescored_with_its_confidence(capsys, tmp_path):
+    results = write_results(tmp_path / "results.json", scored=True)
+    assert evaluate.main(["--predictions_file", str(results), "--output_file", "none"]) == 0
+    assert "CONFIDENCE (the student's probability of its label, 4 sentences)" in capsys.readouterr().out
 
 
 def test_an_empty_predictions_list_is_an_error(capsys, tmp_path):

@@ -222,3 +222,117 @@ def test_teacher_file_with_two_labels_for_one_sentence_is_an_error(tmp_path):
     path = write_teacher_file(tmp_path / "t.jsonl", [("Hola", "es"), ("Hello", "en"), ("Hola", "en")])
     with pytest.raises(DataError, match="'Hola' has two teacher labels, 'es' and 'en'"):
         read_teacher_labels(path, TASK)
+
+
+# -- scored answers: confidence, reliability diagram, cascade, and their re-scoring -----------------------
+CONFIDENCES = [0.9, 0.8, 0.6, 0.4, 0.3]
+STUDENT_RIGHT = [True, True, False, True, False]
+
+
+def _spread(chosen: str, probability: float) -> dict[str, float]:
+    """A distribution over the task's labels with ``chosen`` the most probable at ``probability``."""
+    rest = (1.0 - probability) / (len(TASK.labels) - 1)
+    return {label: probability if label == chosen else rest for label in TASK.labels}
+
+
+def _scored_with_probabilities(tmp_path):
+    pairs = eval_split_pairs(gold_pairs())[:5]
+    teacher_file = write_teacher_file(tmp_path / "t.jsonl", pairs[1:])  # the first sentence has no teacher label
+    sidecar = [{"text": text, "prompt_tokens": 1500, "completion_tokens": 1} for text, _ in pairs[1:]]
+    (tmp_path / "t.meta.jsonl").write_text("".join(json.dumps(line) + "\n" for line in sidecar), "utf-8")
+    predictions = []
+    for (text, gold), probability, right in zip(pairs, CONFIDENCES, STUDENT_RIGHT, strict=True):
+        label = gold if right else next(other for other in TASK.labels if other != gold)
+        predictions.append(Prediction(text, gold, gold if predictions else None, label, label, "scored", 30, 2,
+                                      _spread(label, probability)[label], _spread(label, probability)))
+    meta = {"model": "m", "adapter": None, "backend": "b", "test_file": "f", "gold_file": "g",
+            "teacher_file": str(teacher_file), "split": {"split": "eval", "eval_fraction": 0.2, "split_seed": 0,
+                                                         "sentences_in_file": 5, "sentences_in_split": 5,
+                                                         "evaluated": 5},
+            "generation": {"answer_mode": "scored", "max_tokens": None, "temperature": 0.0, "constrained": None,
+                           "batch_size": 4},
+            "timing": {"seconds": 1.0, "samples_per_second": 5.0}, "warnings": []}
+    return build_results(predictions, TASK, "gold", meta)
+
+
+def test_probabilities_give_the_confidence_block_and_a_reliability_png(tmp_path):
+    results, scores, fid = _scored_with_probabilities(tmp_path)
+    confidence = results["confidence"]
+    # Coverage: 5, ceil(4.5) = 5, 4, ceil(3.5) = 4, ceil(2.5) = 3 answered; right: 3/5, 3/5, 3/4, 3/4, 2/3.
+    assert [row["answered"] for row in confidence["coverage"]] == [5, 5, 4, 4, 3]
+    assert [row["accuracy"] for row in confidence["coverage"]] == pytest.approx([0.6, 0.6, 0.75, 0.75, 2 / 3])
+    # Each confidence sits in its own bin: ECE = mean |right - confidence| = (0.1+0.2+0.6+0.6+0.3)/5.
+    assert confidence["ece"] == pytest.approx(0.36)
+    assert results["predictions"][2]["probability"] == 0.6 and len(results["predictions"][2]["probabilities"]) == 13
+    lines = []
+    finish(results, scores, fid, TASK, parse("--output_file", str(tmp_path / "r.json")), out=lines.append)
+    text = "\n".join(lines)
+    assert "CONFIDENCE (the student's probability of its label, 5 sentences)" in text
+    assert "Expected calibration error (15 equal-width bins): 0.3600" in text
+    assert "Answers: every label scored in one forward pass" in text
+    assert "CASCADE" not in text  # not asked for
+    assert (tmp_path / "r.reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert any(line.startswith("🖼️  Reliability diagram image:") for line in lines)
+
+
+def test_cascade_block_and_its_rescoring_from_saved_probabilities(tmp_path):
+    results, scores, fid = _scored_with_probabilities(tmp_path)
+    lines = []
+    out_file = tmp_path / "r.json"
+    finish(results, scores, fid, TASK, parse("--output_file", str(out_file), "--defer_below", "0.5"), lines.append)
+    cascade = results["cascade"]
+    # Below 0.5: the 0.4 (student right) and 0.3 (student wrong) sentences, both with a teacher label (= gold).
+    assert (cascade["deferred"], cascade["correct"], cascade["below_without_teacher"]) == (2, 4, 0)
+    assert cascade["tokens_per_request"] == pytest.approx(
+        {"student_only": 32.0, "teacher_only": 1501.0, "cascade": 32.0 + 2 * 1501 / 5})
+    assert "  Cascade at P = 0.5: 80.0% (4/5) with 40.0% deferred to the teacher; tokens/request 632.4 vs student " \
+           "alone 32.0, teacher alone 1,501.0" in "\n".join(lines).splitlines()
+    saved = json.loads(out_file.read_text("utf-8"))
+    # Re-scoring without the flag reproduces the saved cascade; with another flag, it computes that one.
+    rescored_lines = []
+    again = run(parse("--predictions_file", str(out_file), "--output_file", "none"), out=rescored_lines.append)
+    for key in ("summary", "confidence", "cascade", "predictions", "fidelity"):
+        assert again[key] == saved[key], key
+    def report(printed):  # from the confusion matrix to the closing hint; output paths differ
+        return printed[next(i for i, line in enumerate(printed) if "CONFUSION MATRIX" in line):
+                       next(i for i, line in enumerate(printed) if line.startswith("💡"))]
+
+    assert report(rescored_lines) == report(lines)
+    picked = run(parse("--predictions_file", str(out_file), "--output_file", "none", "--target_accuracy", "0.8"),
+                 out=lambda line: None)["cascade"]
+    assert (picked["threshold"], picked["deferred"], picked["target_reached"]) == (0.4, 1, True)  # 0.3 deferred
+
+
+def test_an_older_results_file_without_probabilities_is_rescored_and_says_so_once(tmp_path):
+    (results, scores, fid), _ = _scored(tmp_path, ["ar", "ru", "en", "fr", "de"])
+    for prediction in results["predictions"]:  # as written before probabilities were saved
+        del prediction["probability"], prediction["probabilities"]
+    del results["confidence"]
+    from prompt_distill.eval_outputs import write_json
+
+    write_json(tmp_path / "old.json", results)
+    lines = []
+    again = run(parse("--predictions_file", str(tmp_path / "old.json"), "--output_file", str(tmp_path / "n.json")),
+                out=lines.append)
+    assert again["confidence"] is None and again["summary"] == results["summary"]
+    assert sum("no label probabilities" in line for line in lines) == 1
+    assert not (tmp_path / "n.reliability.png").exists()
+    with pytest.raises(EvaluationError, match="needs the student's label probabilities"):
+        run(parse("--predictions_file", str(tmp_path / "old.json"), "--output_file", "none", "--defer_below", "0.5"),
+            out=lambda line: None)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (("--max_tokens", "4"), "--constrained and --max_tokens apply to --answer_mode generate"),
+    (("--constrained",), "--constrained and --max_tokens apply to --answer_mode generate"),
+    (("--defer_below", "0.5"), "needs --teacher_file"),
+    (("--answer_mode", "generate", "--defer_below", "0.5", "--teacher_file", "t.jsonl"), "drop --answer_mode generate"),
+    (("--defer_below", "0.5", "--target_accuracy", "0.9"), "not both"),
+    (("--target_accuracy", "95"), "must be a fraction in (0, 1]"),
+])
+def test_flags_that_cannot_work_together_fail_before_the_model_loads(argv, message):
+    from prompt_distill.cascade import CascadeError
+
+    with pytest.raises((EvaluationError, CascadeError)) as raised:
+        run(parse("--model_path", "/nonexistent", "--output_file", "none", *argv), out=lambda line: None)
+    assert message in str(raised.value)

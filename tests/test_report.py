@@ -102,3 +102,43 @@ def test_fidelity_without_any_teacher_label_says_why():
     assert "0 of 6 evaluated sentences have a teacher label" in block
     assert "was the teacher file made from this test file?" in block
     assert "Teacher vs gold" not in block
+
+
+def test_confidence_block_lists_the_coverage_table_and_the_calibration_error():
+    from prompt_distill.calibration import confidence_summary
+    from prompt_distill.report import confidence_block
+
+    # 4 sentences: 0.9 right, 0.8 right, 0.7 wrong, 0.6 right -> mean confidence 75%, accuracy 75%.
+    block = confidence_block(confidence_summary([0.9, 0.7, 0.8, 0.6], [True, False, True, True])).splitlines()
+    assert "CONFIDENCE (the student's probability of its label, 4 sentences)" in block[1]
+    rows = {line.split()[0]: line.split()[1:] for line in block if line.strip()[:1].isdigit()}
+    assert rows == {"100%": ["4/4", "75.0%", "0.6000"], "90%": ["4/4", "75.0%", "0.6000"],
+                    "80%": ["4/4", "75.0%", "0.6000"], "70%": ["3/4", "66.7%", "0.7000"],
+                    "50%": ["2/4", "100.0%", "0.8000"]}
+    # Four bins of one: |1-0.9| + |1-0.8| + |0-0.7| + |1-0.6| = 1.4, over 4.
+    assert "  Expected calibration error (15 equal-width bins): 0.3500" in block
+    assert block[-1] == "  Mean confidence 75.0% vs accuracy 75.0%: the same on average"
+
+
+def test_cascade_block_names_the_picked_threshold_and_counts_what_could_not_be_deferred():
+    from prompt_distill.cascade import Row, cascade_at
+    from prompt_distill.report import cascade_block
+
+    rows = [Row(0.9, "en", "en", "en", 30, 1500), Row(0.4, "fr", "es", "es", 30, 1500),
+            Row(0.3, "de", None, "de", 30, None)]
+    cascade = {"teacher_file": "t.jsonl", "reference": "gold", "defer_below": None, "target_accuracy": 1.0,
+               "target_reached": True, "teacher_sidecar": "t.meta.jsonl", "teacher_sidecar_found": True,
+               **cascade_at(rows, 0.9)}
+    lines = cascade_block(cascade).splitlines()
+    assert lines[4] == ("  Cascade at P = 0.9: 100.0% (3/3) with 33.3% deferred to the teacher; tokens/request 530.0 "
+                        "vs student alone 30.0, teacher alone 1,500.0")
+    assert "P = 0.9 was picked by --target_accuracy 1 on the same sentences it is reported on" in lines[5]
+    assert "optimistic" in lines[5]
+    assert "  Deferred to the teacher: 1 of 3 (33.3%)" in lines
+    assert any(line.startswith("  Below P without a teacher label: 1 (cannot be deferred") for line in lines)
+    assert "  Accuracy: cascade 100.0%, student alone 66.7%, teacher alone 100.0% (on the 2 with a teacher label)" \
+        in lines
+    assert "Teacher alone: the mean over the 2 of 3 sentences whose request is in the sidecar." in lines[-1]
+    missing = cascade_block({**cascade, "teacher_sidecar_found": False, "target_reached": False})
+    assert "t.meta.jsonl (create_data.py's sidecar) was not found" in missing
+    assert "--target_accuracy 1 is not reached on these sentences" in missing

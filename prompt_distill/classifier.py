@@ -115,7 +115,8 @@ class Student:
 
         ``backend``: "vllm" (GPU), "transformers", or "auto" (vLLM when installed and a GPU is present).
         ``labels``: only for an adapter without a run record. ``out`` receives notes (default: stderr).
-        Raises ``StudentError``, whose message says what to pass instead, before any model loads.
+        Raises ``StudentError`` (its message says what to pass instead) before any model loads, and
+        ``ModelNotFoundError`` when the base model is not available.
         """
         from .student_engine import build_student_engine
 

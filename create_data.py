@@ -7,7 +7,8 @@
 
 On a CPU machine: python create_data.py --backend transformers --model_name smollm2-135m-instruct --max_samples 20
 
-Re-running the same command after a crash or Ctrl-C resumes where it stopped.
+Re-running the same command after a crash or Ctrl-C resumes where it stopped; add --retry_unparseable to redo the
+sentences whose answer could not be read.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from prompt_distill.labeling import (
     format_summary,
     run_labeling,
 )
-from prompt_distill.models import ModelNotFoundError, load_config, load_tokenizer
+from prompt_distill.models import (
+    DEFAULT_CPU_MODEL,
+    ModelNotFoundError,
+    default_device,
+    is_embedded,
+    load_config,
+    load_tokenizer,
+)
 from prompt_distill.run_files import OutputMismatchError, RunFiles
 from prompt_distill.shards import select_shard, selected_count, shard_output_path
 from prompt_distill.task import TaskError, add_task_arguments, load_task
@@ -89,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_num_seqs", type=int, default=None,
                         help="vLLM: most requests run at once (default: vLLM's, 256 on a GPU).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output instead of resuming.")
+    parser.add_argument(
+        "--retry_unparseable", action="store_true",
+        help="On an existing output, redo only the sentences whose answer was unparseable; the rest stays. Unlike a "
+        "resume, it may change the sampling flags (--max_tokens for a thought cut short, --temperature, --top_p, "
+        "--seed, --cut_thought_sampling), not --backend or --constrained_answer; each redone record names its "
+        "session in the run header (.run.json), which keeps the settings. Its attempts continue the sentence's "
+        "seeds, so a retry with the same flags samples anew (with --temperature 0 it answers as before).")
     add_task_arguments(parser)
     return parser
 
@@ -131,8 +146,39 @@ def engine_options(args, backend: str, task=None, config: LabelingConfig | None 
     return {"batch_size": args.batch_size}
 
 
+def cpu_refusal(args, backend: str) -> str | None:
+    """--backend auto on a machine without CUDA picks transformers: with a model that is not the small embedded
+    one (the 30B default teacher), that would load tens of GB onto the CPU and label for days. Say so instead."""
+    if args.backend != "auto" or backend != "transformers" or is_embedded(args.model_name):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return (f"--backend auto found no CUDA GPU, so it would load {args.model_name} with transformers on the CPU. "
+            f"For the CPU demo pass --model_name {DEFAULT_CPU_MODEL}; to really run this model on the CPU pass "
+            "--backend transformers.")
+
+
+def make_teacher(args, backend: str, task, config: LabelingConfig):
+    if backend == "transformers":
+        print(f"Loading the teacher {args.model_name} with transformers on {default_device()}.", flush=True)
+    return make_engine(backend, args.model_name, **engine_options(args, backend, task, config))
+
+
+def context_tokens(args, backend: str) -> int | None:
+    """The context the teacher will have, read without loading it (a too_long sentence is redone if it grew)."""
+    if backend == "vllm" and args.max_model_len is not None:
+        return args.max_model_len
+    return model_context_limit(load_config(args.model_name))
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.retry_unparseable and args.overwrite:
+        print("error: --retry_unparseable redoes part of an existing output and --overwrite replaces it; pass one.",
+              file=sys.stderr)
+        return 2
     for name in ("max_samples", "batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -141,6 +187,9 @@ def main(argv=None) -> int:
     try:
         task = load_task(args.prompt_file, args.labels)
         backend = select_backend(args.backend)
+        refusal = cpu_refusal(args, backend)
+        if refusal:
+            raise ValueError(refusal)
         constrained = DEFAULT_CONSTRAINED[backend] if args.constrained_answer == "auto" else args.constrained_answer == "on"
         max_tokens = default_max_tokens(backend) if args.max_tokens is None else args.max_tokens
         scores_only = backend == "transformers" and constrained
@@ -163,6 +212,7 @@ def main(argv=None) -> int:
             constrained_answer=constrained,
             cut_thought_sampling=CUT_THOUGHT_SAMPLING if args.cut_thought_sampling == "model_card" else None,
             overwrite=args.overwrite,
+            retry_unparseable=args.retry_unparseable,
         )
         print(
             f"Teacher {args.model_name} on {backend}; max_tokens {config.max_tokens}, temperature "
@@ -170,9 +220,8 @@ def main(argv=None) -> int:
             flush=True,
         )
         # Built only when there is work; on vLLM the context is sized from this run's sentences first.
-        summary = run_labeling(
-            config, task, lambda: make_engine(backend, args.model_name, **engine_options(args, backend, task, config))
-        )
+        summary = run_labeling(config, task, lambda: make_teacher(args, backend, task, config),
+                               context_tokens=lambda: context_tokens(args, backend))
     except (DataError, TaskError, OutputMismatchError, ModelNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -122,6 +122,7 @@ def read_gold(sentences_path, task: Task) -> dict[str, str] | None:
             f"{gold_path}: {len(gold_lines)} lines, but {sentences_path} has {len(sentence_lines)}; they must align."
         )
     gold: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     for number, (gold_line, sentence) in enumerate(zip(gold_lines, sentence_lines, strict=True), start=1):
         if not sentence.strip() and not gold_line.strip():
             continue
@@ -137,8 +138,10 @@ def read_gold(sentences_path, task: Task) -> dict[str, str] | None:
             raise DataError(f"{_where(gold_path, number)}: unknown label {label!r}; labels: {', '.join(task.labels)}.")
         key = sentence.strip()
         if gold.get(key, label) != label:
-            raise DataError(f"{_where(gold_path, number)}: this sentence appears earlier with label {gold[key]!r}.")
+            raise DataError(f"{_where(gold_path, number)}: this sentence is labelled {label!r} here but {gold[key]!r} "
+                            f"at {_where(gold_path, first_line[key])}; one sentence has one gold label.")
         gold[key] = label
+        first_line.setdefault(key, number)
     return gold
 
 
@@ -255,10 +258,14 @@ def example_from_record(record: dict, task: Task, path, number: int) -> tuple[st
 
 
 def read_training_file(path, task: Task) -> list[tuple[str, str]]:
-    examples = [example_from_record(record, task, path, number) for number, record in iter_jsonl(path)]
-    if not examples:
+    """``(text, label)`` once per distinct sentence; copies that disagree are an error naming both lines."""
+    from .duplicates import distinct_examples  # it imports DataError from here
+
+    rows = [(number, *example_from_record(record, task, path, number)) for number, record in iter_jsonl(path)]
+    if not rows:
         raise DataError(f"{path}: no training examples.")
-    return examples
+    kept, _ = distinct_examples(rows, path)
+    return [rows[position][1:] for position in kept]
 
 
 # -- the split --------------------------------------------------------------------------------------------

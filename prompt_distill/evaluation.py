@@ -153,7 +153,12 @@ def select_predictions(args, task: Task) -> tuple[list[Prediction], str, dict, l
             "was given: there is nothing to grade against. Pass create_data.py's output as --teacher_file to "
             "measure the student's agreement with the teacher."
         )
-    in_split_texts = [text for text in sentences.texts if in_split(text, args.split, args.eval_fraction, args.split_seed)]
+    from .duplicates import distinct_sentences  # a repeated test sentence is graded once (one policy, duplicates.py)
+
+    in_split_texts, repeat_notes = distinct_sentences(
+        [text for text in sentences.texts if in_split(text, args.split, args.eval_fraction, args.split_seed)],
+        args.test_file)
+    notes += repeat_notes
     if not in_split_texts:
         raise EvaluationError(
             f"{args.test_file}: none of its {len(sentences.texts)} sentences is in split {args.split!r} "

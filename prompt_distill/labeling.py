@@ -3,27 +3,37 @@
 Each finished sentence is appended (and fsynced) to the sidecar, then to the training file, as its batch completes.
 Re-running the same command resumes: finished sentences are skipped, a line cut by a kill is dropped and redone,
 and the training file is rebuilt from the sidecar. A sentence whose answer stays unreadable after the retries goes
-to the sidecar as "unparseable" (and into the summary), never into the training file and never silently away.
+to the sidecar as "unparseable" (and into the summary), never into the training file and never silently away;
+``retry_unparseable`` redoes those. A sentence whose prompt does not fit the teacher's context is "too_long": counted
+and listed, never generated. A repeated sentence is labelled once (duplicates.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, replace
 
 from tqdm import tqdm
 
+from .context_length import check_prompts
 from .data import JsonlAppender, read_sentences, training_record
+from .duplicates import first_occurrences
 from .engines.base import Engine, Generation, GenerationParams
+from .labeling_session import (  # noqa: F401 (refuse_changed_settings and LABEL_SETTINGS are used from here)
+    LABEL_SETTINGS,
+    pending_sentences,
+    refuse_changed_settings,
+    session_entry,
+    sidecar_notes,
+)
+from .labeling_summary import LabelingSummary, format_summary  # noqa: F401 (format_summary: the CLI's import)
 from .run_files import (
     LABELLED,
+    TOO_LONG_STATUS,
     UNPARSEABLE_STATUS,
     OutputLock,
-    OutputMismatchError,
     RunFiles,
     check_output_path,
     load_sidecar,
@@ -78,47 +88,25 @@ class LabelingConfig:
     # engine calls LLM.chat on slices for that), so this only matters for an engine that returns late.
     chunk_size: int | None = None
     overwrite: bool = False
-
-
-@dataclass
-class LabelingSummary:
-    files: RunFiles
-    selected: int
-    blank_lines: int
-    resumed: int  # already finished when this session started
-    labelled_now: int = 0
-    unparseable_now: int = 0
-    retried_now: int = 0  # finished sentences that needed more than one attempt
-    generations_now: int = 0  # engine replies this session, every attempt counted
-    cut_thoughts_now: int = 0  # of those, replies cut by max_tokens inside the thought
-    cut_thought_sampling: Sampling | None = None  # what their retries used (None: the run's own sampling)
-    finish_reasons: Counter = field(default_factory=Counter)
-    prompt_tokens: list[int] = field(default_factory=list)
-    completion_tokens: list[int] = field(default_factory=list)
-    cached_tokens: list[int] = field(default_factory=list)
-    generation_s: float = 0.0
-    label_counts: Counter = field(default_factory=Counter)  # the whole training file
-    unparseable: list[dict] = field(default_factory=list)  # the whole sidecar
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def finished_now(self) -> int:
-        return self.labelled_now + self.unparseable_now
-
-    @property
-    def labelled_total(self) -> int:
-        return sum(self.label_counts.values())
+    retry_unparseable: bool = False  # redo only the sentences whose record is unparseable (see _pending)
 
 
 def run_labeling(
-    config: LabelingConfig, task: Task, make_engine: Callable[[], Engine], *, progress: bool = True
+    config: LabelingConfig, task: Task, make_engine: Callable[[], Engine], *, progress: bool = True,
+    context_tokens: Callable[[], int | None] | None = None,
 ) -> LabelingSummary:
-    """Label the selected sentences not yet in the output; the engine is built only if there is work."""
+    """Label the selected sentences not yet in the output; the engine is built only if there is work.
+
+    ``context_tokens``: the context the engine will have, known without loading it (the model's config, or
+    --max_model_len); asked only when a sentence was recorded too_long, which is redone when the context grew.
+    """
     check_output_path(config.output_file, "--output_file")
     sentences = read_sentences(config.input_file)
     selection = select_shard(
         range(selected_count(len(sentences.texts), config.max_samples)), config.shard_index, config.num_shards
     )
+    firsts = first_occurrences(sentences.texts)
+    distinct = [index for index in selection if firsts[index] == index]  # a repeat reuses its first copy's label
     files = RunFiles.for_output(config.output_file)
     identity = run_identity(
         sha256_file(config.input_file), config.model_name, task, config.shard_index, config.num_shards
@@ -132,79 +120,44 @@ def run_labeling(
             files=files,
             selected=len(selection),
             blank_lines=sentences.blank_lines,
-            resumed=sum(index in records for index in selection),
+            resumed=sum(index in records for index in distinct),
+            repeats=len(selection) - len(distinct),
         )
-        if state.dropped_tail:
-            summary.notes.append(f"{files.sidecar}: dropped a last line cut off by a crash; that sentence is redone.")
-        if state.duplicates:
-            summary.notes.append(f"{files.sidecar}: ignored {state.duplicates} duplicate records (first kept).")
+        sidecar_notes(state, files, summary)
         rebuild_training_file(files, records)  # a kill between the two appends left them out of step
 
-        session = _session_entry(config, len(selection))
+        sessions = (previous or {}).get("sessions", [])
+        session = session_entry(config, len(selection))
         if records:
-            refuse_changed_settings(files, (previous or {}).get("sessions", []), session)
-        sessions = (previous or {}).get("sessions", []) + [session]
+            refuse_changed_settings(files, sessions, session)
+        sessions = sessions + [session]
         header = {**identity, "input_file": str(config.input_file), "sentences": len(sentences.texts)}
         write_json_atomic(files.header, {**header, "sessions": sessions})
 
-        pending = [index for index in selection if index not in records]
+        pending, attempts_before = pending_sentences(config, distinct, records, summary, context_tokens)
         if pending:
             try:
                 engine = make_engine()
                 started = time.perf_counter()
-                _label(pending, sentences, task, engine, config, files, records, summary, progress)
+                _label(pending, sentences, task, engine, config, files, records, summary, progress,
+                       attempts_before, len(sessions) - 1)
             except BaseException:
                 files.remove_if_empty(created)  # a model that failed to load leaves nothing to refuse a rerun
                 raise
             summary.generation_s = time.perf_counter() - started
             rebuild_training_file(files, records)  # input order, whatever order batches finished in
 
-        session["finished"] = {"labelled": summary.labelled_now, "unparseable": summary.unparseable_now}
+        session["finished"] = {"labelled": summary.labelled_now, "unparseable": summary.unparseable_now,
+                               "too_long": summary.too_long_now}
         write_json_atomic(files.header, {**header, "sessions": sessions})
     for record in records.values():
         if record["status"] == LABELLED:
             summary.label_counts[record["label"]] += 1
         else:
-            summary.unparseable.append(record)
+            (summary.unparseable if record["status"] == UNPARSEABLE_STATUS else summary.too_long).append(record)
     summary.unparseable.sort(key=lambda record: record["index"])
+    summary.too_long.sort(key=lambda record: record["index"])
     return summary
-
-
-# Settings that change what a label is drawn from: one output holds labels drawn one way (flag names for the error).
-LABEL_SETTINGS = {"backend": "--backend", "temperature": "--temperature", "top_p": "--top_p",
-                  "max_tokens": "--max_tokens", "seed": "--seed", "constrained_answer": "--constrained_answer",
-                  "cut_thought_sampling": "--cut_thought_sampling"}
-
-
-def refuse_changed_settings(files: RunFiles, sessions: list[dict], session: dict) -> None:
-    """A resume with other sampling settings would mix two kinds of labels in one training file: refuse it."""
-    differences = []
-    for key, flag in LABEL_SETTINGS.items():
-        recorded = [earlier[key] for earlier in sessions if key in earlier]  # older headers lack newer keys
-        if recorded and recorded[-1] != session[key]:
-            differences.append(f"{key} ({flag}): on disk {recorded[-1]!r}, now {session[key]!r}")
-    if differences:
-        raise OutputMismatchError(
-            f"{files.training} was labelled with other settings, and resuming would mix the two:\n  "
-            + "\n  ".join(differences)
-            + "\nPass the same flags to resume, --overwrite to start again, or choose another --output_file."
-        )
-
-
-def _session_entry(config: LabelingConfig, selected: int) -> dict:
-    return {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backend": config.backend,
-        "temperature": config.temperature,
-        "top_p": config.top_p,
-        "max_tokens": config.max_tokens,
-        "max_retries": config.max_retries,
-        "seed": config.seed,
-        "constrained_answer": config.constrained_answer,
-        "cut_thought_sampling": None if config.cut_thought_sampling is None else asdict(config.cut_thought_sampling),
-        "max_samples": config.max_samples,
-        "selected": selected,
-    }
 
 
 def generation_params(config: LabelingConfig, task: Task) -> GenerationParams:
@@ -224,20 +177,29 @@ def cut_in_thought(generation: Generation) -> bool:
     return generation.finish_reason == "length" and strip_thinking(generation.text) is None
 
 
-def _label(pending, sentences, task, engine, config, files, records, summary, progress) -> None:
+def _label(pending, sentences, task, engine, config, files, records, summary, progress, attempts_before: int,
+           session: int) -> None:
+    """Label ``pending``; attempt numbers (and so seeds) continue after ``attempts_before`` earlier attempts, and
+    every record names its ``session`` in the run header, whose entry holds the settings it was made with."""
     base_params = generation_params(config, task)
     summary.cut_thought_sampling = config.cut_thought_sampling
     bar = tqdm(total=len(pending), desc="Labelling", unit="sentence", disable=not progress, dynamic_ncols=True)
     with JsonlAppender(files.sidecar) as sidecar, JsonlAppender(files.training) as training, bar:
-        writer = _Writer(sidecar, training, records, summary, bar)
-        chunk = config.chunk_size or len(pending)
+        writer = _Writer(sidecar, training, records, summary, bar, session)
+        check = check_prompts(engine, task, {index: sentences.texts[index] for index in pending}, base_params,
+                              config.max_tokens)
+        writer.write([_too_long_record(index, sentences, tokens, check)
+                      for index, tokens in sorted(check.too_long.items())])
+        pending = [index for index in pending if index not in check.too_long]
+        chunk = config.chunk_size or len(pending) or 1
         for start in range(0, len(pending), chunk):
             waiting = pending[start : start + chunk]
             cut: set[int] = set()  # sentences whose thought ran into max_tokens: retried with cut_thought_sampling
-            for attempt in range(1, config.max_retries + 2):
+            for try_number in range(1, config.max_retries + 2):
+                attempt = attempts_before + try_number
                 # A new seed per attempt: a retry that samples exactly as before would fail exactly as before.
                 params = replace(base_params, seed=None if config.seed is None else config.seed + attempt - 1)
-                last = attempt == config.max_retries + 1
+                last = try_number == config.max_retries + 1
                 groups = [(waiting, params)]
                 if config.cut_thought_sampling is not None:
                     groups = [([index for index in waiting if index not in cut], params),
@@ -246,13 +208,14 @@ def _label(pending, sentences, task, engine, config, files, records, summary, pr
                 retry: list[int] = []
                 for group, group_params in groups:
                     if group:
-                        retry += _attempt(engine, group_params, group, attempt, last, sentences, task, writer, cut)
+                        retry += _attempt(engine, group_params, group, attempt, last, sentences, task, writer, cut,
+                                          retried=try_number > 1)
                 waiting = sorted(retry)
                 if not waiting:
                     break
 
 
-def _attempt(engine, params, waiting, attempt, last, sentences, task, writer, cut) -> list[int]:
+def _attempt(engine, params, waiting, attempt, last, sentences, task, writer, cut, retried: bool) -> list[int]:
     """One engine pass over the waiting sentences; returns those to retry (none on the last attempt), and adds
     those whose thought was cut by max_tokens to ``cut``."""
     failed: list[int] = []
@@ -272,7 +235,8 @@ def _attempt(engine, params, waiting, attempt, last, sentences, task, writer, cu
                 failed.append(waiting[position])
             else:
                 record = _record(waiting[position], sentences, label, generation, attempt)
-                finished.append({**record, "sampling": sampling})
+                finished.append({**record, "sampling": sampling, "max_tokens": params.max_tokens})
+                writer.summary.retried_now += retried
         writer.write(finished)
 
     chats = [task.teacher_messages(sentences.texts[index]) for index in waiting]
@@ -313,86 +277,44 @@ def _record(index: int, sentences, label: str, generation: Generation, attempt: 
     }
 
 
+def _too_long_record(index: int, sentences, prompt_tokens: int, check) -> dict:
+    return {
+        "index": index,
+        "line": sentences.line_numbers[index],
+        "text": sentences.texts[index],
+        "label": None,
+        "status": TOO_LONG_STATUS,
+        "prompt_tokens": prompt_tokens,
+        "reply_room": check.reply_room,
+        "context_tokens": check.context_tokens,
+    }
+
+
 class _Writer:
-    def __init__(self, sidecar: JsonlAppender, training: JsonlAppender, records: dict, summary, bar):
+    def __init__(self, sidecar: JsonlAppender, training: JsonlAppender, records: dict, summary, bar, session: int):
         self.sidecar, self.training, self.records, self.summary, self.bar = sidecar, training, records, summary, bar
+        self.session = session
 
     def write(self, finished: list[dict]) -> None:
+        if not finished:
+            return
+        finished = [{**record, "session": self.session} for record in finished]
         # Sidecar first: it is the source of truth, and the training file is rebuilt from it on the next start.
         self.sidecar.write(finished)
         self.training.write([training_record(r["text"], r["label"]) for r in finished if r["status"] == LABELLED])
         summary = self.summary
         for record in finished:
             self.records[record["index"]] = record
+            if record["status"] == TOO_LONG_STATUS:
+                summary.too_long_now += 1
+                continue
             if record["status"] == LABELLED:
                 summary.labelled_now += 1
             else:
                 summary.unparseable_now += 1
-            summary.retried_now += record["attempts"] > 1
             summary.finish_reasons[record["finish_reason"]] += 1
             summary.prompt_tokens.append(record["prompt_tokens"])
             summary.completion_tokens.append(record["completion_tokens"])
             if record["cached_prompt_tokens"] is not None:
                 summary.cached_tokens.append(record["cached_prompt_tokens"])
         self.bar.update(len(finished))
-
-
-def _mean(values: list[int]) -> str:
-    return f"{sum(values) / len(values):.1f}" if values else "n/a"
-
-
-def format_summary(summary: LabelingSummary) -> str:
-    files = summary.files
-    total = summary.labelled_total + len(summary.unparseable)
-    lines = [
-        "=" * 72,
-        "LABELLING SUMMARY",
-        "=" * 72,
-        f"Selected sentences:   {summary.selected}  (blank input lines skipped: {summary.blank_lines})",
-        f"Already done:         {summary.resumed}  (resumed from {files.sidecar})" if summary.resumed else None,
-        f"This session:         {summary.finished_now} finished: {summary.labelled_now} labelled, "
-        f"{summary.unparseable_now} unparseable, {summary.retried_now} needed a retry",
-    ]
-    if summary.finished_now:
-        rate = summary.finished_now / summary.generation_s if summary.generation_s else float("nan")
-        reasons = ", ".join(f"{reason} {count}" for reason, count in summary.finish_reasons.most_common())
-        lines += [
-            f"Speed:                {rate:.2f} samples/s ({summary.generation_s:.1f} s, model loading excluded)",
-            f"Tokens per sample:    prompt {_mean(summary.prompt_tokens)}, completion "
-            f"{_mean(summary.completion_tokens)}, prompt tokens from cache {_mean(summary.cached_tokens)}",
-            f"Finish reasons:       {reasons}",
-            _cut_thoughts_line(summary),
-        ]
-    parse_rate = f"{100 * summary.labelled_total / total:.1f}%" if total else "n/a"
-    lines += [
-        f"Whole output:         {summary.labelled_total} labelled, {len(summary.unparseable)} unparseable "
-        f"(parse rate {parse_rate})",
-        "Label distribution:   "
-        + (", ".join(f"{label} {count}" for label, count in sorted(summary.label_counts.items())) or "none"),
-    ]
-    if summary.unparseable:
-        lines.append(f"Unparseable (not in the training file; raw outputs in {files.sidecar}):")
-        lines += [f"  line {record['line']}: {_shorten(record['text'])}" for record in summary.unparseable[:20]]
-        if len(summary.unparseable) > 20:
-            lines.append(f"  ... and {len(summary.unparseable) - 20} more")
-    lines += summary.notes
-    lines += [
-        f"Training file:        {files.training}",
-        f"Per-sample metadata:  {files.sidecar}",
-        f"Run header:           {files.header}",
-    ]
-    return "\n".join(line for line in lines if line is not None)
-
-
-def _cut_thoughts_line(summary: LabelingSummary) -> str:
-    cut, total = summary.cut_thoughts_now, summary.generations_now
-    line = f"Cut by max_tokens:    {cut} of {total} generations ({100 * cut / total if total else 0:.1f}%) stopped inside the thought"
-    if cut:
-        retried_with = summary.cut_thought_sampling.describe() if summary.cut_thought_sampling else "the run's sampling"
-        line += f"; their retries used {retried_with}"
-    return line
-
-
-def _shorten(text: str, width: int = 70) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
-

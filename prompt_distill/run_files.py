@@ -1,9 +1,13 @@
 """The three files a labelling run writes side by side, and the rules that keep them consistent.
 
 - ``NAME.jsonl``: the training file. Only ``{"messages": [user, assistant]}`` lines, which TRL reads as is.
-- ``NAME.meta.jsonl``: the sidecar. One record per finished sentence (labelled, or unparseable after the retries)
-  with the raw output and its accounting. It is the source of truth: the training file is rebuilt from it on
-  every start and at the end, so a kill between writing the two files can neither lose nor duplicate a line.
+- ``NAME.meta.jsonl``: the sidecar. One record per finished sentence (labelled; unparseable after the retries;
+  too_long, a prompt that does not fit the teacher's context) with the raw output and its accounting. It is the
+  source of truth: the training file is rebuilt from it on every start and at the end, so a kill between writing
+  the two files can neither lose nor duplicate a line. It is only ever appended to: a sentence redone later
+  (``--retry_unparseable``, or a too_long sentence after the context grew) gets a new record, and the LAST record of
+  an index is the one that counts; the earlier ones stay as history. A repeated sentence has no record of its own:
+  it is labelled once, at its first occurrence in the input (``duplicates.first_occurrences``), and reuses that label.
 - ``NAME.run.json``: the run header. What the output was made from (input file and its sha256, model, task
   fingerprint, labels, shard) plus one entry per session (backend, sampling settings). Resuming onto an output made
   from something else is refused.
@@ -20,12 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import DataError, iter_jsonl, repair_truncated_tail, training_record
+from .duplicates import first_occurrences
 from .task import Task
 
 SIDECAR_SUFFIX = ".meta.jsonl"
 HEADER_SUFFIX = ".run.json"
 LABELLED = "labelled"
 UNPARSEABLE_STATUS = "unparseable"
+TOO_LONG_STATUS = "too_long"
+STATUSES = (LABELLED, UNPARSEABLE_STATUS, TOO_LONG_STATUS)
 
 # What must match for an output to be resumed (or shards to be merged), with the flag that changes it.
 IDENTITY_FIELDS = {
@@ -186,18 +193,21 @@ def prepare_output(files: RunFiles, identity: dict, overwrite: bool) -> dict | N
 
 @dataclass
 class SidecarState:
-    records: dict[int, dict]  # sentence index -> its final record
+    records: dict[int, dict]  # sentence index -> its last record
     dropped_tail: bool  # a last line cut by a crash was removed
-    duplicates: int  # records for an index seen before (ignored)
+    superseded: int  # earlier records of an index that has a later one (a retry): history, not counted
+    repeat_records: int = 0  # records of a repeated sentence at a later line (an older version labelled each copy)
 
 
 def load_sidecar(files: RunFiles, texts: list[str]) -> SidecarState:
-    """The finished records, checked against the input: an index out of range or a changed sentence is an error."""
+    """The finished records, the last one per sentence, checked against the input: an index out of range or a
+    changed sentence is an error. Records at a repeat of an earlier sentence are left out (it has one label)."""
     dropped = repair_truncated_tail(files.sidecar)
     records: dict[int, dict] = {}
-    duplicates = 0
+    superseded = repeats = 0
     if not files.sidecar.is_file():
-        return SidecarState(records, dropped, duplicates)
+        return SidecarState(records, dropped, superseded)
+    firsts = first_occurrences(texts)
     for number, record in iter_jsonl(files.sidecar):
         where = f"{files.sidecar}:{number}"
         index = record.get("index")
@@ -205,13 +215,14 @@ def load_sidecar(files: RunFiles, texts: list[str]) -> SidecarState:
             raise DataError(f"{where}: 'index' {index!r} is not a sentence of the input ({len(texts)} sentences).")
         if record.get("text") != texts[index]:
             raise DataError(f"{where}: the sentence differs from sentence {index} of the input; was the input edited?")
-        if record.get("status") not in (LABELLED, UNPARSEABLE_STATUS):
-            raise DataError(f"{where}: 'status' must be '{LABELLED}' or '{UNPARSEABLE_STATUS}'.")
-        if index in records:
-            duplicates += 1
+        if record.get("status") not in STATUSES:
+            raise DataError(f"{where}: 'status' must be one of {', '.join(STATUSES)}.")
+        if firsts[index] != index:
+            repeats += 1
             continue
+        superseded += index in records
         records[index] = record
-    return SidecarState(records, dropped, duplicates)
+    return SidecarState(records, dropped, superseded, repeats)
 
 
 def rebuild_training_file(files: RunFiles, records: dict[int, dict]) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import DataError, example_from_record, in_split, iter_jsonl
+from .duplicates import distinct_examples
 from .student_framing import USER_ONLY
 from .task import Task
 
@@ -28,14 +29,21 @@ class Example:
 
 
 def load_examples(path, task: Task) -> list[Example]:
-    """Every record validated (file:line errors) before anything heavy is loaded."""
+    """Every record validated (file:line errors) before anything heavy is loaded; one example per sentence."""
+    return load_distinct_examples(path, task)[0]
+
+
+def load_distinct_examples(path, task: Task) -> tuple[list[Example], int]:
+    """``(examples, repeats dropped)``: a sentence repeated with the same label is trained once (a copy would
+    weigh it twice in the loss); copies with different labels are an error naming both lines (duplicates.py)."""
     examples = []
     for number, record in iter_jsonl(path):
         text, label = example_from_record(record, task, path, number)
         examples.append(Example(number, text, label))
     if not examples:
         raise DataError(f"{path}: no training examples.")
-    return examples
+    kept, dropped = distinct_examples([(example.line, example.text, example.label) for example in examples], path)
+    return [examples[position] for position in kept], dropped
 
 
 def select_split(examples: list[Example], split: str, eval_fraction: float, seed: int, path="") -> list[Example]:

@@ -1,9 +1,10 @@
 """Split the labelling over several processes (one per group of GPUs) and merge their outputs deterministically.
 
 Sentence ``i`` belongs to shard ``i % num_shards`` (round robin, so every shard gets a similar mix of short and long
-sentences). Shard ``k`` of ``n`` writes ``NAME.shard-k-of-n.jsonl`` (+ its sidecar and header) next to the final
-``NAME.jsonl``; the merge checks that the shards come from the same input, model and prompt and that every selected
-sentence is finished exactly once, then writes the final three files in input order.
+sentences; a repeated sentence is labelled once, by the shard of its first occurrence). Shard ``k`` of ``n`` writes
+``NAME.shard-k-of-n.jsonl`` (+ its sidecar and header) next to the final ``NAME.jsonl``; the merge checks that the
+shards come from the same input, model and prompt and that every selected sentence is finished exactly once, then
+writes the final three files in input order.
 
     python -m prompt_distill.shards --output_file data/prompt_distillation_lang.jsonl --num_shards 2
 """
@@ -17,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import DataError, read_sentences
+from .duplicates import first_occurrences
 from .run_files import (
     IDENTITY_FIELDS,
     LABELLED,
+    TOO_LONG_STATUS,
     OutputLock,
     OutputMismatchError,
     RunFiles,
@@ -63,6 +66,7 @@ class MergeResult:
     labelled: int
     unparseable: int
     shard_files: list[Path]
+    too_long: int = 0
 
 
 def merge_shards(output_file, num_shards: int, *, overwrite: bool = False) -> MergeResult:
@@ -91,6 +95,7 @@ def merge_shards(output_file, num_shards: int, *, overwrite: bool = False) -> Me
     if len(max_samples) != 1:
         raise DataError(f"The shards were last run with different --max_samples: {sorted(map(str, max_samples))}.")
     limit = selected_count(len(texts), max_samples.pop())
+    firsts = first_occurrences(texts)  # a repeated sentence is labelled at its first occurrence, by that one's shard
 
     merged: dict[int, dict] = {}
     for k, files in enumerate(shard_files):
@@ -98,7 +103,8 @@ def merge_shards(output_file, num_shards: int, *, overwrite: bool = False) -> Me
         foreign = [index for index in records if index % num_shards != k]
         if foreign:
             raise DataError(f"{files.sidecar}: sentence {foreign[0]} does not belong to shard {k} of {num_shards}.")
-        missing = [index for index in select_shard(range(limit), k, num_shards) if index not in records]
+        missing = [index for index in select_shard(range(limit), k, num_shards)
+                   if firsts[index] == index and index not in records]
         if missing:
             raise DataError(
                 f"{files.sidecar}: shard {k} is incomplete ({len(missing)} sentences not finished, e.g. input "
@@ -125,7 +131,9 @@ def merge_shards(output_file, num_shards: int, *, overwrite: bool = False) -> Me
             },
         )
     labelled = sum(record["status"] == LABELLED for record in merged.values())
-    return MergeResult(Path(output_file), labelled, len(merged) - labelled, [files.training for files in shard_files])
+    too_long = sum(record["status"] == TOO_LONG_STATUS for record in merged.values())
+    return MergeResult(Path(output_file), labelled, len(merged) - labelled - too_long,
+                       [files.training for files in shard_files], too_long)
 
 
 def main(argv=None) -> int:
@@ -141,7 +149,8 @@ def main(argv=None) -> int:
         return 2
     print(
         f"Merged {len(result.shard_files)} shards into {result.output_file}: {result.labelled} labelled, "
-        f"{result.unparseable} unparseable (listed in {RunFiles.for_output(result.output_file).sidecar})."
+        f"{result.unparseable} unparseable" + (f", {result.too_long} too long for the context" if result.too_long else "")
+        + f" (listed in {RunFiles.for_output(result.output_file).sidecar})."
     )
     return 0
 

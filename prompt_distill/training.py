@@ -20,9 +20,10 @@ from trl import SFTConfig
 from .cli_help import DefaultsOnceFormatter
 from .data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
+from .duplicates import repeats_dropped_note
 from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
 from .models import default_dtype, load_tokenizer, resolve_model
-from .sft_data import drop_too_long, file_sha256, load_examples, select_split, to_dataset, tokenize_lengths
+from .sft_data import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
 from .student_framing import choose_framing
 from .task import load_task
 from .tracking import configure_wandb, finish_wandb, logged_losses, start_wandb_run, trained_tokens
@@ -308,6 +309,7 @@ class SelectedData:
     task: object
     examples_in_file: int
     selected: list
+    repeats_dropped: int = field(default=0, kw_only=True)  # lines repeating an earlier sentence (same label)
 
 
 @dataclass
@@ -319,10 +321,10 @@ class PreparedData(SelectedData):
 def read_data(script_args: ScriptArguments) -> SelectedData:
     """Validate every record and apply the split: errors name file and line, and come before any download."""
     task = load_task(script_args.prompt_file, script_args.labels)
-    examples = load_examples(script_args.data_file, task)
+    examples, repeats_dropped = load_distinct_examples(script_args.data_file, task)
     selected = select_split(examples, script_args.split, script_args.eval_fraction, script_args.split_seed,
                             script_args.data_file)
-    return SelectedData(task, len(examples), selected)
+    return SelectedData(task, len(examples), selected, repeats_dropped=repeats_dropped)
 
 
 def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log=print,
@@ -335,10 +337,13 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log
     held_out = selected.examples_in_file - len(selected.selected)
     log(f"[train] {script_args.data_file}: {selected.examples_in_file} examples, {len(selected.selected)} in split "
         f"'{script_args.split}' ({held_out} held out for evaluation).")
+    if selected.repeats_dropped:
+        log(f"[train] {repeats_dropped_note(script_args.data_file, selected.repeats_dropped)}")
     log("[train] " + report.describe(config.max_length, script_args.data_file))
     if not report.kept:
         raise DataError(f"{script_args.data_file}: every example is longer than max_length={config.max_length}.")
-    return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept, framing))
+    return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept, framing),
+                        repeats_dropped=selected.repeats_dropped)
 
 
 def distillation_trainer_class():

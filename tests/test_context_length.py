@@ -4,9 +4,20 @@ vLLM to take the model's whole context (262,144 tokens for the Qwen3 teacher), w
 import pytest
 
 import create_data
-from prompt_distill.context_length import CONTEXT_MARGIN, context_length_for, count_chat_tokens, model_context_limit
-from prompt_distill.task import language_task
-from tests.test_labeling import ANSWERS, ScriptedEngine
+from prompt_distill.context_length import (
+    ANSWER_ROOM,
+    CONTEXT_MARGIN,
+    THOUGHT_ROOM,
+    context_length_for,
+    count_chat_tokens,
+    model_context_limit,
+    reply_room,
+)
+from prompt_distill.data import iter_jsonl
+from prompt_distill.labeling import format_summary, run_labeling
+from prompt_distill.run_files import RunFiles
+from prompt_distill.task import TEACHER_USER_PREFIX, language_task
+from tests.test_labeling import ANSWERS, ScriptedEngine, make_config, training_pairs, write_input
 
 TASK = language_task()
 # Few characters but many tokens (Devanagari, CJK, emoji) next to long ASCII: the character count misleads.
@@ -87,5 +98,84 @@ def test_a_run_that_needs_more_than_the_models_context_gets_the_models_context(s
     plan = context_length_for(smollm2_tokenizer, TASK, TEXTS, 4096, model_limit=limit)
     assert plan.max_model_len == 8192 and plan.needed > 8192
     assert "the model's context" in plan.describe()
-    with pytest.raises(ValueError, match="longest prompt"):
+    with pytest.raises(ValueError, match="no sentence's prompt fits the model's context of 1,000 tokens"):
         context_length_for(smollm2_tokenizer, TASK, TEXTS, 16, model_limit=1000)
+
+
+def test_a_prompt_longer_than_the_models_context_is_left_out_of_the_sizing(smollm2_tokenizer):
+    # 20,000 characters: a prompt of about 10,900 tokens, more than SmolLM2's 8,192 (issue 12 item 6).
+    texts = TEXTS + ["word " * 4000]
+    plan = context_length_for(smollm2_tokenizer, TASK, texts, 100, model_limit=8192)
+    assert plan.too_long == 1 and plan.longest_index != len(texts) - 1
+    assert plan.max_model_len == exact_longest(smollm2_tokenizer, TEXTS) + 100 + CONTEXT_MARGIN
+    assert "1 longer prompts leave less than 100 tokens of the model's context" in plan.describe()
+
+
+def test_the_reply_room_is_a_short_thought_or_the_answer():
+    assert reply_room(4096) == THOUGHT_ROOM  # a thinking teacher: its thought comes before the answer
+    assert reply_room(200) == 200
+    assert reply_room(0) == ANSWER_ROOM  # scoring appends the answer prefix and a label to the prompt
+
+
+class ContextEngine(ScriptedEngine):
+    """The scripted engine with a context: a prompt counts one token per character of the user turn."""
+
+    def __init__(self, max_context_tokens, **kwargs):
+        super().__init__(**kwargs)
+        self.max_context_tokens = max_context_tokens
+        self.counted = []
+
+    def count_prompt_tokens(self, chat, params):
+        self.counted.append(chat[-1]["content"])
+        return super().count_prompt_tokens(chat, params)
+
+
+def long_input(tmp_path):
+    long = "Привет " * 30  # 210 characters: over a 100-token context
+    ANSWERS[long.strip()] = "ru"
+    write_input(tmp_path / "in.txt", ["Hello there", long, "Guten Tag"])
+    return long.strip()
+
+
+def test_a_sentence_too_long_for_the_context_is_recorded_counted_and_never_generated(tmp_path):
+    long = long_input(tmp_path)
+    config = make_config(tmp_path, max_tokens=0)
+    engine = ContextEngine(100)
+    try:
+        summary = run_labeling(config, TASK, lambda: engine, progress=False)
+    finally:
+        del ANSWERS[long]
+    assert sorted(text for texts, _ in engine.calls for text in texts) == ["Guten Tag", "Hello there"]
+    files = RunFiles.for_output(config.output_file)
+    assert [text for text, _ in training_pairs(files.training)] == ["Hello there", "Guten Tag"]
+    (record,) = [r for _, r in iter_jsonl(files.sidecar) if r["status"] == "too_long"]
+    prefix_tokens = len(TEACHER_USER_PREFIX)
+    assert (record["line"], record["prompt_tokens"]) == (2, prefix_tokens + len(long))
+    assert (record["context_tokens"], record["reply_room"]) == (100, ANSWER_ROOM)
+    assert summary.too_long_now == 1 and len(summary.too_long) == 1
+    text = format_summary(summary)
+    assert "1 too long for the context" in text and "Too long for the teacher's context" in text
+    assert f"line 2: {record['prompt_tokens']} prompt tokens + 16 for the reply > context 100" in text
+    # The short sentences are not counted exactly: a prompt's tokens are bounded by its bytes.
+    assert engine.counted == [TEACHER_USER_PREFIX, TEACHER_USER_PREFIX + long]
+
+    def no_engine():
+        raise AssertionError("a too_long sentence is finished: a resume has nothing to do")
+
+    resumed = run_labeling(config, TASK, no_engine, progress=False, context_tokens=lambda: 100)
+    assert resumed.resumed == 3 and len(resumed.too_long) == 1
+
+
+def test_a_too_long_sentence_is_redone_when_the_context_grew(tmp_path):
+    long = long_input(tmp_path)
+    config = make_config(tmp_path, max_tokens=0)
+    try:
+        run_labeling(config, TASK, lambda: ContextEngine(100), progress=False)
+        bigger = ContextEngine(1000)
+        summary = run_labeling(config, TASK, lambda: bigger, progress=False, context_tokens=lambda: 1000)
+    finally:
+        del ANSWERS[long]
+    assert [texts for texts, _ in bigger.calls] == [[long]]
+    assert summary.labelled_now == 1 and not summary.too_long
+    files = RunFiles.for_output(config.output_file)
+    assert [text for text, _ in training_pairs(files.training)] == ["Hello there", long, "Guten Tag"]

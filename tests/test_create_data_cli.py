@@ -1,6 +1,8 @@
 """create_data.py as a user runs it: flags, clear errors, and a SIGKILL mid-run followed by a resume."""
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from prompt_distill.labeling import run_labeling
 from prompt_distill.run_files import RunFiles
 from prompt_distill.task import load_task
 from tests.test_labeling import TASK, ScriptedEngine, make_config, write_input
+from tests.test_user_files import one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT_PROMPT = """Identify the language of the text. Labels: ar de el en es fr hi ru tr ur vi zh ot.
@@ -141,3 +144,53 @@ def test_an_unavailable_teacher_is_one_line_and_leaves_no_file(tmp_path, capsys)
     assert code == 2 and error.startswith("error: model 'nobody/missing-model' is not available") and \
         error.count("\n") == 1, error
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_the_default_teacher_on_a_machine_without_cuda_is_refused_before_any_model_loads(tmp_path, capsys,
+                                                                                         monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    write_input(tmp_path / "in.txt")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("nothing may load before the refusal")
+
+    monkeypatch.setattr(create_data, "make_engine", no_model)
+    monkeypatch.setattr(create_data, "load_config", no_model)
+    code = create_data.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl")])
+    error = one_error_line(capsys)
+    assert code == 2
+    assert error == ("error: --backend auto found no CUDA GPU, so it would load Qwen/Qwen3-30B-A3B-Thinking-2507 with "
+                     "transformers on the CPU. For the CPU demo pass --model_name smollm2-135m-instruct; to really run "
+                     "this model on the CPU pass --backend transformers.")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.txt"]
+
+
+@pytest.mark.slow
+def test_a_line_too_long_for_the_teachers_context_is_reported_not_labelled(tmp_path):
+    # 20,000 characters: a prompt of about 10,900 tokens with the default teacher prompt; SmolLM2 has 8,192.
+    sentences = (REPO / "example-data" / "multilingual.txt").read_text("utf-8").splitlines()[:2]
+    (tmp_path / "in.txt").write_text("\n".join([sentences[0], "word " * 4000, sentences[1]]) + "\n", "utf-8")
+    output = tmp_path / "labels.jsonl"
+    command = [sys.executable, str(REPO / "create_data.py"), "--backend", "transformers", "--model_name",
+               "smollm2-135m-instruct", "--input_file", str(tmp_path / "in.txt"), "--output_file", str(output),
+               "--max_tokens", "0"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Loading the teacher smollm2-135m-instruct with transformers on cpu." in run.stdout
+    assert "1 too long for the context" in run.stdout and "> context 8,192" in run.stdout
+    records = {record["line"]: record for _, record in iter_jsonl(RunFiles.for_output(output).sidecar)}
+    assert records[2]["status"] == "too_long" and records[2]["prompt_tokens"] > 8192
+    assert {records[1]["status"], records[3]["status"]} == {"labelled"}
+    assert [json.loads(line)["messages"][0]["content"] for line in output.read_text("utf-8").splitlines()] == sentences
+
+    rerun = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert rerun.returncode == 0 and re.search(r"Already done:\s+3\b", rerun.stdout), rerun.stdout[-2000:]
+    assert "Loading the teacher" not in rerun.stdout  # finished: not retried, no model loaded
+
+
+def test_retry_unparseable_and_overwrite_are_exclusive(capsys):
+    assert create_data.main(["--retry_unparseable", "--overwrite"]) == 2
+    assert "--retry_unparseable redoes part of an existing output and --overwrite replaces it" in one_error_line(capsys)

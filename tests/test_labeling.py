@@ -302,3 +302,44 @@ def test_resuming_with_other_sampling_settings_is_refused_with_the_differences(c
         assert f"{key} (--{key}): on disk" in str(refused.value) and "--overwrite" in str(refused.value)
     # The same settings resume; a new --max_samples only selects more or fewer sentences, so it is fine too.
     run_labeling(replace(config, max_samples=3), TASK, lambda: ScriptedEngine(), progress=False)
+
+
+def test_retry_unparseable_redoes_only_those_and_the_last_record_counts(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(failures={"Привет": 99}), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    assert ("Привет", "ru") not in training_pairs(files.training)
+
+    # Its thought was cut, say: the retry may give it more tokens and another temperature, not another answer kind.
+    retry = replace(config, retry_unparseable=True, max_tokens=256, temperature=0.6)
+    with pytest.raises(OutputMismatchError, match=r"(?s)constrained_answer .*may change the sampling flags, not these"):
+        run_labeling(replace(retry, constrained_answer=True), TASK, lambda: ScriptedEngine(), progress=False)
+    engine = ScriptedEngine()
+    summary = run_labeling(retry, TASK, lambda: engine, progress=False)
+    assert [texts for texts, _ in engine.calls] == [["Привет"]]
+    assert engine.calls[0][1].seed == 3 and engine.calls[0][1].max_tokens == 256  # attempts 1-3 were used before
+    assert summary.labelled_now == 1 and not summary.unparseable and summary.resumed == 6
+    texts = [s for s in SENTENCES if s.strip()]
+    assert training_pairs(files.training) == [(t, ANSWERS[t]) for t in texts]  # the sidecar's labels, input order
+    history = [r for r in sidecar_records(files) if r["text"] == "Привет"]
+    assert [r["status"] for r in history] == ["unparseable", "labelled"]  # appended: the first is kept as history
+    assert history[-1]["attempts"] == 4 and history[-1]["session"] == 1 and history[-1]["max_tokens"] == 256
+    header = json.loads(files.header.read_text())
+    assert header["sessions"][1]["retry_unparseable"] and header["sessions"][1]["max_tokens"] == 256
+
+    def no_engine():
+        raise AssertionError("nothing is left to do")
+
+    # A plain resume is still compared with the run's own settings, not the retry's.
+    again = run_labeling(config, TASK, no_engine, progress=False)
+    assert any("1 earlier records were redone later" in note for note in again.notes)
+    assert run_labeling(retry, TASK, no_engine, progress=False).labelled_now == 0  # nothing unparseable is left
+
+
+def test_retry_unparseable_leaves_unfinished_sentences_to_a_resume(tmp_path):
+    write_input(tmp_path / "in.txt")
+    run_labeling(make_config(tmp_path, max_samples=3), TASK, lambda: ScriptedEngine(failures={"Guten Tag": 99}),
+                 progress=False)
+    engine = ScriptedEngine()
+    summary = run_labeling(make_config(tmp_path, retry_unparseable=True), TASK, lambda: engine, progress=False)
+    assert [texts for texts, _ in engine.calls] == [["Guten Tag"]]
+    assert any("3 selected sentences are not finished yet" in note for note in summary.notes)

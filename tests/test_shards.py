@@ -154,3 +154,17 @@ def test_a_failing_shard_or_ctrl_c_stops_every_shard(tmp_path):
     code, output, calls = run_script(tmp_path, signal_after=1.5, STUB_SLEEP0="30", STUB_SLEEP1="30")
     assert code == 130 and "Interrupted" in output
     assert len(calls) == 2 and not any(alive(call[0]) for call in calls)
+
+
+def test_a_shard_retried_with_retry_unparseable_merges_with_its_last_records(tmp_path):
+    write_input(tmp_path / "in.txt")
+    label_shards(tmp_path)  # "Привет" (sentence 5, shard 1) stays unparseable
+    shard = shard_output_path(tmp_path / "out" / "data.jsonl", 1, 2)
+    retry = make_config(tmp_path, output_file=str(shard), shard_index=1, num_shards=2, retry_unparseable=True)
+    run_labeling(retry, TASK, lambda: ScriptedEngine(), progress=False)
+    result = merge_shards(tmp_path / "out" / "data.jsonl", 2)
+    assert (result.labelled, result.unparseable) == (6, 0)
+    merged = RunFiles.for_output(result.output_file)
+    records = [json.loads(line) for line in merged.sidecar.read_text().splitlines()]
+    assert [record["index"] for record in records] == list(range(6))  # one record per sentence: the last one
+    assert records[5]["status"] == "labelled"

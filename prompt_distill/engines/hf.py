@@ -148,6 +148,8 @@ class HFEngine:
             if merge_adapter:
                 network = self._merged(network)
         self.model = network.eval()
+        # The context create_data checks each prompt against (transformers would run past it without an error).
+        self.max_context_tokens = getattr(self.model.config, "max_position_embeddings", None)
         self.batch_size = batch_size
         self.reuse_prefix = reuse_prefix and _cache_is_shareable(self.model.config)
         self.end_token = self.tokenizer.eos_token_id

@@ -349,6 +349,8 @@ class VLLMEngine:
         )
         self.llm = LLM(**self.llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
+        # The context create_data checks each prompt against (vLLM refuses a prompt longer than max_model_len).
+        self.max_context_tokens = self.llm.llm_engine.model_config.max_model_len
 
     def count_prompt_tokens(self, chat: list[dict], params: GenerationParams) -> int:
         return count_chat_tokens(self.tokenizer, chat, params)

@@ -10,6 +10,7 @@ work starts) is replaced, to capture the ``EngineArgs``; ``SamplingParams``, ``S
 from __future__ import annotations
 
 import inspect
+import math
 import re
 
 import pytest
@@ -18,6 +19,7 @@ vllm = pytest.importorskip("vllm")
 
 from vllm.config.lora import LoRAConfig  # noqa: E402
 from vllm.engine.arg_utils import EngineArgs  # noqa: E402
+from vllm.logprobs import Logprob  # noqa: E402
 from vllm.outputs import CompletionOutput, RequestOutput  # noqa: E402
 from vllm.reasoning import ReasoningParserManager  # noqa: E402
 from vllm.sampling_params import SamplingParams  # noqa: E402
@@ -341,6 +343,13 @@ def test_count_prompt_tokens_matches_the_template():
 
 
 # -- generate(): the step loop, callbacks, what reaches vLLM's engine ---------------------------------------
+class ScriptedModelConfig:
+    max_model_len = 2048
+
+    def try_get_generation_config(self) -> dict:
+        return {"eos_token_id": 1}
+
+
 class ScriptedStepEngine:
     """Stands in for vllm's LLMEngine where the GPU would run; each call is checked against the real signature.
 
@@ -351,6 +360,7 @@ class ScriptedStepEngine:
 
     def __init__(self, replies, lengths=None):
         self.replies, self.lengths = replies, lengths
+        self.model_config = ScriptedModelConfig()
         self.running: dict[str, int] = {}
         self.added: list[tuple[str, object, SamplingParams, object]] = []
         self.aborted: list[str] = []
@@ -484,3 +494,54 @@ def test_constrained_answer_on_a_thinking_prompt_needs_the_reasoning_parser(tiny
     engine = VLLMEngine(str(tiny_moe_dir))
     with pytest.raises(ValueError, match="reasoning_parser"):
         engine.generate([TEACHER.teacher_messages("x")], GenerationParams(max_tokens=9, answer_labels=LABELS))
+
+
+class ScoringStepEngine(ScriptedStepEngine):
+    """Answers one-token label requests: log p(token | prompt) from a fixed table, for the ids the request asks."""
+
+    def step(self):
+        inspect.signature(self.real.step).bind(self)
+        outputs = []
+        for request_id, prompt, params, _ in self.added:
+            if request_id in self.running:
+                del self.running[request_id]
+                ids = prompt["prompt_token_ids"]
+                answered = {token: Logprob(fake_logprob(ids, token)) for token in params.logprob_token_ids}
+                output = request_output("", request_id=request_id)
+                output.outputs[0].logprobs = [answered]
+                outputs.append(output)
+        return outputs
+
+
+def fake_logprob(context, token) -> float:
+    return -((sum(i * t for i, t in enumerate(context, 1)) * 31 + token * 7) % 50) / 10
+
+
+def test_classify_asks_for_the_label_tokens_and_adds_up_the_trie(tiny_moe_dir, scripted_llm, monkeypatch):
+    """Labels whose tokens branch (``en de`` / ``en fr``) and end where another goes on (``en``): one root
+    request, one follow-up per inner node; each label's log-probability is the sum over its tokens."""
+    scripted_llm([], CHATML)
+    engine = VLLMEngine(str(tiny_moe_dir), max_in_flight=2)
+    engine.llm.llm_engine = ScoringStepEngine([])
+    labels = ("de", "en de", "en fr", "en", "fr")
+    chats = [TEACHER.student_messages(text) for text in ("hello world", "wie")]
+    reported = []
+    results = engine.classify(chats, labels, on_batch=lambda indices, _: reported.extend(indices))
+    assert sorted(reported) == [0, 1]
+    tokenizer = engine.tokenizer
+    requests = engine.llm.llm_engine.added
+    # Per chat: the root (what follows the prompt), then "en" (its children: " de", " fr", end of turn).
+    assert len(requests) == 4
+    assert all(params.max_tokens == 1 and params.temperature == 0 for _, _, params, _ in requests)
+    for chat, scores in zip(chats, results, strict=True):
+        prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
+        prompt = list(prompt["input_ids"])
+        logprobs = []
+        for label in labels:
+            tokens = tokenizer(label, add_special_tokens=False)["input_ids"]
+            tokens += [tokenizer.eos_token_id] if label == "en" else []  # "en" is a token prefix of "en de"
+            logprobs.append(sum(fake_logprob(prompt + tokens[:k], t) for k, t in enumerate(tokens)))
+        expected = [math.exp(v) / sum(math.exp(w) for w in logprobs) for v in logprobs]
+        assert list(scores.probabilities) == list(labels)
+        assert list(scores.probabilities.values()) == pytest.approx(expected, abs=1e-12)
+        assert scores.prompt_tokens == len(prompt)

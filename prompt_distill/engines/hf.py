@@ -30,7 +30,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from ..models import default_device, load_causal_lm, load_tokenizer
 from .base import BatchCallback, Generation, GenerationParams, LabelScores, ScoresCallback
 from .hf_scoring import score_continuations
-from .label_tokens import LabelTokens, label_tokens
+from .label_tokens import LabelTokens, label_tokens, renormalised
 
 # A shared prefix shorter than this is not worth a separate pass and a cache copy per batch.
 MIN_SHARED_PREFIX = 16
@@ -218,7 +218,7 @@ class HFEngine:
             with torch.inference_mode():
                 rows = self._score(plans, prefix)
             latency = time.perf_counter() - began
-            scores = [LabelScores(_renormalised(labels, row), len(prompts[i].ids), latency)
+            scores = [LabelScores(renormalised(labels, row), len(prompts[i].ids), latency)
                       for i, row in zip(batch, rows, strict=True)]
             for i, score in zip(batch, scores, strict=True):
                 results[i] = score
@@ -438,11 +438,6 @@ def _with_adapter(network, adapter_path):
     if str(adapter_path).startswith((".", "/", "~")) and not path.is_dir():
         raise FileNotFoundError(f"adapter_path {adapter_path}: no such folder.")
     return PeftModel.from_pretrained(network, str(path) if path.is_dir() else adapter_path)
-
-
-def _renormalised(labels: tuple[str, ...], logprobs: list[float]) -> dict[str, float]:
-    probabilities = torch.softmax(torch.tensor(logprobs, dtype=torch.float64), dim=0).tolist()
-    return dict(zip(labels, probabilities, strict=True))
 
 
 def _eos_ids(model, tokenizer) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ the tokens training taught after the prompt: for SmolLM2 ``en`` -> ``en <|im_end
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -60,3 +61,53 @@ def _common_prefix(sequences: list[list[int]]) -> int:
         if len({sequence[position] for sequence in sequences}) > 1:
             return position
     return length
+
+
+def renormalised(labels: tuple[str, ...], logprobs: list[float]) -> dict[str, float]:
+    """Label -> probability, the labels' log-probabilities renormalised over the labels (they sum to 1)."""
+    top = max(logprobs)
+    weights = [math.exp(value - top) for value in logprobs]
+    total = sum(weights)
+    return {label: weight / total for label, weight in zip(labels, weights, strict=True)}
+
+
+@dataclass
+class Trie:
+    tokens: list[int]  # one per node; a parent always comes before its children
+    parents: list[int]  # the parent node of each node; -1: a child of the context's last token
+    ends: list[int]  # per continuation: the node of its last token
+
+    @classmethod
+    def of(cls, continuations: list[list[int]]) -> Trie:
+        trie, nodes = cls([], [], []), {}
+        for continuation in continuations:
+            if not continuation:
+                raise ValueError("hf_scoring.Trie: an empty continuation has no token to score.")
+            parent = -1
+            for token in continuation:
+                key = (parent, token)
+                if key not in nodes:
+                    nodes[key] = len(trie.tokens)
+                    trie.tokens.append(token)
+                    trie.parents.append(parent)
+                parent = nodes[key]
+            trie.ends.append(parent)
+        return trie
+
+    def inner(self) -> list[int]:
+        """Nodes that some node continues: the only ones the model has to run, in parent-first order."""
+        continued = set(self.parents)
+        return [node for node in range(len(self.tokens)) if node in continued]
+
+    def depth(self, node: int) -> int:
+        depth = 1
+        while self.parents[node] != -1:
+            node, depth = self.parents[node], depth + 1
+        return depth
+
+    def ancestry(self, node: int) -> list[int]:
+        """The node and its ancestors."""
+        chain = [node]
+        while self.parents[chain[-1]] != -1:
+            chain.append(self.parents[chain[-1]])
+        return chain

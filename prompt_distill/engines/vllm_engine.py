@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from ..data import read_json_object
 from ..models import resolve_model
-from .base import BatchCallback, Generation, GenerationParams
+from .base import BatchCallback, Generation, GenerationParams, LabelScores, ScoresCallback
 from .vllm_lora import AdapterNotServable, VLLMLoraSettings, vllm_lora_settings
 
 if TYPE_CHECKING:
@@ -386,4 +386,38 @@ class VLLMEngine:
         missing = [index for index, result in enumerate(results) if result is None]
         if missing:
             raise RuntimeError(f"vLLM finished without a result for {len(missing)} of {len(chats)} requests.")
+        return results
+
+    def classify(
+        self, chats: list[list[dict]], labels: tuple[str, ...], on_batch: ScoresCallback | None = None
+    ) -> list[LabelScores]:
+        """P(label | chat) for every label, renormalised over the labels, from one-token requests that ask vLLM
+        for the labels' token log-probabilities (vllm_classify: the method and the vLLM source behind it)."""
+        from .label_tokens import label_tokens
+        from .vllm_classify import ClassifyPlan, classify_requests, end_of_turn_ids, label_sampling_params
+
+        labels = tuple(labels)
+        if len(labels) < 2 or len(set(labels)) != len(labels):
+            raise ValueError(f"classify needs two or more distinct labels, got {labels!r}.")
+        end_ids = end_of_turn_ids(self.tokenizer, self.llm.llm_engine.model_config.try_get_generation_config())
+        answers, plans = {}, []
+        for chat in chats:
+            shape = tuple(message["role"] for message in chat)  # what follows the prompt depends on the roles only
+            if shape not in answers:
+                answers[shape] = label_tokens(self.tokenizer, chat, labels, end_ids)
+            plans.append(ClassifyPlan(encode_chat(self.tokenizer, chat, GenerationParams(max_tokens=0)),
+                                      answers[shape]))
+        results: list[LabelScores | None] = [None] * len(chats)
+
+        def scored(index: int, scores: LabelScores) -> None:
+            results[index] = scores
+            if on_batch is not None:
+                on_batch([index], [scores])
+
+        def run(requests, on_finished) -> None:
+            sampling = [label_sampling_params(asked) for _, asked in requests]
+            stream_requests(self.llm.llm_engine, [prompt for prompt, _ in requests], sampling, on_finished,
+                            lora_request=self.lora_request, max_in_flight=self.max_in_flight)
+
+        classify_requests(plans, labels, run, scored)
         return results

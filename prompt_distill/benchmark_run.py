@@ -44,7 +44,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no_adapter", action="store_true", help="Benchmark the student's base model alone.")
     parser.add_argument("--base_model", default=None, help="Student base model (default: the adapter's own).")
     parser.add_argument("--test_file", default=DEFAULT_TEST_FILE, help="Sentences, one per line.")
-    parser.add_argument("--num_samples", type=int, default=8, help="Sentences timed one at a time, per side.")
+    parser.add_argument("--num_samples", "--max_samples", dest="num_samples", type=int, default=8,
+                        help="Sentences timed one at a time, per side.")
+    parser.add_argument("--student_latency", action="store_true",
+                        help="Measure the student alone on transformers, 1 thread, batch size 1, adapter merged: "
+                             "greedy generate vs one-pass classify vs one bare forward pass (the floor), and "
+                             "classify's samples/s batched vs one at a time. Results go to --output_file, by "
+                             "default ./student_latency.json (student_latency.py).")
     parser.add_argument("--batch_size", type=int, default=8, help="Requests per call in the throughput runs.")
     parser.add_argument("--rounds", type=int, default=2, help="Throughput runs per side, alternating.")
     parser.add_argument("--thinking_tokens", type=int, default=None,
@@ -148,7 +154,7 @@ def build_contenders(args, task, backend: str, thinking, texts: list[str], out=p
     return [
         Contender("teacher", teacher_engine, [task.teacher_messages(text) for text in texts], params,
                   f"{teacher_model} on {backend}, the prompt + sentence ({prompt_tokens:,} tokens for the first)"),
-        Contender("student", built.engine, [task.student_messages(text) for text in texts],
+        Contender("student", built.engine, [student.messages(text) for text in texts],
                   student_params(task, STUDENT_MAX_TOKENS, constrained=False),
                   f"{student.base_model}{adapter}, the sentence alone; {built.description}"),
     ]
@@ -156,6 +162,10 @@ def build_contenders(args, task, backend: str, thinking, texts: list[str], out=p
 
 def run(args, out=print) -> dict:
     _check_counts(args)
+    if args.student_latency:
+        from .student_latency import measure_student_latency
+
+        return measure_student_latency(args, out)
     task = load_task(args.prompt_file, args.labels)
     texts = held_out_texts(args)
     backend = select_backend(args.backend)

@@ -47,14 +47,23 @@ def student_max_model_len(student: Student) -> int:
     return int(trained) if trained else DEFAULT_STUDENT_MAX_MODEL_LEN
 
 
-def build_student_engine(backend: str, student: Student, batch_size: int, out=print, **vllm_options) -> StudentEngine:
-    """``vllm_options``: more ``vllm.LLM`` arguments (the benchmark shares a GPU between teacher and student)."""
+def build_student_engine(backend: str, student: Student, batch_size: int, out=print, merge_adapter: bool = False,
+                         **vllm_options) -> StudentEngine:
+    """``vllm_options``: more ``vllm.LLM`` arguments (the benchmark shares a GPU between teacher and student).
+    ``merge_adapter`` (transformers): fold the LoRA adapter into the weights in memory, so a forward pass costs
+    what the bare merged model costs; where PEFT cannot merge it, the adapter layers stay and that is printed."""
     from .engines import make_engine, select_backend
 
     chosen = select_backend(backend)
     if chosen == "transformers":
-        engine = make_engine(chosen, student.base_model, adapter_path=student.adapter_path, batch_size=batch_size)
-        adapter = "with the LoRA adapter (PEFT)" if student.adapter_path else "without adapter"
+        engine = make_engine(chosen, student.base_model, adapter_path=student.adapter_path, batch_size=batch_size,
+                             merge_adapter=merge_adapter)
+        for note in engine.notes:
+            out(f"[student] {note}")
+        adapter = "without adapter"
+        if student.adapter_path:
+            merged = merge_adapter and not engine.notes
+            adapter = "with the LoRA adapter " + ("merged into the weights" if merged else "(PEFT)")
         return StudentEngine(engine, f"transformers on {engine.device}, batch size {batch_size}, {adapter}")
     max_model_len = student_max_model_len(student)
     if student.adapter_path is None:

@@ -12,6 +12,11 @@ Label-constrained answers: when a reply yields no label, every label is scored a
 of a batch are scored in one forward pass on top of the shared prefix: each row holds its context followed by
 every label side by side, and a 4D attention mask lets a label token see the prefix, the context and its own
 earlier tokens only, at positions that continue the context.
+
+The student as a classifier (``classify``): the same scorer (hf_scoring) with the labels' answer tokens
+(label_tokens) after the prompt. Continuations form a trie and only its inner nodes run through the model, so
+one-token labels cost one pass over the prompt keeping one position's logits. ``merge_adapter=True`` folds the
+LoRA adapter into the weights, so that pass costs what the bare merged model costs.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from .duplicates import repeats_dropped_note
 from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
 from .models import default_dtype, load_tokenizer, resolve_model
 from .sft_data import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
-from .student_framing import choose_framing
+from .student_framing import FRAMINGS, choose_framing
 from .task import load_task
 from .tracking import configure_wandb, finish_wandb, logged_losses, start_wandb_run, trained_tokens
 
@@ -92,6 +92,14 @@ class ScriptArguments:
         default=None, metadata={"help": "MoE experts kernel (transformers): eager, grouped_mm, batched_mm; default: automatic."}
     )
     merge: bool = field(default=False, metadata={"help": f"Also write base+adapter merged into <output_dir>/{MERGED_SUBDIR}."})
+    student_framing: str = field(
+        default="auto",
+        metadata={"help": "What surrounds the sentence in the student's chat: auto = the fewest tokens the chat "
+                          "template allows; user_only = the user turn alone (a template's default system turn "
+                          "stays); empty_system = an empty system message first. Kept in run_record.json, so "
+                          "inference uses the same.",
+                  "choices": ["auto", *FRAMINGS]},
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint "
@@ -327,11 +335,17 @@ def read_data(script_args: ScriptArguments) -> SelectedData:
     return SelectedData(task, len(examples), selected, repeats_dropped=repeats_dropped)
 
 
+def resolve_student_framing(script_args: ScriptArguments, tokenizer) -> str:
+    """--student_framing, with 'auto' resolved to the fewest framing tokens (student_framing.choose_framing)."""
+    chosen = script_args.student_framing
+    return choose_framing(tokenizer) if chosen == "auto" else chosen
+
+
 def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log=print,
                  selected: SelectedData | None = None) -> PreparedData:
     """Check the chat template and drop examples longer than max_length. No model involved."""
     selected = selected or read_data(script_args)
-    framing = choose_framing(tokenizer)  # the fewest framing tokens (student_framing); the run record keeps it
+    framing = resolve_student_framing(script_args, tokenizer)  # the run record keeps it
     lengths = tokenize_lengths(selected.selected, tokenizer, script_args.data_file, framing)
     report = drop_too_long(selected.selected, lengths, config.max_length)
     held_out = selected.examples_in_file - len(selected.selected)
@@ -474,7 +488,7 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
     record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
                           resume, wandb_dir)
     record["distributed"] = distributed_summary(trainer, order)
-    record["student_framing"] = choose_framing(tokenizer)  # what prepare_data trained on; inference reads it
+    record["student_framing"] = resolve_student_framing(script_args, tokenizer)  # what prepare_data trained on
     if script_args.merge:
         record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
     if main_process:

@@ -458,3 +458,17 @@ def test_the_default_run_is_not_warned():
     assert warmup_warning(config, 10) is None
     _, config = parser().parse_args_and_config(["--warmup_steps", "10"])
     assert "never reaches --learning_rate" in warmup_warning(config, 10)
+
+
+@pytest.mark.parametrize("flag, expected", [("auto", EMPTY_SYSTEM), ("user_only", USER_ONLY),
+                                            ("empty_system", EMPTY_SYSTEM)])
+def test_student_framing_flag_sets_what_training_frames_and_records(smollm2_tokenizer, flag, expected):
+    from prompt_distill.training import resolve_student_framing
+
+    script_args = parser().parse_args_into_dataclasses(["--student_framing", flag, "--output_dir", "x"])[0]
+    assert resolve_student_framing(script_args, smollm2_tokenizer) == expected
+
+
+def test_student_framing_flag_refuses_an_unknown_framing():
+    with pytest.raises(SystemExit):
+        parser().parse_args_into_dataclasses(["--student_framing", "system_prompt"])

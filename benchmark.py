@@ -7,18 +7,18 @@
                                         # the student alone: generate vs one-pass classify vs a bare forward pass
 
 Prints prompt and generated tokens per request, latency at batch size 1 (median, p90), throughput at a batch, and
-their ratios; writes everything to --output_file. See prompt_distill/benchmark.py.
+their ratios; writes everything to --output_file. See prompt_distill/benchmark/measure.py.
 """
 
 import argparse
 import sys
 from functools import partial
 
-from prompt_distill.benchmark_run import BenchmarkError, add_arguments, run
+from prompt_distill.benchmark.run import BenchmarkError, add_arguments, run
 from prompt_distill.cli_help import DefaultsOnceFormatter
 from prompt_distill.data import DataError
 from prompt_distill.models import ModelNotFoundError
-from prompt_distill.student_check import StudentError
+from prompt_distill.student.check import StudentError
 from prompt_distill.task import TaskError
 
 

@@ -17,16 +17,18 @@ import argparse
 import sys
 
 from prompt_distill.cli_help import DefaultsOnceFormatter
-from prompt_distill.context_length import context_length_for, model_context_limit
 from prompt_distill.data import DataError, read_sentences
 from prompt_distill.engines import BACKENDS, make_engine, select_backend
-from prompt_distill.labeling import (
+from prompt_distill.labeling.context_length import context_length_for, model_context_limit
+from prompt_distill.labeling.run import (
     CUT_THOUGHT_SAMPLING,
     TEACHER_MAX_TOKENS,
     LabelingConfig,
     format_summary,
     run_labeling,
 )
+from prompt_distill.labeling.run_files import OutputMismatchError, RunFiles
+from prompt_distill.labeling.shards import select_shard, selected_count, shard_output_path
 from prompt_distill.models import (
     DEFAULT_CPU_MODEL,
     ModelNotFoundError,
@@ -35,8 +37,6 @@ from prompt_distill.models import (
     load_config,
     load_tokenizer,
 )
-from prompt_distill.run_files import OutputMismatchError, RunFiles
-from prompt_distill.shards import select_shard, selected_count, shard_output_path
 from prompt_distill.task import TaskError, add_task_arguments, load_task
 
 # On a CPU the demo model cannot follow the long prompt anyway: 0 scores the labels right after "Final Answer: "

@@ -115,5 +115,5 @@ for _ in "${pids[@]}"; do
 done
 trap - INT TERM HUP
 
-PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m prompt_distill.shards \
+PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m prompt_distill.labeling.shards \
   --output_file "$OUTPUT" --num_shards "$num_shards"

@@ -101,7 +101,7 @@ label() {
 }
 
 merge() {
-  PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m prompt_distill.shards \
+  PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}" exec "$PYTHON" -m prompt_distill.labeling.shards \
     --output_file "$OUTPUT" --num_shards "$NUM_SHARDS"
 }
 

@@ -8,14 +8,14 @@
     python evaluate.py --teacher_file ./data/prompt_distillation_lang.jsonl --defer_below 0.9   # + a cascade
     python evaluate.py --answer_mode generate            # free generation instead of scoring the labels
 
-See ``python evaluate.py --help`` and prompt_distill/evaluation.py.
+See ``python evaluate.py --help`` and prompt_distill/evaluation/run.py.
 """
 
 import argparse
 import sys
 
 from prompt_distill.cli_help import DefaultsOnceFormatter
-from prompt_distill.evaluation import ERRORS, add_arguments, run
+from prompt_distill.evaluation.run import ERRORS, add_arguments, run
 from prompt_distill.models import ModelNotFoundError
 from prompt_distill.task import TaskError
 

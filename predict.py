@@ -7,7 +7,7 @@
 
 Each line is {"text", "label", "probability"} (with --all_probabilities, every label's probability too). The labels
 and chat framing are the adapter's own, read from its run_record.json. Blank input lines are skipped and counted on
-stderr. The Python API behind this script is ``prompt_distill.Student`` (prompt_distill/classifier.py).
+stderr. The Python API behind this script is ``prompt_distill.Student`` (prompt_distill/student/classifier.py).
 """
 
 import argparse
@@ -18,12 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from prompt_distill.classifier import DEFAULT_BATCH_SIZE, Student
 from prompt_distill.cli_help import DefaultsOnceFormatter
 from prompt_distill.data import DataError, Sentences, read_sentences
 from prompt_distill.engines import BACKENDS
 from prompt_distill.models import ModelNotFoundError
-from prompt_distill.student_check import StudentError
+from prompt_distill.student.check import StudentError
+from prompt_distill.student.classifier import DEFAULT_BATCH_SIZE, Student
 from prompt_distill.task import TaskError, parse_labels_flag
 
 # Below this many sentences the answers come back in seconds and a bar would only flicker.

@@ -10,10 +10,10 @@ hyperparameters; see ``python train_sft_trl.py --help``.
 import sys
 
 from prompt_distill.data import DataError
-from prompt_distill.lora import LoraTargetError
 from prompt_distill.models import ModelNotFoundError
 from prompt_distill.task import TaskError
-from prompt_distill.training import TrainingError, parser, run_training
+from prompt_distill.training.lora import LoraTargetError
+from prompt_distill.training.run import TrainingError, parser, run_training
 
 
 def main(argv=None) -> int:

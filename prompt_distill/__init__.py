@@ -7,6 +7,6 @@ The trained student as a classifier (docs/predict.md)::
     student.classify(["Bonjour tout le monde"])  # [Prediction(text=..., label="fr", probability=..., ...)]
 """
 
-from .classifier import Prediction, Student
+from .student.classifier import Prediction, Student
 
 __all__ = ["Prediction", "Student"]

@@ -33,6 +33,15 @@ def framed_messages(text: str, framing: str = USER_ONLY) -> list[dict]:
     raise ValueError(f"student framing must be one of {', '.join(FRAMINGS)}; got {framing!r}.")
 
 
+def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    """Token ids of a chat: the same call TRL makes when it tokenizes a conversational prompt/completion example
+    (training.examples measures lengths with it, engines.label_tokens finds each label's tokens with it)."""
+    encoded = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
+    )
+    return list(encoded["input_ids"])
+
+
 def framing_tokens(tokenizer, framing: str) -> int:
     """Prompt tokens around the probe sentence (what the template adds), as the student's prompt is built."""
     ids = tokenizer.apply_chat_template(framed_messages(_PROBE, framing), add_generation_prompt=True, tokenize=True,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from prompt_distill.bench_batching import format_result, measure_batching  # noqa: E402
+from prompt_distill.benchmark.batching import format_result, measure_batching  # noqa: E402
 from prompt_distill.data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, in_split, read_sentences  # noqa: E402
-from prompt_distill.evaluation import DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params  # noqa: E402
+from prompt_distill.evaluation.run import DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params  # noqa: E402
 from prompt_distill.models import DEFAULT_CPU_MODEL  # noqa: E402
-from prompt_distill.student_check import resolve_student  # noqa: E402
+from prompt_distill.student.check import resolve_student  # noqa: E402
 from prompt_distill.task import add_task_arguments, load_task  # noqa: E402
 
 

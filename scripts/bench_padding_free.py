@@ -21,14 +21,14 @@ sys.path.insert(0, str(ROOT))
 from prompt_distill.data import read_gold, read_sentences, training_record, write_jsonl  # noqa: E402
 from prompt_distill.models import DEFAULT_CPU_MODEL, load_causal_lm, load_tokenizer  # noqa: E402
 from prompt_distill.task import language_task  # noqa: E402
-from prompt_distill.tracking import trained_tokens  # noqa: E402
-from prompt_distill.training import (  # noqa: E402
+from prompt_distill.training.run import (  # noqa: E402
     PromptDistillationConfig,
     ScriptArguments,
     build_trainer,
     prepare_data,
     resolve_device,
 )
+from prompt_distill.training.tracking import trained_tokens  # noqa: E402
 
 MODES = {"padded": False, "padding-free": True}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prompt_distill.benchmark import describe_machine  # noqa: E402
+from prompt_distill.benchmark.measure import describe_machine  # noqa: E402
 from prompt_distill.data import read_sentences  # noqa: E402
 from prompt_distill.engines.base import GenerationParams  # noqa: E402
 from prompt_distill.task import language_task  # noqa: E402

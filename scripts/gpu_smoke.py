@@ -24,7 +24,7 @@ from trl.chat_template_utils import qwen3_instruct_2507_chat_template  # noqa: E
 
 from prompt_distill.data import read_gold, read_sentences, training_record, write_jsonl  # noqa: E402
 from prompt_distill.task import language_task  # noqa: E402
-from prompt_distill.training import PromptDistillationConfig, ScriptArguments, run_training  # noqa: E402
+from prompt_distill.training.run import PromptDistillationConfig, ScriptArguments, run_training  # noqa: E402
 
 
 class StepTimer(TrainerCallback):

@@ -2,7 +2,7 @@
 """Print the GPU memory budget of LoRA-training Qwen3-30B-A3B-Instruct-2507 on one GPU.
 
 Parameter counts are exact (the real model class on the meta device, real peft adapters); activations are an
-estimate whose terms are listed in prompt_distill/memory_budget.py. Example:
+estimate whose terms are listed in prompt_distill/training/memory_budget.py. Example:
 
     python scripts/memory_budget.py                      # the defaults of train_sft_trl.py
     python scripts/memory_budget.py --expert_lora_r 32   # the reference README's rank on every expert
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prompt_distill.memory_budget import (  # noqa: E402
+from prompt_distill.training.memory_budget import (  # noqa: E402
     H100_80GB_GIB,
     QWEN3_30B_A3B,
     RUNTIME_RESERVE_GIB,
@@ -22,7 +22,7 @@ from prompt_distill.memory_budget import (  # noqa: E402
     count_parameters,
     estimate,
 )
-from prompt_distill.training import DEFAULT_EXPERT_LORA_R  # noqa: E402
+from prompt_distill.training.run import DEFAULT_EXPERT_LORA_R  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@
 
 On the held-out split (the split flags as evaluate.py uses them), on transformers. Counts agreement where free
 generation yields a label, lists every disagreement, and with --output_file saves each sentence's two answers.
-See prompt_distill/answer_agreement.py.
+See prompt_distill/evaluation/answer_agreement.py.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from prompt_distill.answer_agreement import compare, format_agreement  # noqa: E402
 from prompt_distill.data import DataError, add_split_arguments, in_split, read_sentences  # noqa: E402
-from prompt_distill.evaluation import STUDENT_MAX_TOKENS, student_params  # noqa: E402
+from prompt_distill.evaluation.answer_agreement import compare, format_agreement  # noqa: E402
+from prompt_distill.evaluation.run import STUDENT_MAX_TOKENS, student_params  # noqa: E402
+from prompt_distill.labeling.run_files import write_json_atomic  # noqa: E402
 from prompt_distill.models import ModelNotFoundError  # noqa: E402
-from prompt_distill.run_files import write_json_atomic  # noqa: E402
-from prompt_distill.student_check import StudentError, resolve_student  # noqa: E402
-from prompt_distill.student_engine import build_student_engine  # noqa: E402
+from prompt_distill.student.check import StudentError, resolve_student  # noqa: E402
+from prompt_distill.student.engine import build_student_engine  # noqa: E402
 from prompt_distill.task import TaskError, add_task_arguments, load_task  # noqa: E402
 
 

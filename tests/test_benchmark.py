@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import benchmark as benchmark_cli
-from prompt_distill.benchmark import (
+from prompt_distill.benchmark.measure import (
     DEFAULT_EMULATED_THINKING_TOKENS,
     Request,
     Thinking,

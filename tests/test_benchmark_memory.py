@@ -6,7 +6,7 @@ import json
 import pytest
 
 import benchmark as benchmark_cli
-from prompt_distill.benchmark_memory import (
+from prompt_distill.benchmark.memory import (
     GIB,
     HEADROOM_BYTES,
     Gpus,
@@ -93,8 +93,8 @@ def model_folder(path, size):
 @pytest.mark.parametrize("count, expected", [(None, 1), (4, 2), (1, "refused")])
 def test_benchmark_picks_or_refuses_the_tensor_parallel_size_for_the_gpus_it_sees(tmp_path, monkeypatch, count,
                                                                                   expected):
-    import prompt_distill.benchmark_run as benchmark_run
-    from prompt_distill.student_check import Student
+    import prompt_distill.benchmark.run as benchmark_run
+    from prompt_distill.student.check import Student
 
     monkeypatch.setattr(benchmark_run, "visible_gpus", lambda: None if count is None else machine(H100, count))
     teacher = model_folder(tmp_path / "teacher", QWEN3_30B)

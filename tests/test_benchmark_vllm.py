@@ -12,10 +12,10 @@ import pytest
 vllm = pytest.importorskip("vllm")
 
 import benchmark as benchmark_cli  # noqa: E402
-import prompt_distill.benchmark_run as benchmark_run  # noqa: E402
-from prompt_distill.benchmark import Thinking, choose_thinking, teacher_params  # noqa: E402
+import prompt_distill.benchmark.run as benchmark_run  # noqa: E402
+from prompt_distill.benchmark.measure import Thinking, choose_thinking, teacher_params  # noqa: E402
 from prompt_distill.engines.vllm_engine import build_sampling_params  # noqa: E402
-from prompt_distill.student_engine import DEFAULT_STUDENT_MAX_MODEL_LEN  # noqa: E402
+from prompt_distill.student.engine import DEFAULT_STUDENT_MAX_MODEL_LEN  # noqa: E402
 from prompt_distill.task import language_task  # noqa: E402
 from tests.vllm_tiny_models import (  # noqa: E402
     EngineArgsCaptured,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prompt_distill.calibration import (
+from prompt_distill.evaluation.calibration import (
     CalibrationError,
     accuracy_at_coverage,
     answered_count,

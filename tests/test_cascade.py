@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from prompt_distill.cascade import (
+from prompt_distill.evaluation.cascade import (
     CascadeError,
     Row,
     build_cascade,

@@ -4,7 +4,8 @@ vLLM to take the model's whole context (262,144 tokens for the Qwen3 teacher), w
 import pytest
 
 import create_data
-from prompt_distill.context_length import (
+from prompt_distill.data import iter_jsonl
+from prompt_distill.labeling.context_length import (
     ANSWER_ROOM,
     CONTEXT_MARGIN,
     THOUGHT_ROOM,
@@ -13,9 +14,8 @@ from prompt_distill.context_length import (
     model_context_limit,
     reply_room,
 )
-from prompt_distill.data import iter_jsonl
-from prompt_distill.labeling import format_summary, run_labeling
-from prompt_distill.run_files import RunFiles
+from prompt_distill.labeling.run import format_summary, run_labeling
+from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.task import TEACHER_USER_PREFIX, language_task
 from tests.test_labeling import ANSWERS, ScriptedEngine, make_config, training_pairs, write_input
 

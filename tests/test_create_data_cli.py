@@ -14,8 +14,8 @@ import pytest
 import create_data
 from prompt_distill.data import iter_jsonl, read_training_file
 from prompt_distill.engines import make_engine, select_backend
-from prompt_distill.labeling import run_labeling
-from prompt_distill.run_files import RunFiles
+from prompt_distill.labeling.run import run_labeling
+from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.task import load_task
 from tests.test_labeling import TASK, ScriptedEngine, make_config, write_input
 from tests.test_user_files import one_error_line

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prompt_distill.engines.base import Generation, GenerationParams
-from prompt_distill.labeling import CUT_THOUGHT_SAMPLING, format_summary, run_labeling
+from prompt_distill.labeling.run import CUT_THOUGHT_SAMPLING, format_summary, run_labeling
 from prompt_distill.task import TEACHER_USER_PREFIX
 from tests.test_labeling import ANSWERS, TASK, make_config, sidecar_records, write_input
 

@@ -6,7 +6,7 @@ from argparse import Namespace
 
 import pytest
 
-from prompt_distill.distillation import (
+from prompt_distill.evaluation.distillation import (
     DistillationError,
     build_distillation,
     distillation_summary,
@@ -15,8 +15,8 @@ from prompt_distill.distillation import (
     paired_bootstrap,
     percentile,
 )
-from prompt_distill.evaluation import RESULTS_FORMAT, add_distillation
-from prompt_distill.report import distillation_block
+from prompt_distill.evaluation.report import distillation_block
+from prompt_distill.evaluation.run import RESULTS_FORMAT, add_distillation
 from prompt_distill.task import UNPARSEABLE, Task
 
 TASK = Task(labels=("K", "M", "T"), system_prompt="Sort it. Final Answer: <queue>")
@@ -186,7 +186,7 @@ def test_evaluate_adds_the_block_only_with_what_it_needs(tmp_path):
     add_distillation(results, TASK, Namespace(baseline=str(_baseline_file(tmp_path))))
     assert results["distillation"]["gain_kept"] == pytest.approx(0.8)
     assert results["distillation"]["split"] == "eval"
-    from prompt_distill.evaluation import EvaluationError
+    from prompt_distill.evaluation.run import EvaluationError
 
     with pytest.raises(EvaluationError, match="needs gold labels"):
         add_distillation({**results, "teacher_file": None}, TASK, Namespace(baseline="b.json"))

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from prompt_distill.data_order import EpochPermutation, summarize_order
+from prompt_distill.training.data_order import EpochPermutation, summarize_order
 from tests.tiny_models import ROOT, save_model_dir, tiny_llama, write_fixture_jsonl
 
 PER_DEVICE_BATCH = 2

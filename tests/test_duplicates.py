@@ -12,9 +12,9 @@ import evaluate
 import train_sft_trl
 from prompt_distill.data import DataError, iter_jsonl, read_gold, read_training_file
 from prompt_distill.duplicates import distinct_sentences, first_occurrences
-from prompt_distill.labeling import format_summary, run_labeling
-from prompt_distill.run_files import RunFiles
-from prompt_distill.shards import merge_shards, shard_output_path
+from prompt_distill.labeling.run import format_summary, run_labeling
+from prompt_distill.labeling.run_files import RunFiles
+from prompt_distill.labeling.shards import merge_shards, shard_output_path
 from tests.test_create_data_cli import SHORT_PROMPT
 from tests.test_labeling import ANSWERS, TASK, ScriptedEngine, make_config, training_pairs, write_input
 from tests.test_user_files import one_error_line

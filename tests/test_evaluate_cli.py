@@ -155,8 +155,8 @@ def test_batching_benchmark_prints_both_rates_and_the_ratio():
 def write_results(path, mutate=None, scored=False) -> Path:
     """A results file as evaluate.py writes it (build_results on four predictions, no model), then ``mutate``;
     ``scored``: with the label probabilities of --answer_mode scored."""
-    from prompt_distill.eval_outputs import write_json
-    from prompt_distill.evaluation import META_KEYS, Prediction, build_results
+    from prompt_distill.evaluation.outputs import write_json
+    from prompt_distill.evaluation.run import META_KEYS, Prediction, build_results
     from prompt_distill.task import load_task
 
     task = load_task(None, None)

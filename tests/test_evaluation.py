@@ -8,7 +8,7 @@ import pytest
 from eval_helpers import eval_split_pairs, gold_pairs, make_adapter, write_teacher_file, write_test_file
 
 from prompt_distill.data import DataError, in_split
-from prompt_distill.evaluation import (
+from prompt_distill.evaluation.run import (
     EvaluationError,
     Prediction,
     add_arguments,
@@ -17,7 +17,7 @@ from prompt_distill.evaluation import (
     run,
     select_predictions,
 )
-from prompt_distill.student_check import StudentError, check_training_match, resolve_student
+from prompt_distill.student.check import StudentError, check_training_match, resolve_student
 from prompt_distill.task import UNPARSEABLE, language_task
 
 TASK = language_task()
@@ -191,7 +191,7 @@ def _eventually_contains(path, needles, timeout_s=60.0) -> bool:
 def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
     import wandb
 
-    from prompt_distill.eval_outputs import confusion_png, log_to_wandb
+    from prompt_distill.evaluation.outputs import confusion_png, log_to_wandb
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
@@ -217,7 +217,7 @@ def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
 
 
 def test_teacher_file_with_two_labels_for_one_sentence_is_an_error(tmp_path):
-    from prompt_distill.evaluation import read_teacher_labels
+    from prompt_distill.evaluation.run import read_teacher_labels
 
     path = write_teacher_file(tmp_path / "t.jsonl", [("Hola", "es"), ("Hello", "en"), ("Hola", "en")])
     with pytest.raises(DataError, match="'Hola' has two teacher labels, 'es' and 'en'"):
@@ -308,7 +308,7 @@ def test_an_older_results_file_without_probabilities_is_rescored_and_says_so_onc
     for prediction in results["predictions"]:  # as written before probabilities were saved
         del prediction["probability"], prediction["probabilities"]
     del results["confidence"]
-    from prompt_distill.eval_outputs import write_json
+    from prompt_distill.evaluation.outputs import write_json
 
     write_json(tmp_path / "old.json", results)
     lines = []
@@ -331,7 +331,7 @@ def test_an_older_results_file_without_probabilities_is_rescored_and_says_so_onc
     (("--target_accuracy", "95"), "must be a fraction in (0, 1]"),
 ])
 def test_flags_that_cannot_work_together_fail_before_the_model_loads(argv, message):
-    from prompt_distill.cascade import CascadeError
+    from prompt_distill.evaluation.cascade import CascadeError
 
     with pytest.raises((EvaluationError, CascadeError)) as raised:
         run(parse("--model_path", "/nonexistent", "--output_file", "none", *argv), out=lambda line: None)

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 # $1.. are create_data.py's arguments. The worker ignores TERM for WORKER_TERM_IGNORED_S seconds after TERM comes;
 # the main process dies on TERM at once (the default action).
 STUB = """#!/usr/bin/env bash
-case "$*" in *prompt_distill.shards*) exit 0 ;; esac
+case "$*" in *prompt_distill.labeling.shards*) exit 0 ;; esac
 bash -c 'trap "sleep {ignored}; exit 0" TERM; echo $$ >> "{workers}"; while true; do sleep 0.1; done' &
 echo "$$" >> "{mains}"
 wait

@@ -8,7 +8,7 @@ import benchmark
 import create_data
 import evaluate
 import predict
-from prompt_distill.training import parser as training_parser
+from prompt_distill.training.run import parser as training_parser
 
 
 def help_text(build) -> str:

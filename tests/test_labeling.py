@@ -12,8 +12,8 @@ import pytest
 
 from prompt_distill.data import DataError, iter_jsonl
 from prompt_distill.engines.base import Generation
-from prompt_distill.labeling import LabelingConfig, format_summary, run_labeling
-from prompt_distill.run_files import OutputLock, OutputMismatchError, RunFiles
+from prompt_distill.labeling.run import LabelingConfig, format_summary, run_labeling
+from prompt_distill.labeling.run_files import OutputLock, OutputMismatchError, RunFiles
 from prompt_distill.task import TEACHER_USER_PREFIX, UNPARSEABLE, language_task
 
 TASK = language_task()

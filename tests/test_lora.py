@@ -9,8 +9,8 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora.layer import ParamWrapper
 from transformers import AutoModelForCausalLM
 
-from prompt_distill.lora import LoraSettings, LoraTargetError, build_lora_config, summarize_adapters
-from prompt_distill.training import ScriptArguments, build_trainer, prepare_data
+from prompt_distill.training.lora import LoraSettings, LoraTargetError, build_lora_config, summarize_adapters
+from prompt_distill.training.run import ScriptArguments, build_trainer, prepare_data
 from tests.tiny_models import fast_config, save_model_dir, tiny_llama, tiny_qwen3_moe, write_fixture_jsonl
 
 LAYERS = (0, 1)

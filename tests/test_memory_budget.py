@@ -2,7 +2,7 @@
 
 import pytest
 
-from prompt_distill.memory_budget import (
+from prompt_distill.training.memory_budget import (
     BF16,
     GIB,
     H100_80GB_GIB,
@@ -13,7 +13,7 @@ from prompt_distill.memory_budget import (
     count_parameters,
     estimate,
 )
-from prompt_distill.training import DEFAULT_EXPERT_LORA_R
+from prompt_distill.training.run import DEFAULT_EXPERT_LORA_R
 
 C = QWEN3_30B_A3B
 H, L, E = C["hidden_size"], C["num_hidden_layers"], C["num_experts"]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from prompt_distill.metrics import (
+from prompt_distill.evaluation.metrics import (
     UNPARSEABLE_COLUMN,
     accuracy,
     agreement,

@@ -165,7 +165,7 @@ def test_the_progress_bar_is_for_long_input_on_a_terminal(monkeypatch, tmp_path,
         writer.close()
 
 def test_classify_refuses_blank_texts_and_a_bare_string(triage_adapter):
-    from prompt_distill.classifier import resolve_adapter
+    from prompt_distill.student.classifier import resolve_adapter
 
     student = Student(resolve_adapter(triage_adapter), engine=None, labels=tuple(TRIAGE_LABELS), description="")
     with pytest.raises(ValueError, match="1 blank text.*position.*1"):
@@ -178,8 +178,8 @@ def test_classify_refuses_blank_texts_and_a_bare_string(triage_adapter):
 # -- end to end on the embedded model --------------------------------------------------------------------------
 def engine_scores(adapter: Path, texts: list[str], batch_size: int):
     """What the transformers engine's one-pass scoring gives, called directly (the reference for the CLI)."""
-    from prompt_distill.classifier import resolve_adapter
     from prompt_distill.engines import make_engine
+    from prompt_distill.student.classifier import resolve_adapter
 
     setup = resolve_adapter(adapter)
     engine = make_engine("transformers", setup.base_model, adapter_path=setup.adapter_path, batch_size=batch_size)

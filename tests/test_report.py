@@ -1,7 +1,7 @@
 """The printed report's layout, on scores small enough to check line by line."""
 
-from prompt_distill.metrics import error_examples, fidelity, score
-from prompt_distill.report import (
+from prompt_distill.evaluation.metrics import error_examples, fidelity, score
+from prompt_distill.evaluation.report import (
     confusion_table,
     fidelity_block,
     marker,
@@ -105,8 +105,8 @@ def test_fidelity_without_any_teacher_label_says_why():
 
 
 def test_confidence_block_lists_the_coverage_table_and_the_calibration_error():
-    from prompt_distill.calibration import confidence_summary
-    from prompt_distill.report import confidence_block
+    from prompt_distill.evaluation.calibration import confidence_summary
+    from prompt_distill.evaluation.report import confidence_block
 
     # 4 sentences: 0.9 right, 0.8 right, 0.7 wrong, 0.6 right -> mean confidence 75%, accuracy 75%.
     block = confidence_block(confidence_summary([0.9, 0.7, 0.8, 0.6], [True, False, True, True])).splitlines()
@@ -121,8 +121,8 @@ def test_confidence_block_lists_the_coverage_table_and_the_calibration_error():
 
 
 def test_cascade_block_names_the_picked_threshold_and_counts_what_could_not_be_deferred():
-    from prompt_distill.cascade import Row, cascade_at
-    from prompt_distill.report import cascade_block
+    from prompt_distill.evaluation.cascade import Row, cascade_at
+    from prompt_distill.evaluation.report import cascade_block
 
     rows = [Row(0.9, "en", "en", "en", 30, 1500), Row(0.4, "fr", "es", "es", 30, 1500),
             Row(0.3, "de", None, "de", 30, None)]

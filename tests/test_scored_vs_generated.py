@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from prompt_distill.answer_agreement import Agreement, Compared, format_agreement
+from prompt_distill.evaluation.answer_agreement import Agreement, Compared, format_agreement
 from prompt_distill.task import UNPARSEABLE, language_task
 from tests.eval_helpers import ROOT, eval_split_pairs, gold_pairs, make_adapter, write_test_file
 from tests.tiny_models import write_fixture_jsonl

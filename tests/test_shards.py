@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prompt_distill.data import DataError
-from prompt_distill.labeling import run_labeling
-from prompt_distill.run_files import RunFiles
-from prompt_distill.shards import main as merge_main
-from prompt_distill.shards import merge_shards, select_shard, shard_output_path
+from prompt_distill.labeling.run import run_labeling
+from prompt_distill.labeling.run_files import RunFiles
+from prompt_distill.labeling.shards import main as merge_main
+from prompt_distill.labeling.shards import merge_shards, select_shard, shard_output_path
 from tests.test_labeling import TASK, ScriptedEngine, make_config, write_input
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,7 +141,7 @@ def test_the_h100x8_script_runs_two_shards_on_four_gpus_each_then_merges(tmp_pat
     for k, (_, _, args) in enumerate(shards):
         assert f"--shard_index {k} --num_shards 2" in args and "--tensor_parallel_size 4" in args
         assert "--model_name m" in args and args.endswith("--max_samples 5")
-    assert calls[2][2] == f"-m prompt_distill.shards --output_file {tmp_path / 'out.jsonl'} --num_shards 2"
+    assert calls[2][2] == f"-m prompt_distill.labeling.shards --output_file {tmp_path / 'out.jsonl'} --num_shards 2"
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups as on the GPU servers")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from prompt_distill.run_files import RunFiles
-from prompt_distill.shards import shard_output_path
+from prompt_distill.labeling.run_files import RunFiles
+from prompt_distill.labeling.shards import shard_output_path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "create_data_slurm.sh"

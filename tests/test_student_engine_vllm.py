@@ -11,8 +11,8 @@ import pytest
 
 vllm = pytest.importorskip("vllm")
 
-from prompt_distill.student_check import resolve_student  # noqa: E402
-from prompt_distill.student_engine import DEFAULT_STUDENT_MAX_MODEL_LEN, build_student_engine  # noqa: E402
+from prompt_distill.student.check import resolve_student  # noqa: E402
+from prompt_distill.student.engine import DEFAULT_STUDENT_MAX_MODEL_LEN, build_student_engine  # noqa: E402
 from tests.vllm_tiny_models import (  # noqa: E402
     EngineArgsCaptured,
     build_tiny_qwen3_moe,

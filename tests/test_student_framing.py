@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from prompt_distill.student_check import StudentError, resolve_student
+from prompt_distill.student.check import StudentError, resolve_student
 from prompt_distill.student_framing import EMPTY_SYSTEM, USER_ONLY, choose_framing, framed_messages, framing_tokens
 from prompt_distill.task import Task
 from tests.tiny_models import qwen3_instruct_2507_template, tokenizer_with_template

@@ -18,11 +18,10 @@ from trl.chat_template_utils import get_training_chat_template
 
 from prompt_distill.data import DataError, split_of, training_record
 from prompt_distill.models import load_causal_lm
-from prompt_distill.sft_data import tokenize_lengths
 from prompt_distill.student_framing import EMPTY_SYSTEM, USER_ONLY, choose_framing
 from prompt_distill.task import Task, language_task
-from prompt_distill.tracking import configure_wandb
-from prompt_distill.training import (
+from prompt_distill.training.examples import tokenize_lengths
+from prompt_distill.training.run import (
     ScriptArguments,
     TrainingError,
     build_trainer,
@@ -31,6 +30,7 @@ from prompt_distill.training import (
     read_data,
     run_training,
 )
+from prompt_distill.training.tracking import configure_wandb
 from tests.tiny_models import (
     ROOT,
     fast_config,
@@ -407,7 +407,7 @@ def test_gpu_smoke_script_dry_run_on_cpu(tmp_path, smollm2_dir):
 def test_an_existing_adapter_is_not_replaced_unless_asked(tmp_path, capsys):
     """Refused before the data or the model is read: a finished adapter is replaced only on request."""
     import train_sft_trl
-    from prompt_distill.training import check_output_dir
+    from prompt_distill.training.run import check_output_dir
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
@@ -427,7 +427,7 @@ def test_an_existing_adapter_is_not_replaced_unless_asked(tmp_path, capsys):
 def test_the_printed_summary_rounds_the_loss_and_speed():
     from pathlib import Path
 
-    from prompt_distill.training import format_summary
+    from prompt_distill.training.run import format_summary
 
     record = {"results": {"final_train_loss": 10.934041023254395, "train_tokens_per_second": 12.891234,
                           "global_step": 4},
@@ -438,7 +438,7 @@ def test_the_printed_summary_rounds_the_loss_and_speed():
 
 # -- warmup that covers every step (issue 12 item 11) -------------------------------------------------------
 def test_warmup_that_covers_every_step_is_warned():
-    from prompt_distill.training import training_steps, warmup_warning
+    from prompt_distill.training.run import training_steps, warmup_warning
 
     _, config = parser().parse_args_and_config(["--max_steps", "1"])
     steps = training_steps(config, examples=160)
@@ -450,7 +450,7 @@ def test_warmup_that_covers_every_step_is_warned():
 
 
 def test_the_default_run_is_not_warned():
-    from prompt_distill.training import training_steps, warmup_warning
+    from prompt_distill.training.run import training_steps, warmup_warning
 
     _, config = parser().parse_args_and_config([])
     # 160 examples / (4 per device x 4 accumulation) = 10 steps per epoch; warmup ceil(0.03 x 10) = 1 step
@@ -463,7 +463,7 @@ def test_the_default_run_is_not_warned():
 @pytest.mark.parametrize("flag, expected", [("auto", EMPTY_SYSTEM), ("user_only", USER_ONLY),
                                             ("empty_system", EMPTY_SYSTEM)])
 def test_student_framing_flag_sets_what_training_frames_and_records(smollm2_tokenizer, flag, expected):
-    from prompt_distill.training import resolve_student_framing
+    from prompt_distill.training.run import resolve_student_framing
 
     script_args = parser().parse_args_into_dataclasses(["--student_framing", flag, "--output_dir", "x"])[0]
     assert resolve_student_framing(script_args, smollm2_tokenizer) == expected

@@ -61,7 +61,7 @@ def test_training_on_a_base_model_that_is_not_available(tmp_path, capsys, monkey
 
 def test_a_local_copy_of_an_unavailable_base_model_is_accepted_with_a_note(tmp_path, smollm2_dir):
     """The error says to pass a local folder; evaluate must then accept it instead of calling it another model."""
-    from prompt_distill.student_check import StudentError, resolve_student
+    from prompt_distill.student.check import StudentError, resolve_student
 
     adapter = adapter_on_missing_model(tmp_path / "adapter", smollm2_dir)
     student = resolve_student(str(adapter), str(smollm2_dir))

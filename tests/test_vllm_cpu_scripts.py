@@ -148,8 +148,8 @@ def test_moe_lora_on_cpu_falls_back_to_the_merged_model_with_peft_logprobs(tmp_p
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from prompt_distill.student_check import resolve_student
-    from prompt_distill.student_engine import build_student_engine
+    from prompt_distill.student.check import resolve_student
+    from prompt_distill.student.engine import build_student_engine
     from tests.vllm_tiny_models import build_tiny_qwen3_moe, save_project_adapter
 
     base_dir = build_tiny_qwen3_moe(tmp_path / "tiny-moe", head_dim=32)

@@ -69,10 +69,10 @@ def save_adapter(model_dir: Path, adapter_dir: Path, lora_config) -> Path:
 
 
 def save_project_adapter(model_dir: Path, adapter_dir: Path, *, r: int = 32, expert_r: int = 8) -> Path:
-    """An adapter configured exactly as training does (prompt_distill.lora), saved by PEFT."""
+    """An adapter configured exactly as training does (prompt_distill.training.lora), saved by PEFT."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from prompt_distill.lora import LoraSettings, build_lora_config
+    from prompt_distill.training.lora import LoraSettings, build_lora_config
 
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
     config = build_lora_config(model, LoraSettings(r=r, alpha=16, dropout=0.0, expert_r=expert_r))

@@ -1,7 +1,7 @@
 """The tokens a student is trained to answer each label with, as every classifying engine scores them.
 
 TRL tokenizes a prompt/completion example by applying the chat template to prompt + assistant message and
-training on what follows the prompt's ids (``sft_data._chat_ids``); the same call here gives, per label, exactly
+training on what follows the prompt's ids (``student_framing.chat_ids``); the same call here gives, per label, exactly
 the tokens training taught after the prompt: for SmolLM2 ``en`` -> ``en <|im_end|> \\n``. What scoring keeps:
 
 * the tokens every label's completion starts with (a thinking template's empty ``<think></think>``, or a first
@@ -31,12 +31,12 @@ class LabelTokens:
 
 def label_tokens(tokenizer, chat: list[dict], labels: tuple[str, ...], end_ids) -> LabelTokens:
     """The label token sequences after ``chat``'s prompt (see the module docstring); ``end_ids``: end of turn."""
-    from ..sft_data import _chat_ids  # the call TRL makes; sft_data imports no engine
+    from ..student_framing import chat_ids  # the call TRL makes, shared with training.examples
 
-    prompt = _chat_ids(tokenizer, chat, add_generation_prompt=True)
+    prompt = chat_ids(tokenizer, chat, add_generation_prompt=True)
     bodies, ends = [], []
     for label in labels:
-        full = _chat_ids(tokenizer, chat + [{"role": "assistant", "content": label}], add_generation_prompt=False)
+        full = chat_ids(tokenizer, chat + [{"role": "assistant", "content": label}], add_generation_prompt=False)
         if full[: len(prompt)] != prompt:
             raise ValueError(f"label_tokens: with this chat template the prompt is not a prefix of the prompt + "
                              f"answer {label!r}, so the tokens training teaches after the prompt are undefined.")

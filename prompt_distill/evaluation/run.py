@@ -2,9 +2,9 @@
 
 The student gets the sentence alone, in the framing it was trained with (``Student.messages``). By default
 (``--answer_mode scored``) every label is scored in one forward pass (``Engine.classify``): the most probable label
-is the answer, and its probability feeds the confidence block (prompt_distill.calibration) and the cascade to the
-teacher (prompt_distill.cascade). ``--answer_mode generate`` writes a few greedy tokens read with ``Task.parse``.
-``--predictions_file`` re-scores a saved run without a model (prompt_distill.rescoring); both paths end in
+is the answer, and its probability feeds the confidence block (prompt_distill.evaluation.calibration) and the cascade to the
+teacher (prompt_distill.evaluation.cascade). ``--answer_mode generate`` writes a few greedy tokens read with ``Task.parse``.
+``--predictions_file`` re-scores a saved run without a model (prompt_distill.evaluation.rescoring); both paths end in
 ``finish`` so that they print and save the same numbers.
 """
 
@@ -15,13 +15,25 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..data import (
+    DataError,
+    add_split_arguments,
+    gold_path_for,
+    in_split,
+    read_gold,
+    read_sentences,
+    read_training_file,
+)
+from ..engines.base import GenerationParams, LabelScores
+from ..labeling.run_files import check_output_path
+from ..student.check import DEFAULT_BASE_MODEL, StudentError, check_training_match, resolve_student
+from ..student.engine import build_student_engine
+from ..task import UNPARSEABLE, Task, add_task_arguments, load_task
 from .calibration import confidence_summary
 from .cascade import CascadeError, build_cascade, check_settings
-from .data import DataError, add_split_arguments, gold_path_for, in_split, read_gold, read_sentences, read_training_file
 from .distillation import build_distillation, read_baseline
-from .engines.base import GenerationParams, LabelScores
-from .eval_outputs import confusion_png, log_to_wandb, png_path_for, reliability_path_for, reliability_png, write_json
 from .metrics import error_examples, fidelity, score
+from .outputs import confusion_png, log_to_wandb, png_path_for, reliability_path_for, reliability_png, write_json
 from .report import (
     NARROW_RULE,
     WIDE_RULE,
@@ -35,10 +47,6 @@ from .report import (
     sample_line,
     summary_block,
 )
-from .run_files import check_output_path
-from .student_check import DEFAULT_BASE_MODEL, StudentError, check_training_match, resolve_student
-from .student_engine import build_student_engine
-from .task import UNPARSEABLE, Task, add_task_arguments, load_task
 
 DEFAULT_MODEL_PATH = "./models/prompt_distillation_trl"
 DEFAULT_TEST_FILE = "./example-data/multilingual.txt"
@@ -153,7 +161,7 @@ def select_predictions(args, task: Task) -> tuple[list[Prediction], str, dict, l
             "was given: there is nothing to grade against. Pass create_data.py's output as --teacher_file to "
             "measure the student's agreement with the teacher."
         )
-    from .duplicates import distinct_sentences  # a repeated test sentence is graded once (one policy, duplicates.py)
+    from ..duplicates import distinct_sentences  # a repeated test sentence is graded once (one policy, duplicates.py)
 
     in_split_texts, repeat_notes = distinct_sentences(
         [text for text in sentences.texts if in_split(text, args.split, args.eval_fraction, args.split_seed)],

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .benchmark import (
+from ..data import DEFAULT_EVAL_FRACTION, add_split_arguments, in_split, read_sentences
+from ..engines import BACKENDS, make_engine, select_backend
+from ..evaluation.run import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params
+from ..labeling.run import TEACHER_MAX_TOKENS
+from ..labeling.run_files import write_json_atomic
+from ..models import DEFAULT_CPU_MODEL, resolve_model
+from ..student.check import resolve_student
+from ..student.engine import build_student_engine
+from ..task import add_task_arguments, load_task
+from .measure import (
     DEFAULT_EMULATED_THINKING_TOKENS,
     Contender,
     build_results,
@@ -15,16 +24,7 @@ from .benchmark import (
     measure,
     teacher_params,
 )
-from .benchmark_memory import MemoryPlanError, Weights, model_weights, plan_engines, visible_gpus
-from .data import DEFAULT_EVAL_FRACTION, add_split_arguments, in_split, read_sentences
-from .engines import BACKENDS, make_engine, select_backend
-from .evaluation import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params
-from .labeling import TEACHER_MAX_TOKENS
-from .models import DEFAULT_CPU_MODEL, resolve_model
-from .run_files import write_json_atomic
-from .student_check import resolve_student
-from .student_engine import build_student_engine
-from .task import add_task_arguments, load_task
+from .memory import MemoryPlanError, Weights, model_weights, plan_engines, visible_gpus
 
 DEFAULT_TEACHER = "Qwen/Qwen3-30B-A3B-Thinking-2507"
 DEFAULT_OUTPUT_FILE = "./benchmark_results.json"

@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from .student_framing import USER_ONLY, framed_messages
+from ..student_framing import USER_ONLY, framed_messages
 
 RESULTS_FORMAT = "prompt-distill-student-latency/1"
 DEFAULT_OUTPUT_FILE = "./student_latency.json"
@@ -30,12 +30,12 @@ WARM_UP = 2  # untimed calls per method first: one-off allocations and lazy init
 def measure_student_latency(args, out=print) -> dict:
     import torch
 
-    from .benchmark import describe_machine
-    from .benchmark_run import held_out_texts
-    from .engines.hf import HFEngine
-    from .evaluation import STUDENT_MAX_TOKENS, student_params
-    from .student_check import resolve_student
-    from .task import load_task
+    from ..engines.hf import HFEngine
+    from ..evaluation.run import STUDENT_MAX_TOKENS, student_params
+    from ..student.check import resolve_student
+    from ..task import load_task
+    from .measure import describe_machine
+    from .run import held_out_texts
 
     texts = held_out_texts(args)
     student = resolve_student(args.model_path, args.base_model, args.no_adapter)
@@ -89,7 +89,7 @@ def measure_student_latency(args, out=print) -> dict:
     out(format_latency(results))
     output = args.output_file if args.output_file != _benchmark_default() else DEFAULT_OUTPUT_FILE
     if output.lower() != "none":
-        from .run_files import write_json_atomic
+        from ..labeling.run_files import write_json_atomic
 
         write_json_atomic(Path(output), results)
         out(f"[latency] Results: {output}")
@@ -97,7 +97,7 @@ def measure_student_latency(args, out=print) -> dict:
 
 
 def _benchmark_default() -> str:
-    from .benchmark_run import DEFAULT_OUTPUT_FILE as BENCHMARK_OUTPUT
+    from .run import DEFAULT_OUTPUT_FILE as BENCHMARK_OUTPUT
 
     return BENCHMARK_OUTPUT
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataError, example_from_record, in_split, iter_jsonl
-from .duplicates import distinct_examples
-from .student_framing import USER_ONLY
-from .task import Task
+from ..data import DataError, example_from_record, in_split, iter_jsonl
+from ..duplicates import distinct_examples
+from ..student_framing import USER_ONLY, chat_ids
+from ..task import Task
 
 
 @dataclass(frozen=True)
@@ -78,14 +78,6 @@ def to_dataset(examples: list[Example], framing: str = USER_ONLY):
     return Dataset.from_list([prompt_completion_record(example, framing) for example in examples])
 
 
-def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
-    # The same call TRL makes when it tokenizes a conversational prompt/completion example.
-    encoded = tokenizer.apply_chat_template(
-        messages, tokenize=True, return_dict=True, add_generation_prompt=add_generation_prompt
-    )
-    return list(encoded["input_ids"])
-
-
 @dataclass(frozen=True)
 class Tokenized:
     prompt_tokens: int
@@ -102,8 +94,8 @@ def tokenize_lengths(examples: list[Example], tokenizer, path="", framing: str =
 
     lengths = []
     for example in tqdm(examples, desc="Checking chat template and lengths", disable=len(examples) < 500):
-        prompt = _chat_ids(tokenizer, prompt_messages(example.text, framing), add_generation_prompt=True)
-        full = _chat_ids(tokenizer, prompt_messages(example.text, framing) + completion_messages(example.label),
+        prompt = chat_ids(tokenizer, prompt_messages(example.text, framing), add_generation_prompt=True)
+        full = chat_ids(tokenizer, prompt_messages(example.text, framing) + completion_messages(example.label),
                          False)
         if full[: len(prompt)] != prompt:
             raise DataError(

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-# student_check's ``Student`` is the *resolved setup* of a student (base model, adapter folder, run record): it is
+from ..task import Task, TaskError
+
+# student.check's ``Student`` is the *resolved setup* of a student (base model, adapter folder, run record): it is
 # imported here as ``StudentSetup`` so that ``Student`` in this module, and ``prompt_distill.Student``, always means
 # the public classifier below and never that internal record.
-from .student_check import ADAPTER_CONFIG, RUN_RECORD, StudentError, resolve_student
-from .student_check import Student as StudentSetup
-from .task import Task, TaskError
+from .check import ADAPTER_CONFIG, RUN_RECORD, StudentError, resolve_student
+from .check import Student as StudentSetup
 
 DEFAULT_BATCH_SIZE = 32
 PredictionsCallback = Callable[[list[int], list["Prediction"]], None]
@@ -118,7 +119,7 @@ class Student:
         Raises ``StudentError`` (its message says what to pass instead) before any model loads, and
         ``ModelNotFoundError`` when the base model is not available.
         """
-        from .student_engine import build_student_engine
+        from .engine import build_student_engine
 
         if batch_size < 1:
             raise StudentError(f"batch_size must be at least 1; got {batch_size}.")

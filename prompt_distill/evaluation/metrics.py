@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from .task import UNPARSEABLE
+from ..task import UNPARSEABLE
 
 UNPARSEABLE_COLUMN = "?"
 

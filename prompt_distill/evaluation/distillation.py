@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataError, iter_jsonl, read_json_object
-from .run_files import SIDECAR_SUFFIX
-from .task import UNPARSEABLE, Task
+from ..data import DataError, iter_jsonl, read_json_object
+from ..labeling.run_files import SIDECAR_SUFFIX
+from ..task import UNPARSEABLE, Task
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
@@ -152,7 +152,7 @@ def distillation_summary(
 # -- inputs from files ------------------------------------------------------------------------------------
 def read_baseline(path, task: Task) -> tuple[dict[str, dict], dict]:
     """Sentence -> saved prediction of a ``evaluate.py --no_adapter`` results file, and the file's header."""
-    from .evaluation import RESULTS_FORMAT
+    from .run import RESULTS_FORMAT
 
     try:
         saved = read_json_object(path)

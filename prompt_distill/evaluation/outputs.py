@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import read_json_object
+from ..data import read_json_object
+from ..labeling.run_files import write_json_atomic
 from .metrics import ConfusionMatrix
-from .run_files import write_json_atomic
 
 
 def png_path_for(json_path) -> Path:
@@ -104,7 +104,7 @@ def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict,
     """Log the headline numbers and the PNGs to the active wandb run, or to a new one when ``start_run``.
 
     Returns a line to print, or None when wandb is not used. Without a login the run is kept offline (as in
-    training): see ``prompt_distill.tracking.configure_wandb``.
+    training): see ``prompt_distill.training.tracking.configure_wandb``.
     """
     import wandb
 
@@ -113,7 +113,7 @@ def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict,
     if wandb.run is None:
         if not start_run:
             return None
-        from .tracking import configure_wandb
+        from ..training.tracking import configure_wandb
 
         settings = configure_wandb("wandb", run_dir)
         note = settings.note

@@ -23,9 +23,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataError, iter_jsonl, repair_truncated_tail, training_record
-from .duplicates import first_occurrences
-from .task import Task
+from ..data import DataError, iter_jsonl, repair_truncated_tail, training_record
+from ..duplicates import first_occurrences
+from ..task import Task
 
 SIDECAR_SUFFIX = ".meta.jsonl"
 HEADER_SUFFIX = ".run.json"

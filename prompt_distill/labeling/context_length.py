@@ -23,7 +23,7 @@ CONTEXT_MARGIN = 64
 EXACT_CANDIDATES = 16
 
 # The room a prompt must leave in the context for the reply. A sentence whose prompt leaves less is not generated:
-# it is recorded as too_long (labeling.py), since a truncated prompt would lose the rules or the sentence, and the
+# it is recorded as too_long (labeling/run.py), since a truncated prompt would lose the rules or the sentence, and the
 # transformers backend would run past the positions the model was trained on. Why not all of max_tokens: vLLM's
 # context is capped at the model's own when prompt + max_tokens do not fit (a reply then ends at the context's end),
 # and a model that does not think answers in a few tokens, so asking for the whole budget would refuse sentences that

@@ -20,9 +20,9 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from itertools import cycle, islice
 
-from .data import DataError, iter_jsonl
-from .engines.base import Generation, GenerationParams
-from .task import ANSWER_PREFIX, Task
+from ..data import DataError, iter_jsonl
+from ..engines.base import Generation, GenerationParams
+from ..task import ANSWER_PREFIX, Task
 
 # Assumed length of the teacher's thought when it cannot be measured (CPU). Conservative on purpose: a thinking
 # model usually spends more than this on a 13-way language question, and a longer thought only widens the gap.

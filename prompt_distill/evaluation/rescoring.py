@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import math
 
-from .engines.base import LabelScores
-from .eval_outputs import read_json
-from .evaluation import (
+from ..engines.base import LabelScores
+from ..task import Task
+from .outputs import read_json
+from .run import (
     META_KEYS,
     RESULTS_FORMAT,
     EvaluationError,
@@ -23,7 +24,6 @@ from .evaluation import (
     read_answer,
     read_teacher_labels,
 )
-from .task import Task
 
 # What each saved prediction must hold (key: allowed types, None meaning JSON null), in the order checked.
 PREDICTION_FIELDS = {

@@ -17,18 +17,11 @@ from dataclasses import asdict, dataclass, replace
 
 from tqdm import tqdm
 
+from ..data import JsonlAppender, read_sentences, training_record
+from ..duplicates import first_occurrences
+from ..engines.base import Engine, Generation, GenerationParams
+from ..task import ANSWER_PREFIX, UNPARSEABLE, Task, strip_thinking
 from .context_length import check_prompts
-from .data import JsonlAppender, read_sentences, training_record
-from .duplicates import first_occurrences
-from .engines.base import Engine, Generation, GenerationParams
-from .labeling_session import (  # noqa: F401 (refuse_changed_settings and LABEL_SETTINGS are used from here)
-    LABEL_SETTINGS,
-    pending_sentences,
-    refuse_changed_settings,
-    session_entry,
-    sidecar_notes,
-)
-from .labeling_summary import LabelingSummary, format_summary  # noqa: F401 (format_summary: the CLI's import)
 from .run_files import (
     LABELLED,
     TOO_LONG_STATUS,
@@ -43,8 +36,15 @@ from .run_files import (
     sha256_file,
     write_json_atomic,
 )
+from .session import (  # noqa: F401 (refuse_changed_settings and LABEL_SETTINGS are used from here)
+    LABEL_SETTINGS,
+    pending_sentences,
+    refuse_changed_settings,
+    session_entry,
+    sidecar_notes,
+)
 from .shards import select_shard, selected_count
-from .task import ANSWER_PREFIX, UNPARSEABLE, Task, strip_thinking
+from .summary import LabelingSummary, format_summary  # noqa: F401 (format_summary: the CLI's import)
 
 # Room for the teacher's thought: Qwen3 thinking models usually settle a language in a few hundred to ~2000
 # tokens; 4096 leaves headroom and stops a runaway thought early (it is retried: see CUT_THOUGHT_SAMPLING).

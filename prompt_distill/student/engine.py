@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .student_check import Student
+from .check import Student
 
 MERGED_SUBDIR = "merged"  # where train_sft_trl.py --merge writes the merged model, and where we merge to
 # The student sees a sentence and answers with a label: the reference's training max_length is ample, and vLLM's
@@ -31,7 +31,7 @@ def merged_model_dir(student: Student, out=print) -> Path:
         "model's full size in CPU memory and on disk) ...")
     from peft import PeftModel
 
-    from .models import load_causal_lm, load_tokenizer
+    from ..models import load_causal_lm, load_tokenizer
 
     # The base model's own dtype ("auto"): bf16 for the Qwen3 checkpoints, fp32 for a float32 model, whose merge
     # then serves exactly what PEFT computes.
@@ -52,7 +52,7 @@ def build_student_engine(backend: str, student: Student, batch_size: int, out=pr
     """``vllm_options``: more ``vllm.LLM`` arguments (the benchmark shares a GPU between teacher and student).
     ``merge_adapter`` (transformers): fold the LoRA adapter into the weights in memory, so a forward pass costs
     what the bare merged model costs; where PEFT cannot merge it, the adapter layers stay and that is printed."""
-    from .engines import make_engine, select_backend
+    from ..engines import make_engine, select_backend
 
     chosen = select_backend(backend)
     if chosen == "transformers":
@@ -69,7 +69,7 @@ def build_student_engine(backend: str, student: Student, batch_size: int, out=pr
     if student.adapter_path is None:
         engine = make_engine(chosen, student.base_model, max_model_len=max_model_len, **vllm_options)
         return StudentEngine(engine, "vllm, base model without adapter")
-    from .engines.vllm_lora import AdapterNotServable
+    from ..engines.vllm_lora import AdapterNotServable
 
     try:
         engine = make_engine(chosen, student.base_model, adapter_path=student.adapter_path,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .task import UNPARSEABLE
+from ..task import UNPARSEABLE
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The printed evaluation report: live per-sample lines, confusion matrix, per-label table, problems, summary.
 
-Pure formatting: every function takes numbers from ``prompt_distill.metrics`` and returns text, so the layout is
+Pure formatting: every function takes numbers from ``prompt_distill.evaluation.metrics`` and returns text, so the layout is
 tested without a model.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..task import UNPARSEABLE
 from .metrics import UNPARSEABLE_COLUMN, ConfusionMatrix, Fidelity, LabelStats, Scores
-from .task import UNPARSEABLE
 
 WIDE_RULE = "=" * 80
 NARROW_RULE = "=" * 60

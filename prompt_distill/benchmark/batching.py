@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from .engines.base import GenerationParams
-from .task import Task
+from ..engines.base import GenerationParams
+from ..task import Task
 
 
 @dataclass

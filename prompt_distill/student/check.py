@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .data import DataError, in_split, read_json_object
-from .models import is_embedded, resolve_model, unavailable_offline
-from .student_framing import FRAMINGS, USER_ONLY
-from .task import Task
+from ..data import DataError, in_split, read_json_object
+from ..models import is_embedded, resolve_model, unavailable_offline
+from ..student_framing import FRAMINGS, USER_ONLY
+from ..task import Task
 
 DEFAULT_BASE_MODEL = "Qwen/Qwen3-30B-A3B-Instruct-2507"
 ADAPTER_CONFIG = "adapter_config.json"
-RUN_RECORD = "run_record.json"  # written by prompt_distill.training
+RUN_RECORD = "run_record.json"  # written by prompt_distill.training.run
 NO_ADAPTER = "none"
 
 
@@ -131,7 +131,7 @@ def _check_framing(student: Student, record_path: Path) -> None:
 
 def _trained_texts(record: dict, task: Task) -> set[str] | None:
     """The sentences the adapter was trained on, recomputed from its data file; None when the file is gone."""
-    from .sft_data import load_examples
+    from ..training.examples import load_examples
 
     data_file = record.get("data_file")
     split = record.get("split") or {}

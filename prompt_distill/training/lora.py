@@ -11,7 +11,7 @@ its router is ``mlp.gate`` (a custom module, not ``nn.Linear``). Two consequence
 
 So for a fused-MoE model we name the attention projections as modules and the expert tensors as parameters, with
 their own rank (``expert_r``) because rank 32 on every expert does not fit one 80 GB GPU (see
-``prompt_distill.memory_budget``). Dense models (SmolLM2, Llama, dense Qwen3) get every linear layer except the LM
+``prompt_distill.training.memory_budget``). Dense models (SmolLM2, Llama, dense Qwen3) get every linear layer except the LM
 head, which is what the reference README meant by "all linear layers".
 
 Two more peft 0.21 facts shape the config:

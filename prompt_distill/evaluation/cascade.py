@@ -5,7 +5,7 @@ A sentence whose student probability is below the threshold P takes the teacher'
 be deferred: it keeps the student's answer, is graded as such, and is counted apart ("below P, no teacher label").
 
 Cost is counted in tokens per request, prompt + answer: the student's from its own requests, the teacher's from
-create_data.py's ``<output>.meta.jsonl`` sidecar (``prompt_distill.distillation.teacher_tokens``). A cascade request
+create_data.py's ``<output>.meta.jsonl`` sidecar (``prompt_distill.evaluation.distillation.teacher_tokens``). A cascade request
 always costs the student's tokens, and a deferred one the teacher's on top.
 
 ``--target_accuracy A`` picks the smallest deferral whose cascade accuracy reaches A **on the same sentences it is

@@ -6,7 +6,7 @@ sentences; a repeated sentence is labelled once, by the shard of its first occur
 shards come from the same input, model and prompt and that every selected sentence is finished exactly once, then
 writes the final three files in input order.
 
-    python -m prompt_distill.shards --output_file data/prompt_distillation_lang.jsonl --num_shards 2
+    python -m prompt_distill.labeling.shards --output_file data/prompt_distillation_lang.jsonl --num_shards 2
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DataError, read_sentences
-from .duplicates import first_occurrences
+from ..data import DataError, read_sentences
+from ..duplicates import first_occurrences
 from .run_files import (
     IDENTITY_FIELDS,
     LABELLED,

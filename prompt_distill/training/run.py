@@ -17,15 +17,15 @@ from pathlib import Path
 
 from trl import SFTConfig
 
-from .cli_help import DefaultsOnceFormatter
-from .data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
+from ..cli_help import DefaultsOnceFormatter
+from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
+from ..duplicates import repeats_dropped_note
+from ..models import default_dtype, load_tokenizer, resolve_model
+from ..student_framing import FRAMINGS, choose_framing
+from ..task import load_task
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
-from .duplicates import repeats_dropped_note
+from .examples import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
 from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
-from .models import default_dtype, load_tokenizer, resolve_model
-from .sft_data import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
-from .student_framing import FRAMINGS, choose_framing
-from .task import load_task
 from .tracking import configure_wandb, finish_wandb, logged_losses, start_wandb_run, trained_tokens
 
 DEFAULT_STUDENT = "Qwen/Qwen3-30B-A3B-Instruct-2507"
@@ -322,7 +322,7 @@ class SelectedData:
 
 @dataclass
 class PreparedData(SelectedData):
-    report: object  # sft_data.LengthReport
+    report: object  # examples.LengthReport
     dataset: object
 
 

@@ -1,0 +1,6 @@
+"""Stage 2 (train_sft_trl.py): a LoRA adapter learns the teacher's labels from the sentence alone, with TRL.
+
+``run`` holds the flags and the training run; ``examples`` turns the labelled file into prompt/completion examples;
+``lora`` builds PEFT's config; ``data_order`` records which examples each step saw; ``tracking`` is the wandb run;
+``memory_budget`` estimates GPU memory before a run starts.
+"""

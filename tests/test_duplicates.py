@@ -15,8 +15,8 @@ from prompt_distill.duplicates import distinct_sentences, first_occurrences
 from prompt_distill.labeling.run import format_summary, run_labeling
 from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.labeling.shards import merge_shards, shard_output_path
-from tests.test_create_data_cli import SHORT_PROMPT
-from tests.test_labeling import ANSWERS, TASK, ScriptedEngine, make_config, training_pairs, write_input
+from tests.labeling.test_create_data_cli import SHORT_PROMPT
+from tests.labeling.test_labeling import ANSWERS, TASK, ScriptedEngine, make_config, training_pairs, write_input
 from tests.test_user_files import one_error_line
 
 # Line 4 repeats line 1 (with surrounding spaces), line 6 repeats line 2; lines 5 and 6 fall in the other shard

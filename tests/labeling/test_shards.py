@@ -17,9 +17,9 @@ from prompt_distill.labeling.run import run_labeling
 from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.labeling.shards import main as merge_main
 from prompt_distill.labeling.shards import merge_shards, select_shard, shard_output_path
-from tests.test_labeling import TASK, ScriptedEngine, make_config, write_input
+from tests.labeling.test_labeling import TASK, ScriptedEngine, make_config, write_input
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @given(total=st.integers(0, 60), num_shards=st.integers(1, 6))

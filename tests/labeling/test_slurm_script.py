@@ -13,7 +13,7 @@ import pytest
 from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.labeling.shards import shard_output_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "create_data_slurm.sh"
 SHORT_PROMPT = """Identify the language of the text. Labels: ar de el en es fr hi ru tr ur vi zh ot.
 Reply with exactly one line: Final Answer: <label>

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from eval_helpers import ROOT, gold_pairs, make_adapter, write_teacher_file, write_test_file
 
 import evaluate
+from tests.eval_helpers import ROOT, gold_pairs, make_adapter, write_teacher_file, write_test_file
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from prompt_distill.labeling.context_length import (
 from prompt_distill.labeling.run import format_summary, run_labeling
 from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.task import TEACHER_USER_PREFIX, language_task
-from tests.test_labeling import ANSWERS, ScriptedEngine, make_config, training_pairs, write_input
+from tests.labeling.test_labeling import ANSWERS, ScriptedEngine, make_config, training_pairs, write_input
 
 TASK = language_task()
 # Few characters but many tokens (Devanagari, CJK, emoji) next to long ASCII: the character count misleads.

@@ -5,7 +5,6 @@ import json
 import time
 
 import pytest
-from eval_helpers import eval_split_pairs, gold_pairs, make_adapter, write_teacher_file, write_test_file
 
 from prompt_distill.data import DataError, in_split
 from prompt_distill.evaluation.run import (
@@ -19,6 +18,7 @@ from prompt_distill.evaluation.run import (
 )
 from prompt_distill.student.check import StudentError, check_training_match, resolve_student
 from prompt_distill.task import UNPARSEABLE, language_task
+from tests.eval_helpers import eval_split_pairs, gold_pairs, make_adapter, write_teacher_file, write_test_file
 
 TASK = language_task()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Writes its arguments as a JSON list, so that the test sees each one exactly as the script passed it.
 RECORDER = """#!/usr/bin/env bash

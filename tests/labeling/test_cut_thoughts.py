@@ -7,7 +7,7 @@ import torch
 from prompt_distill.engines.base import Generation, GenerationParams
 from prompt_distill.labeling.run import CUT_THOUGHT_SAMPLING, format_summary, run_labeling
 from prompt_distill.task import TEACHER_USER_PREFIX
-from tests.test_labeling import ANSWERS, TASK, make_config, sidecar_records, write_input
+from tests.labeling.test_labeling import ANSWERS, TASK, make_config, sidecar_records, write_input
 
 LOOPING = "<think>\nIt could be German. Or Dutch. Let me check again. It could be German. Or Dutch. Let me"
 SENTENCES = ["Hello there", "Guten Tag", "Hola amigo", "Merhaba dünya"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # $1.. are create_data.py's arguments. The worker ignores TERM for WORKER_TERM_IGNORED_S seconds after TERM comes;
 # the main process dies on TERM at once (the default action).

@@ -17,10 +17,10 @@ from prompt_distill.engines import make_engine, select_backend
 from prompt_distill.labeling.run import run_labeling
 from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.task import load_task
-from tests.test_labeling import TASK, ScriptedEngine, make_config, write_input
+from tests.labeling.test_labeling import TASK, ScriptedEngine, make_config, write_input
 from tests.test_user_files import one_error_line
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHORT_PROMPT = """Identify the language of the text. Labels: ar de el en es fr hi ru tr ur vi zh ot.
 Reply with exactly one line: Final Answer: <label>
 """

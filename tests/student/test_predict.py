@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from eval_helpers import ROOT, make_adapter, write_teacher_file
 
 import predict
 from prompt_distill import Prediction, Student
 from prompt_distill.task import load_task
+from tests.eval_helpers import ROOT, make_adapter, write_teacher_file
 
 TRIAGE = ROOT / "example-data" / "feedback_triage"
 TRIAGE_LABELS = ["K", "M", "T"]

@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from prompt_distill.cli_help import DefaultsOnceFormatter
+from prompt_distill.evaluation.config import EvaluationConfig
 from prompt_distill.evaluation.run import ERRORS, add_arguments, run
 from prompt_distill.models import ModelNotFoundError
 from prompt_distill.task import TaskError
@@ -32,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    config = EvaluationConfig.from_args(build_parser().parse_args(argv))
     try:
-        run(args)
+        run(config)
     except (*ERRORS, TaskError, ModelNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,11 +8,12 @@ a file written before probabilities were saved, or by ``--answer_mode generate``
 
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import replace
 
 from ..engines.base import LabelScores
 from ..task import Task
+from .config import EvaluationConfig
 from .outputs import read_json
 from .run import (
     META_KEYS,
@@ -133,47 +134,46 @@ def _prediction(saved: dict, labels: tuple[str, ...]) -> Prediction:
                       probabilities=probabilities)
 
 
-def _cascade_settings(args, saved: dict) -> argparse.Namespace:
+def _cascade_settings(config: EvaluationConfig, saved: dict) -> EvaluationConfig:
     """The cascade flags given now, else the ones the saved run used, so that a re-scoring reproduces its block."""
-    if getattr(args, "defer_below", None) is not None or getattr(args, "target_accuracy", None) is not None:
-        return args
+    if getattr(config, "defer_below", None) is not None or getattr(config, "target_accuracy", None) is not None:
+        return config
     previous = saved.get("cascade") if isinstance(saved.get("cascade"), dict) else {}
-    return argparse.Namespace(**{**vars(args), "defer_below": previous.get("defer_below"),
-                                 "target_accuracy": previous.get("target_accuracy")})
+    return replace(config, defer_below=previous.get("defer_below"), target_accuracy=previous.get("target_accuracy"))
 
 
-def rescore(args, task: Task, out=print) -> dict:
+def rescore(config: EvaluationConfig, task: Task, out=print) -> dict:
     """Recompute every number from a saved results JSON; with the same parser the numbers are identical."""
     try:
-        saved = read_json(args.predictions_file)
+        saved = read_json(config.predictions_file)
     except (FileNotFoundError, ValueError) as error:
         raise EvaluationError(str(error)) from None
     if saved.get("format") != RESULTS_FORMAT or not isinstance(saved.get("predictions"), list):
-        raise EvaluationError(f"{args.predictions_file}: not a results file written by evaluate.py ({RESULTS_FORMAT}).")
-    check_saved_results(saved, args.predictions_file)
+        raise EvaluationError(f"{config.predictions_file}: not a results file written by evaluate.py ({RESULTS_FORMAT}).")
+    check_saved_results(saved, config.predictions_file)
     if saved["task"]["labels"] != list(task.labels):
         raise EvaluationError(
-            f"{args.predictions_file} was scored with labels {','.join(saved['task']['labels'])}; "
+            f"{config.predictions_file} was scored with labels {','.join(saved['task']['labels'])}; "
             f"pass the same --labels to re-score it (now: {','.join(task.labels)})."
         )
-    check_saved_labels_and_counts(saved, task, args.predictions_file)
-    check_saved_probabilities(saved, task.labels, args.predictions_file)  # without any, the report says so once
+    check_saved_labels_and_counts(saved, task, config.predictions_file)
+    check_saved_probabilities(saved, task.labels, config.predictions_file)  # without any, the report says so once
     predictions = [_prediction(p, task.labels) for p in saved["predictions"]]
     teacher_file = saved.get("teacher_file")
-    if args.teacher_file:
-        teacher = read_teacher_labels(args.teacher_file, task)
+    if config.teacher_file:
+        teacher = read_teacher_labels(config.teacher_file, task)
         for p in predictions:
             p.teacher = teacher.get(p.text.strip())
-        teacher_file = args.teacher_file
+        teacher_file = config.teacher_file
     for p in predictions:
         if p.probabilities is not None:  # the answer is the most probable label, as the engine chose it
             p.predicted = LabelScores(p.probabilities, 0, 0.0).label
         else:  # parsed again: a fixed parser re-reads old answers
             p.predicted = read_answer(task, p.raw, p.finish_reason)
     changed = sum(p.predicted != old.get("predicted") for p, old in zip(predictions, saved["predictions"], strict=True))
-    out(f"[evaluate] Re-scoring {len(predictions)} saved predictions from {args.predictions_file} (no model loaded).")
+    out(f"[evaluate] Re-scoring {len(predictions)} saved predictions from {config.predictions_file} (no model loaded).")
     if changed:
         out(f"[evaluate] The parser now reads {changed} saved answers differently than when they were scored.")
     meta = {key: saved.get(key) for key in META_KEYS} | {"teacher_file": teacher_file}
     results, scores, fidelity_result = build_results(predictions, task, saved["reference"], meta)
-    return finish(results, scores, fidelity_result, task, _cascade_settings(args, saved), out)
+    return finish(results, scores, fidelity_result, task, _cascade_settings(config, saved), out)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..data import (
@@ -31,6 +31,7 @@ from ..student.engine import build_student_engine
 from ..task import UNPARSEABLE, Task, add_task_arguments, load_task
 from .calibration import confidence_summary
 from .cascade import CascadeError, build_cascade, check_settings
+from .config import EvaluationConfig
 from .distillation import build_distillation, read_baseline
 from .metrics import error_examples, fidelity, score
 from .outputs import confusion_png, log_to_wandb, png_path_for, reliability_path_for, reliability_png, write_json
@@ -147,30 +148,30 @@ def read_teacher_labels(path, task: Task) -> dict[str, str]:
     return labels
 
 
-def select_predictions(args, task: Task) -> tuple[list[Prediction], str, dict, list[str]]:
+def select_predictions(config: EvaluationConfig, task: Task) -> tuple[list[Prediction], str, dict, list[str]]:
     """``(samples, reference, split_info, notes)``; reference is "gold" or "teacher" (when there is no gold)."""
-    sentences = read_sentences(args.test_file)
-    gold = read_gold(args.test_file, task)
-    teacher = read_teacher_labels(args.teacher_file, task) if args.teacher_file else None
+    sentences = read_sentences(config.test_file)
+    gold = read_gold(config.test_file, task)
+    teacher = read_teacher_labels(config.teacher_file, task) if config.teacher_file else None
     notes = []
     if sentences.blank_lines:
-        notes.append(f"{args.test_file}: {sentences.blank_lines} blank lines skipped.")
+        notes.append(f"{config.test_file}: {sentences.blank_lines} blank lines skipped.")
     if gold is None and teacher is None:
         raise EvaluationError(
-            f"{args.test_file} has no gold labels ({gold_path_for(args.test_file)} not found) and no --teacher_file "
+            f"{config.test_file} has no gold labels ({gold_path_for(config.test_file)} not found) and no --teacher_file "
             "was given: there is nothing to grade against. Pass create_data.py's output as --teacher_file to "
             "measure the student's agreement with the teacher."
         )
     from ..duplicates import distinct_sentences  # a repeated test sentence is graded once (one policy, duplicates.py)
 
     in_split_texts, repeat_notes = distinct_sentences(
-        [text for text in sentences.texts if in_split(text, args.split, args.eval_fraction, args.split_seed)],
-        args.test_file)
+        [text for text in sentences.texts if in_split(text, config.split, config.eval_fraction, config.split_seed)],
+        config.test_file)
     notes += repeat_notes
     if not in_split_texts:
         raise EvaluationError(
-            f"{args.test_file}: none of its {len(sentences.texts)} sentences is in split {args.split!r} "
-            f"(eval_fraction {args.eval_fraction}, split_seed {args.split_seed})."
+            f"{config.test_file}: none of its {len(sentences.texts)} sentences is in split {config.split!r} "
+            f"(eval_fraction {config.eval_fraction}, split_seed {config.split_seed})."
         )
     reference = "gold"
     samples = [
@@ -181,20 +182,20 @@ def select_predictions(args, task: Task) -> tuple[list[Prediction], str, dict, l
         reference = "teacher"
         graded = [sample for sample in samples if sample.teacher is not None]
         notes.append(
-            f"NO GOLD LABELS: {gold_path_for(args.test_file)} not found. Grading against the teacher's labels "
-            f"({args.teacher_file}): the numbers below are fidelity to the teacher, not accuracy."
+            f"NO GOLD LABELS: {gold_path_for(config.test_file)} not found. Grading against the teacher's labels "
+            f"({config.teacher_file}): the numbers below are fidelity to the teacher, not accuracy."
         )
         if len(graded) < len(samples):
             notes.append(f"{len(samples) - len(graded)} sentences of the split have no teacher label and are skipped.")
         samples = graded
         if not samples:
-            raise EvaluationError(f"None of the sentences in the split has a label in {args.teacher_file}.")
-    if args.max_samples is not None:
-        samples = samples[: args.max_samples]
+            raise EvaluationError(f"None of the sentences in the split has a label in {config.teacher_file}.")
+    if config.max_samples is not None:
+        samples = samples[: config.max_samples]
     split_info = {
-        "split": args.split,
-        "eval_fraction": args.eval_fraction,
-        "split_seed": args.split_seed,
+        "split": config.split,
+        "eval_fraction": config.eval_fraction,
+        "split_seed": config.split_seed,
         "sentences_in_file": len(sentences.texts),
         "sentences_in_split": len(in_split_texts),
         "evaluated": len(samples),
@@ -277,10 +278,10 @@ class LivePrinter:
         self.bar.close()
 
 
-def answer(engine, predictions: list[Prediction], task: Task, student, args, reference: str, out) -> float:
-    """Run the student on every prediction (scored or generated, per ``args.answer_mode``); returns the seconds."""
+def answer(engine, predictions: list[Prediction], task: Task, student, config: EvaluationConfig, reference: str, out) -> float:
+    """Run the student on every prediction (scored or generated, per ``config.answer_mode``); returns the seconds."""
     chats = [student.messages(p.text) for p in predictions]
-    scored = args.answer_mode == SCORED
+    scored = config.answer_mode == SCORED
     if scored and not callable(getattr(engine, "classify", None)):
         raise EvaluationError(f"The {getattr(engine, 'name', 'chosen')} engine cannot score labels in one pass; "
                               "pass --answer_mode generate.")
@@ -292,7 +293,7 @@ def answer(engine, predictions: list[Prediction], task: Task, student, args, ref
         if scored:
             results = engine.classify(chats, task.labels, on_batch=printer)
         else:
-            results = engine.generate(chats, student_params(task, args.max_tokens, args.constrained), on_batch=printer)
+            results = engine.generate(chats, student_params(task, config.max_tokens, config.constrained), on_batch=printer)
         printer(list(range(len(predictions))), results)  # any the engine did not report through on_batch
     finally:
         printer.close()
@@ -401,9 +402,9 @@ def print_report(results: dict, scores, fidelity_result, task: Task, out=print) 
     out("💡 The student answered from the sentence alone, without the teacher's prompt or thinking.")
 
 
-def add_distillation(results: dict, task: Task, args) -> None:
+def add_distillation(results: dict, task: Task, config: EvaluationConfig) -> None:
     """The distillation block, when ``--baseline`` is given: it needs gold labels and the teacher's labels."""
-    baseline = getattr(args, "baseline", None)
+    baseline = getattr(config, "baseline", None)
     if not baseline:
         return
     if results["reference"] != "gold" or not results.get("teacher_file"):
@@ -414,9 +415,9 @@ def add_distillation(results: dict, task: Task, args) -> None:
     results["distillation"] = {"split": (results.get("split") or {}).get("split"), **block}
 
 
-def add_cascade(results: dict, args) -> None:
+def add_cascade(results: dict, config: EvaluationConfig) -> None:
     """The cascade block, when ``--defer_below`` or ``--target_accuracy`` is given (or saved, on a re-scoring)."""
-    defer_below, target_accuracy = getattr(args, "defer_below", None), getattr(args, "target_accuracy", None)
+    defer_below, target_accuracy = getattr(config, "defer_below", None), getattr(config, "target_accuracy", None)
     if defer_below is None and target_accuracy is None:
         return
     if not results.get("teacher_file"):
@@ -433,23 +434,23 @@ def _title(results: dict, what: str) -> str:
     return f"{Path(results['adapter'] or results['model']).name}: {what}"
 
 
-def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dict:
+def finish(results, scores, fidelity_result, task: Task, config: EvaluationConfig, out=print) -> dict:
     """Print the report, write the JSON and PNGs, log to wandb; shared by a live run and a re-scoring."""
-    add_distillation(results, task, args)
-    add_cascade(results, args)
+    add_distillation(results, task, config)
+    add_cascade(results, config)
     print_report(results, scores, fidelity_result, task, out)
     png = reliability = None
-    if args.output_file and args.output_file.lower() != "none":
-        write_json(args.output_file, results)
-        png = confusion_png(png_path_for(args.output_file), scores.confusion,
+    if config.output_file and config.output_file.lower() != "none":
+        write_json(config.output_file, results)
+        png = confusion_png(png_path_for(config.output_file), scores.confusion,
                             _title(results, f"accuracy {100 * scores.accuracy:.1f}% on {scores.total}"),
                             "gold" if results["reference"] == "gold" else "teacher")
         if results.get("confidence"):
-            reliability = reliability_png(reliability_path_for(args.output_file), results["confidence"],
+            reliability = reliability_png(reliability_path_for(config.output_file), results["confidence"],
                                           _title(results, f"ECE {results['confidence']['ece']:.3f} "
                                                           f"on {scores.total}"))
         out("")
-        out(f"📁 Complete results saved to: {args.output_file}")
+        out(f"📁 Complete results saved to: {config.output_file}")
         out("   Includes: predictions, confusion matrix (dict and array), per-label stats, error examples")
         out(f"🖼️  Confusion matrix image: {png}")
         if reliability:
@@ -457,9 +458,9 @@ def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dic
     logged = dict(results["summary"])
     if results.get("confidence"):
         logged["ece"] = results["confidence"]["ece"]
-    note = log_to_wandb(logged, png, args.report_to == "wandb",
+    note = log_to_wandb(logged, png, config.report_to == "wandb",
                         {key: results[key] for key in ("model", "adapter", "test_file", "split", "generation")},
-                        Path(args.output_file).parent if png else Path.cwd(),
+                        Path(config.output_file).parent if png else Path.cwd(),
                         {"reliability_diagram": reliability} if reliability else None)
     if note:
         out(note)
@@ -467,46 +468,46 @@ def finish(results, scores, fidelity_result, task: Task, args, out=print) -> dic
     return results
 
 
-def check_answer_settings(args) -> None:
+def check_answer_settings(config: EvaluationConfig) -> None:
     """Flags that cannot work together fail before the model loads, each with what to pass instead."""
-    scored = args.answer_mode == SCORED
-    if scored and (args.constrained or args.max_tokens is not None):
+    scored = config.answer_mode == SCORED
+    if scored and (config.constrained or config.max_tokens is not None):
         raise EvaluationError("--constrained and --max_tokens apply to --answer_mode generate; the default "
                               "--answer_mode scored already answers with a label, from one forward pass.")
-    if args.max_tokens is not None and args.max_tokens < 0:
+    if config.max_tokens is not None and config.max_tokens < 0:
         raise EvaluationError("--max_tokens must be 0 or more.")
-    check_settings(args.defer_below, args.target_accuracy)
-    if args.defer_below is not None or args.target_accuracy is not None:
+    check_settings(config.defer_below, config.target_accuracy)
+    if config.defer_below is not None or config.target_accuracy is not None:
         if not scored:
             raise EvaluationError("The cascade (--defer_below/--target_accuracy) needs the student's label "
                                   "probabilities: drop --answer_mode generate.")
-        if not args.teacher_file:
+        if not config.teacher_file:
             raise EvaluationError("The cascade (--defer_below/--target_accuracy) needs --teacher_file: deferred "
                                   "sentences take the teacher's label.")
 
 
-def run(args, out=print) -> dict:
-    task = load_task(args.prompt_file, args.labels)
-    if args.output_file.lower() != "none":
-        check_output_path(args.output_file, "--output_file")  # before the model runs, not after
-    if args.predictions_file:
+def run(config: EvaluationConfig, out=print) -> dict:
+    task = load_task(config.prompt_file, config.labels)
+    if config.output_file.lower() != "none":
+        check_output_path(config.output_file, "--output_file")  # before the model runs, not after
+    if config.predictions_file:
         from .rescoring import rescore  # it builds on this module
 
-        check_settings(args.defer_below, args.target_accuracy)
-        return rescore(args, task, out)
-    if args.max_samples is not None and args.max_samples < 1:
+        check_settings(config.defer_below, config.target_accuracy)
+        return rescore(config, task, out)
+    if config.max_samples is not None and config.max_samples < 1:
         raise EvaluationError("--max_samples must be at least 1.")
-    check_answer_settings(args)
-    if args.answer_mode == GENERATE and args.max_tokens is None:
-        args.max_tokens = STUDENT_MAX_TOKENS
-    student = resolve_student(args.model_path, args.base_model, args.no_adapter)
-    predictions, reference, split_info, notes = select_predictions(args, task)
-    if getattr(args, "baseline", None):  # checked before the model runs, not after
-        if reference != "gold" or not args.teacher_file:
+    check_answer_settings(config)
+    if config.answer_mode == GENERATE and config.max_tokens is None:
+        config = replace(config, max_tokens=STUDENT_MAX_TOKENS)
+    student = resolve_student(config.model_path, config.base_model, config.no_adapter)
+    predictions, reference, split_info, notes = select_predictions(config, task)
+    if getattr(config, "baseline", None):  # checked before the model runs, not after
+        if reference != "gold" or not config.teacher_file:
             raise EvaluationError("--baseline needs gold labels beside the test file and --teacher_file: the "
                                   "distillation block grades base, teacher and student on the same gold sentences.")
-        read_baseline(args.baseline, task)
-    warnings = check_training_match(student, task, args.split, args.eval_fraction, args.split_seed,
+        read_baseline(config.baseline, task)
+    warnings = check_training_match(student, task, config.split, config.eval_fraction, config.split_seed,
                                     [p.text for p in predictions])
     for line in [*student.notes, *notes]:
         out(f"[evaluate] {line}")
@@ -514,26 +515,26 @@ def run(args, out=print) -> dict:
         out(f"[evaluate] ⚠️  {warning}")
     out(f"[evaluate] Student: {student.base_model} (from {student.base_model_source})"
         f" + adapter {student.adapter_path or 'none'}")
-    built = build_student_engine(args.backend, student, args.batch_size, out)
+    built = build_student_engine(config.backend, student, config.batch_size, out)
     out(f"[evaluate] Engine: {built.description}")
-    seconds = answer(built.engine, predictions, task, student, args, reference, out)
-    scored = args.answer_mode == SCORED
+    seconds = answer(built.engine, predictions, task, student, config, reference, out)
+    scored = config.answer_mode == SCORED
     meta = dict.fromkeys(META_KEYS) | {
         "model": student.base_model,
         "adapter": student.adapter_path,
         "backend": built.description,
-        "test_file": str(args.test_file),
-        "gold_file": str(gold_path_for(args.test_file)) if reference == "gold" else None,
-        "teacher_file": args.teacher_file,
+        "test_file": str(config.test_file),
+        "gold_file": str(gold_path_for(config.test_file)) if reference == "gold" else None,
+        "teacher_file": config.teacher_file,
         "split": split_info,
-        "generation": {"answer_mode": args.answer_mode, "max_tokens": None if scored else args.max_tokens,
-                       "temperature": 0.0, "constrained": None if scored else args.constrained,
-                       "batch_size": args.batch_size},
+        "generation": {"answer_mode": config.answer_mode, "max_tokens": None if scored else config.max_tokens,
+                       "temperature": 0.0, "constrained": None if scored else config.constrained,
+                       "batch_size": config.batch_size},
         "timing": {"seconds": round(seconds, 3), "samples_per_second": round(len(predictions) / seconds, 3)},
         "warnings": warnings,
     }
     results, scores, fidelity_result = build_results(predictions, task, reference, meta)
-    return finish(results, scores, fidelity_result, task, args, out)
+    return finish(results, scores, fidelity_result, task, config, out)
 
 
 ERRORS = (EvaluationError, StudentError, DataError, CascadeError)

@@ -2,7 +2,6 @@
 
 import json
 import random
-from argparse import Namespace
 
 import pytest
 
@@ -18,6 +17,7 @@ from prompt_distill.evaluation.distillation import (
 from prompt_distill.evaluation.report import distillation_block
 from prompt_distill.evaluation.run import RESULTS_FORMAT, add_distillation
 from prompt_distill.task import UNPARSEABLE, Task
+from tests.eval_helpers import evaluation_config
 
 TASK = Task(labels=("K", "M", "T"), system_prompt="Sort it. Final Answer: <queue>")
 GOLD = ["K", "M", "T", "K", "M", "T", "K", "M", "T", "K"]
@@ -181,12 +181,12 @@ def test_a_baseline_with_an_adapter_or_other_labels_is_refused(tmp_path):
 def test_evaluate_adds_the_block_only_with_what_it_needs(tmp_path):
     results = {"reference": "gold", "teacher_file": str(_teacher_file(tmp_path)), "model": "smollm2-135m-instruct",
                "predictions": _student_predictions(), "split": {"split": "eval"}}
-    add_distillation(results, TASK, Namespace(baseline=None))
+    add_distillation(results, TASK, evaluation_config())
     assert "distillation" not in results
-    add_distillation(results, TASK, Namespace(baseline=str(_baseline_file(tmp_path))))
+    add_distillation(results, TASK, evaluation_config("--baseline", str(_baseline_file(tmp_path))))
     assert results["distillation"]["gain_kept"] == pytest.approx(0.8)
     assert results["distillation"]["split"] == "eval"
     from prompt_distill.evaluation.run import EvaluationError
 
     with pytest.raises(EvaluationError, match="needs gold labels"):
-        add_distillation({**results, "teacher_file": None}, TASK, Namespace(baseline="b.json"))
+        add_distillation({**results, "teacher_file": None}, TASK, evaluation_config("--baseline", "b.json"))

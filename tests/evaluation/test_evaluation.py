@@ -1,6 +1,5 @@
 """Evaluation without generation: which student, which sentences, graded against what, and re-scoring."""
 
-import argparse
 import json
 import time
 
@@ -10,7 +9,6 @@ from prompt_distill.data import DataError, in_split
 from prompt_distill.evaluation.run import (
     EvaluationError,
     Prediction,
-    add_arguments,
     build_results,
     finish,
     run,
@@ -18,15 +16,19 @@ from prompt_distill.evaluation.run import (
 )
 from prompt_distill.student.check import StudentError, check_training_match, resolve_student
 from prompt_distill.task import UNPARSEABLE, language_task
-from tests.eval_helpers import eval_split_pairs, gold_pairs, make_adapter, write_teacher_file, write_test_file
+from tests.eval_helpers import (
+    eval_split_pairs,
+    evaluation_config,
+    gold_pairs,
+    make_adapter,
+    write_teacher_file,
+    write_test_file,
+)
 
 TASK = language_task()
 
 
-def parse(*argv):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
+parse = evaluation_config  # the flags as evaluate.py turns them into its config
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,12 @@ class ReliabilityBin:
 
 
 def reliability_bins(confidences: Sequence[float], correct: Sequence[bool], bins: int = ECE_BINS) -> list[ReliabilityBin]:
-    """Per equal-width bin: how many sentences, their mean confidence and their accuracy (the diagram's data)."""
+    """Per equal-width bin: how many sentences, their mean confidence and their accuracy (the diagram's data).
+
+    scikit-learn's ``calibration_curve(strategy="uniform")`` bins the same way (tests/evaluation/test_calibration.py
+    checks it), but it returns neither the empty bins nor any bin's count, which the diagram and the ECE need, so
+    using it would mean binning a second time here for the counts.
+    """
     _check(confidences, correct)
     edges = bin_edges(bins)
     members: list[list[tuple[float, bool]]] = [[] for _ in range(bins)]

@@ -104,3 +104,18 @@ def test_bad_inputs_are_refused():
         coverage_table([], [])
     with pytest.raises(CalibrationError, match=r"in \[0, 1\], not 1.5"):
         reliability_bins([1.5], [True])
+
+
+def test_reliability_bins_agree_with_scikit_learns_calibration_curve_on_the_filled_bins():
+    import random
+
+    from sklearn.calibration import calibration_curve
+
+    rng = random.Random(3)
+    # edges k/15 themselves, 0 and 1, and random values: the right-closed convention shows on the edges
+    confidences = [index / 15 for index in range(16)] + [rng.random() for _ in range(300)]
+    correct = [rng.random() < value for value in confidences]
+    filled = [entry for entry in reliability_bins(confidences, correct) if entry.count]
+    accuracy, mean_confidence = calibration_curve(correct, confidences, n_bins=15, strategy="uniform")
+    assert [entry.accuracy for entry in filled] == accuracy.tolist()
+    assert [entry.mean_confidence for entry in filled] == mean_confidence.tolist()

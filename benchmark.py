@@ -14,6 +14,7 @@ import argparse
 import sys
 from functools import partial
 
+from prompt_distill.benchmark.config import BenchmarkConfig
 from prompt_distill.benchmark.run import BenchmarkError, add_arguments, run
 from prompt_distill.cli_help import DefaultsOnceFormatter
 from prompt_distill.data import DataError
@@ -32,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    config = BenchmarkConfig.from_args(build_parser().parse_args(argv))
     try:
-        run(args, out=partial(print, flush=True))  # long runs: lines show as they happen, also through tee
+        run(config, out=partial(print, flush=True))  # long runs: lines show as they happen, also through tee
     except (BenchmarkError, DataError, StudentError, TaskError, ModelNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,4 +1,7 @@
-"""benchmark.py's flags and run: build both engines on one backend, measure, print the table, write the JSON."""
+"""benchmark.py's flags and run: build both engines on one backend, measure, print the table, write the JSON.
+
+``run`` and everything below it read one frozen ``BenchmarkConfig`` (config.py), never the parsed flags.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from ..models import DEFAULT_CPU_MODEL, resolve_model
 from ..student.check import resolve_student
 from ..student.engine import build_student_engine
 from ..task import add_task_arguments, load_task
+from .config import BenchmarkConfig
 from .measure import (
     DEFAULT_EMULATED_THINKING_TOKENS,
     Contender,
@@ -77,19 +81,19 @@ def add_arguments(parser) -> None:
     add_task_arguments(parser)
 
 
-def held_out_texts(args) -> list[str]:
-    texts = [text for text in read_sentences(args.test_file).texts
-             if in_split(text, args.split, args.eval_fraction, args.split_seed)]
-    if len(texts) < max(args.num_samples, 2):
-        raise BenchmarkError(f"{args.test_file}: {len(texts)} sentences in split {args.split!r}, "
-                             f"--num_samples {args.num_samples} asked (at least 2 are needed).")
-    return texts[: args.num_samples]
+def held_out_texts(config: BenchmarkConfig) -> list[str]:
+    texts = [text for text in read_sentences(config.test_file).texts
+             if in_split(text, config.split, config.eval_fraction, config.split_seed)]
+    if len(texts) < max(config.num_samples, 2):
+        raise BenchmarkError(f"{config.test_file}: {len(texts)} sentences in split {config.split!r}, "
+                             f"--num_samples {config.num_samples} asked (at least 2 are needed).")
+    return texts[: config.num_samples]
 
 
-def _check_counts(args) -> None:
+def _check_counts(config: BenchmarkConfig) -> None:
     for name in ("num_samples", "batch_size", "rounds", "tensor_parallel_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise BenchmarkError(f"--{name} must be at least 1, got {getattr(args, name)}.")
+        if getattr(config, name) is not None and getattr(config, name) < 1:
+            raise BenchmarkError(f"--{name} must be at least 1, got {getattr(config, name)}.")
 
 
 def teacher_context_length(task, params) -> int:
@@ -98,16 +102,16 @@ def teacher_context_length(task, params) -> int:
     return -(-needed // 256) * 256
 
 
-def vllm_tensor_parallel_size(args, teacher_model: str, student, out=print) -> int:
+def vllm_tensor_parallel_size(config: BenchmarkConfig, teacher_model: str, student, out=print) -> int:
     """--tensor_parallel_size, checked against the GPUs, or the smallest that fits both engines' weights."""
     gpus = visible_gpus()
     if gpus is None:  # vLLM's CPU backend: no GPU memory to share out
-        return args.tensor_parallel_size or 1
+        return config.tensor_parallel_size or 1
     engines = []
     for role, model in (("teacher", teacher_model), ("student", student.base_model)):
         found = model_weights(model, resolve_model(model))
         if found is None:
-            tp = args.tensor_parallel_size or 1
+            tp = config.tensor_parallel_size or 1
             out(f"[benchmark] {role} {model}: size of its weights unknown (no local folder or reachable safetensors "
                 f"index); GPU memory not checked, tensor parallel {tp}.")
             return tp
@@ -118,36 +122,37 @@ def vllm_tensor_parallel_size(args, teacher_model: str, student, out=print) -> i
                 size, source = size + adapter[0], f"{source} + the adapter"
         engines.append(Weights(f"{role} {model}", size, source))
     try:
-        plan = plan_engines(engines, gpus, args.tensor_parallel_size, args.gpu_memory_utilization)
+        plan = plan_engines(engines, gpus, config.tensor_parallel_size, config.gpu_memory_utilization)
     except MemoryPlanError as error:
         raise BenchmarkError(str(error)) from None
-    chosen = "" if args.tensor_parallel_size else " (chosen: the smallest that fits)"
+    chosen = "" if config.tensor_parallel_size else " (chosen: the smallest that fits)"
     out(f"[benchmark] tensor parallel {plan.tensor_parallel_size}{chosen} on {gpus.count} x {gpus.name}:")
     for line in plan.lines:
         out(f"[benchmark]   {line}")
     return plan.tensor_parallel_size
 
 
-def build_contenders(args, task, backend: str, thinking, texts: list[str], out=print) -> list[Contender]:
-    no_adapter = args.no_adapter or args.model_path.lower() == "none"
+def build_contenders(config: BenchmarkConfig, task, backend: str, thinking, texts: list[str],
+                     out=print) -> list[Contender]:
+    no_adapter = config.no_adapter or config.model_path.lower() == "none"
     default_base = DEFAULT_CPU_MODEL if backend == "transformers" and no_adapter else None
-    student = resolve_student(args.model_path, args.base_model or default_base, no_adapter)
+    student = resolve_student(config.model_path, config.base_model or default_base, no_adapter)
     for note in student.notes:
         out(f"[benchmark] {note}")
-    params = teacher_params(task, backend, thinking, max_tokens=args.teacher_max_tokens,
-                            temperature=args.temperature, seed=args.seed)
-    teacher_model = args.teacher_model or (DEFAULT_TEACHER if backend == "vllm" else DEFAULT_CPU_MODEL)
+    params = teacher_params(task, backend, thinking, max_tokens=config.teacher_max_tokens,
+                            temperature=config.temperature, seed=config.seed)
+    teacher_model = config.teacher_model or (DEFAULT_TEACHER if backend == "vllm" else DEFAULT_CPU_MODEL)
     vllm_options = {}
     if backend == "vllm":
-        vllm_options = {"tensor_parallel_size": vllm_tensor_parallel_size(args, teacher_model, student, out),
-                        "gpu_memory_utilization": args.gpu_memory_utilization}
+        vllm_options = {"tensor_parallel_size": vllm_tensor_parallel_size(config, teacher_model, student, out),
+                        "gpu_memory_utilization": config.gpu_memory_utilization}
     if backend == "vllm":
-        teacher_engine = make_engine(backend, teacher_model, seed=args.seed, reasoning_parser="qwen3",
-                                     max_model_len=args.max_model_len or teacher_context_length(task, params),
+        teacher_engine = make_engine(backend, teacher_model, seed=config.seed, reasoning_parser="qwen3",
+                                     max_model_len=config.max_model_len or teacher_context_length(task, params),
                                      **vllm_options)
     else:
-        teacher_engine = make_engine(backend, teacher_model, batch_size=args.batch_size)
-    built = build_student_engine(backend, student, args.batch_size, out,
+        teacher_engine = make_engine(backend, teacher_model, batch_size=config.batch_size)
+    built = build_student_engine(backend, student, config.batch_size, out,
                                  **(vllm_options if backend == "vllm" else {}))
     prompt_tokens = teacher_engine.count_prompt_tokens(task.teacher_messages(texts[0]), params)
     adapter = f" + {student.adapter_path}" if student.adapter_path else " (no adapter)"
@@ -160,29 +165,29 @@ def build_contenders(args, task, backend: str, thinking, texts: list[str], out=p
     ]
 
 
-def run(args, out=print) -> dict:
-    _check_counts(args)
-    if args.student_latency:
+def run(config: BenchmarkConfig, out=print) -> dict:
+    _check_counts(config)
+    if config.student_latency:
         from .student_latency import measure_student_latency
 
-        return measure_student_latency(args, out)
-    task = load_task(args.prompt_file, args.labels)
-    texts = held_out_texts(args)
-    backend = select_backend(args.backend)
-    thinking = choose_thinking(backend, args.thinking_tokens, args.teacher_meta_file)
+        return measure_student_latency(config, out)
+    task = load_task(config.prompt_file, config.labels)
+    texts = held_out_texts(config)
+    backend = select_backend(config.backend)
+    thinking = choose_thinking(backend, config.thinking_tokens, config.teacher_meta_file)
     out(f"[benchmark] Teacher: {thinking.describe()}")
-    contenders = build_contenders(args, task, backend, thinking, texts, out)
+    contenders = build_contenders(config, task, backend, thinking, texts, out)
     load_before = os.getloadavg()[0]
-    measured = measure(contenders, task, samples=len(texts), batch_size=args.batch_size, rounds=args.rounds, log=out)
+    measured = measure(contenders, task, samples=len(texts), batch_size=config.batch_size, rounds=config.rounds, log=out)
     machine = f"{describe_machine(backend)}, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
-    split = {"split": args.split, "eval_fraction": args.eval_fraction, "split_seed": args.split_seed}
-    if args.split == "eval" and args.eval_fraction == DEFAULT_EVAL_FRACTION:
+    split = {"split": config.split, "eval_fraction": config.eval_fraction, "split_seed": config.split_seed}
+    if config.split == "eval" and config.eval_fraction == DEFAULT_EVAL_FRACTION:
         split["note"] = "held-out sentences, as evaluate.py uses"
     results = build_results(contenders, thinking, measured, {
-        "machine": machine, "backend": backend, "samples": len(texts), "rounds": args.rounds,
-        "test_file": str(args.test_file), "split": split})
+        "machine": machine, "backend": backend, "samples": len(texts), "rounds": config.rounds,
+        "test_file": str(config.test_file), "split": split})
     out(format_table(results))
-    if args.output_file.lower() != "none":
-        write_json_atomic(Path(args.output_file), results)
-        out(f"[benchmark] Results: {args.output_file}")
+    if config.output_file.lower() != "none":
+        write_json_atomic(Path(config.output_file), results)
+        out(f"[benchmark] Results: {config.output_file}")
     return results

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..student_framing import USER_ONLY, framed_messages
+from .config import BenchmarkConfig
 
 RESULTS_FORMAT = "prompt-distill-student-latency/1"
 DEFAULT_OUTPUT_FILE = "./student_latency.json"
@@ -27,7 +28,7 @@ METHODS = ("generate", "classify", "bare_forward")
 WARM_UP = 2  # untimed calls per method first: one-off allocations and lazy initialisation are not latency
 
 
-def measure_student_latency(args, out=print) -> dict:
+def measure_student_latency(config: BenchmarkConfig, out=print) -> dict:
     import torch
 
     from ..engines.hf import HFEngine
@@ -37,11 +38,11 @@ def measure_student_latency(args, out=print) -> dict:
     from .measure import describe_machine
     from .run import held_out_texts
 
-    texts = held_out_texts(args)
-    student = resolve_student(args.model_path, args.base_model, args.no_adapter)
+    texts = held_out_texts(config)
+    student = resolve_student(config.model_path, config.base_model, config.no_adapter)
     for note in student.notes:
         out(f"[latency] {note}")
-    task = load_task(args.prompt_file, args.labels)
+    task = load_task(config.prompt_file, config.labels)
     labels = tuple(((student.run_record or {}).get("task") or {}).get("labels") or task.labels)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -60,7 +61,7 @@ def measure_student_latency(args, out=print) -> dict:
             "bare_forward": lambda i: _bare_forward(engine.model, prompts[i], engine.device),
         }
         latencies = _interleaved(calls, len(texts))
-        throughput = _throughput(engine, chats, labels, args.batch_size)
+        throughput = _throughput(engine, chats, labels, config.batch_size)
         answers = _agreement(engine, chats, labels, params, task)
         machine = describe_machine("transformers")
     finally:
@@ -72,7 +73,7 @@ def measure_student_latency(args, out=print) -> dict:
         "machine": machine,
         "threads": 1,
         "samples": len(texts),
-        "test_file": str(args.test_file),
+        "test_file": str(config.test_file),
         "student": {"base_model": student.base_model, "adapter": student.adapter_path, "merged": merged,
                     "notes": engine.notes, "labels": list(labels)},
         "framing": {"name": student.framing, "prompt_tokens_median": statistics.median(map(len, prompts)),
@@ -87,7 +88,7 @@ def measure_student_latency(args, out=print) -> dict:
         "answers": answers,
     }
     out(format_latency(results))
-    output = args.output_file if args.output_file != _benchmark_default() else DEFAULT_OUTPUT_FILE
+    output = config.output_file if config.output_file != _benchmark_default() else DEFAULT_OUTPUT_FILE
     if output.lower() != "none":
         from ..labeling.run_files import write_json_atomic
 

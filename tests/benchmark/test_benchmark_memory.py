@@ -6,6 +6,7 @@ import json
 import pytest
 
 import benchmark as benchmark_cli
+from prompt_distill.benchmark.config import BenchmarkConfig
 from prompt_distill.benchmark.memory import (
     GIB,
     HEADROOM_BYTES,
@@ -99,13 +100,13 @@ def test_benchmark_picks_or_refuses_the_tensor_parallel_size_for_the_gpus_it_see
     monkeypatch.setattr(benchmark_run, "visible_gpus", lambda: None if count is None else machine(H100, count))
     teacher = model_folder(tmp_path / "teacher", QWEN3_30B)
     student = Student(model_folder(tmp_path / "student", QWEN3_30B), "--base_model")
-    args = benchmark_cli.build_parser().parse_args(["--backend", "vllm"])
+    config = BenchmarkConfig.from_args(benchmark_cli.build_parser().parse_args(["--backend", "vllm"]))
     lines = []
     if expected == "refused":
         with pytest.raises(benchmark_run.BenchmarkError, match="this machine has 1"):
-            benchmark_run.vllm_tensor_parallel_size(args, teacher, student, out=lines.append)
+            benchmark_run.vllm_tensor_parallel_size(config, teacher, student, out=lines.append)
         return
-    assert benchmark_run.vllm_tensor_parallel_size(args, teacher, student, out=lines.append) == expected
+    assert benchmark_run.vllm_tensor_parallel_size(config, teacher, student, out=lines.append) == expected
     if count:
         assert "tensor parallel 2 (chosen: the smallest that fits) on 4 x NVIDIA H100 80GB HBM3" in lines[0]
         assert len(lines) == 3 and all("<= 0.45 x 79.2 GiB" in line for line in lines[1:])

@@ -13,6 +13,7 @@ vllm = pytest.importorskip("vllm")
 
 import benchmark as benchmark_cli  # noqa: E402
 import prompt_distill.benchmark.run as benchmark_run  # noqa: E402
+from prompt_distill.benchmark.config import BenchmarkConfig  # noqa: E402
 from prompt_distill.benchmark.measure import Thinking, choose_thinking, teacher_params  # noqa: E402
 from prompt_distill.engines.vllm_engine import build_sampling_params  # noqa: E402
 from prompt_distill.student.engine import DEFAULT_STUDENT_MAX_MODEL_LEN  # noqa: E402
@@ -40,7 +41,7 @@ def adapter_dir(tiny_moe_dir, tmp_path_factory):
 
 
 def parse(*flags):
-    return benchmark_cli.build_parser().parse_args(["--backend", "vllm", *flags])
+    return BenchmarkConfig.from_args(benchmark_cli.build_parser().parse_args(["--backend", "vllm", *flags]))
 
 
 def engine_args(args, monkeypatch, thinking=None):

@@ -5,6 +5,7 @@ import pytest
 
 import create_data
 from prompt_distill.data import iter_jsonl
+from prompt_distill.labeling import teacher_run
 from prompt_distill.labeling.context_length import (
     ANSWER_ROOM,
     CONTEXT_MARGIN,
@@ -52,8 +53,8 @@ def run_create_data(tmp_path, monkeypatch, capsys, model_dir, *flags):
         built.update(options, backend=backend, model=model)
         return ScriptedEngine()
 
-    monkeypatch.setattr(create_data, "select_backend", lambda name: "vllm")
-    monkeypatch.setattr(create_data, "make_engine", make_engine)
+    monkeypatch.setattr(teacher_run, "select_backend", lambda name: "vllm")
+    monkeypatch.setattr(teacher_run, "make_engine", make_engine)
     code = create_data.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl"),
                              "--model_name", str(model_dir), *flags])
     assert code == 0, capsys.readouterr().err

@@ -14,6 +14,8 @@ import pytest
 import create_data
 from prompt_distill.data import iter_jsonl, read_training_file
 from prompt_distill.engines import make_engine, select_backend
+from prompt_distill.labeling import teacher_run
+from prompt_distill.labeling.config import CreateDataConfig
 from prompt_distill.labeling.run import run_labeling
 from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.task import load_task
@@ -74,8 +76,8 @@ def test_the_reference_flags_parse_with_their_defaults():
     args = create_data.build_parser().parse_args([])
     assert (args.input_file, args.output_file) == ("./example-data/multilingual.txt", "./data/prompt_distillation_lang.jsonl")
     assert (args.model_name, args.temperature, args.max_retries) == ("Qwen/Qwen3-30B-A3B-Thinking-2507", 0.15, 3)
-    options = create_data.engine_options(create_data.build_parser().parse_args(
-        ["--tensor_parallel_size", "4", "--reasoning_parser", "none"]), "vllm")
+    options = teacher_run.engine_options(CreateDataConfig.from_args(create_data.build_parser().parse_args(
+        ["--tensor_parallel_size", "4", "--reasoning_parser", "none"])), "vllm")
     assert options["tensor_parallel_size"] == 4 and options["reasoning_parser"] is None
 
 
@@ -156,8 +158,8 @@ def test_the_default_teacher_on_a_machine_without_cuda_is_refused_before_any_mod
     def no_model(*args, **kwargs):
         raise AssertionError("nothing may load before the refusal")
 
-    monkeypatch.setattr(create_data, "make_engine", no_model)
-    monkeypatch.setattr(create_data, "load_config", no_model)
+    monkeypatch.setattr(teacher_run, "make_engine", no_model)
+    monkeypatch.setattr(teacher_run, "load_config", no_model)
     code = create_data.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl")])
     error = one_error_line(capsys)
     assert code == 2

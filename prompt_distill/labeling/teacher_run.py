@@ -1,0 +1,233 @@
+"""create_data.py's run: its flags, the decisions they leave open, the teacher engine, and ``run(config)``.
+
+``run`` settles the backend, the token budget and the constrained answer from a ``CreateDataConfig``, builds
+``run.LabelingConfig`` for this shard, labels with ``run.run_labeling`` and prints the summary. Ctrl-C ends it
+with ``LabelingInterrupted``, whose message is the one line that says what is saved and how to resume.
+"""
+
+from __future__ import annotations
+
+from ..data import DataError, read_sentences
+from ..engines import BACKENDS, make_engine, select_backend
+from ..models import DEFAULT_CPU_MODEL, ModelNotFoundError, default_device, is_embedded, load_config, load_tokenizer
+from ..task import TaskError, add_task_arguments, load_task
+from .config import CreateDataConfig
+from .context_length import context_length_for, model_context_limit
+from .run import CUT_THOUGHT_SAMPLING, TEACHER_MAX_TOKENS, LabelingConfig, format_summary, run_labeling
+from .run_files import OutputMismatchError, RunFiles
+from .shards import select_shard, selected_count, shard_output_path
+from .summary import LabelingSummary
+
+# On a CPU the demo model cannot follow the long prompt anyway: 0 scores the labels right after "Final Answer: "
+# (as good as letting it write 16 tokens first on a 24-sentence check, and faster).
+GPU_MAX_TOKENS = TEACHER_MAX_TOKENS
+CPU_MAX_TOKENS = 0
+# vLLM: a strong teacher answers in the asked format, and a free answer keeps its disagreements visible;
+# transformers (a small CPU model that cannot follow a long prompt): score the labels so that it always yields one.
+DEFAULT_CONSTRAINED = {"vllm": False, "transformers": True}
+# What create_data.py reports as "error: ..." with exit code 2.
+ERRORS = (DataError, TaskError, OutputMismatchError, ModelNotFoundError, ValueError)
+
+
+class LabelingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``run``; its message says what is on disk and the command that resumes."""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--input_file", default="./example-data/multilingual.txt", help="Sentences, one per line.")
+    parser.add_argument("--output_file", default="./data/prompt_distillation_lang.jsonl", help="Training JSONL.")
+    parser.add_argument("--model_name", default="Qwen/Qwen3-30B-A3B-Thinking-2507", help="Teacher model.")
+    parser.add_argument("--temperature", type=float, default=0.15, help="Sampling temperature (0 = greedy).")
+    parser.add_argument("--top_p", type=float, default=1.0,
+                        help="Nucleus sampling: keep the most likely tokens up to this total probability (1 = all).")
+    parser.add_argument(
+        "--cut_thought_sampling",
+        choices=("model_card", "same"),
+        default="model_card",
+        help="Retry a thought cut by --max_tokens with the thinking model card's sampling "
+        f"({CUT_THOUGHT_SAMPLING.describe()}), or with the run's own ('same', a new seed).",
+    )
+    parser.add_argument("--tensor_parallel_size", type=int, default=1, help="GPUs per vLLM instance.")
+    parser.add_argument("--max_retries", type=int, default=3, help="Extra attempts for unparseable answers.")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM if installed and on GPU.")
+    parser.add_argument(
+        "--max_tokens",
+        type=int,
+        default=None,
+        help=f"Generated tokens per answer, thought included (default: {GPU_MAX_TOKENS} on a GPU, {CPU_MAX_TOKENS} on CPU).",
+    )
+    parser.add_argument("--max_samples", type=int, default=None, help="Only the first N sentences of the input.")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="Sampling seed: each sentence samples from this seed and its position in the input, the same "
+                             "whatever the batch, shard or resume; a retry adds the attempt number.")
+    parser.add_argument("--shard_index", type=int, default=0, help="Which shard this process labels (0-based).")
+    parser.add_argument("--num_shards", type=int, default=1, help="Processes sharing the input (round robin).")
+    parser.add_argument("--batch_size", type=int, default=8, help="Requests per batch (transformers backend).")
+    parser.add_argument(
+        "--constrained_answer",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="Force the answer to be a label (auto: off with vLLM, on with transformers).",
+    )
+    parser.add_argument(
+        "--reasoning_parser",
+        default="qwen3",
+        help="vLLM reasoning parser for a thinking teacher ('none' for a model that does not think).",
+    )
+    parser.add_argument("--max_model_len", type=int, default=None,
+                        help="vLLM context length (default: the longest templated prompt of this run's sentences + "
+                        "--max_tokens + a small margin, counted with the model's tokenizer).")
+    parser.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM share of GPU memory.")
+    parser.add_argument("--max_num_seqs", type=int, default=None,
+                        help="vLLM: most requests run at once (default: vLLM's, 256 on a GPU).")
+    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output instead of resuming.")
+    parser.add_argument(
+        "--retry_unparseable", action="store_true",
+        help="On an existing output, redo only the sentences whose answer was unparseable; the rest stays. Unlike a "
+        "resume, it may change the sampling flags (--max_tokens for a thought cut short, --temperature, --top_p, "
+        "--seed, --cut_thought_sampling), not --backend or --constrained_answer; each redone record names its "
+        "session in the run header (.run.json), which keeps the settings. Its attempts continue the sentence's "
+        "seeds, so a retry with the same flags samples anew (with --temperature 0 it answers as before).")
+    add_task_arguments(parser)
+
+
+def default_max_tokens(backend: str) -> int:
+    if backend == "vllm":
+        return GPU_MAX_TOKENS
+    import torch
+
+    return GPU_MAX_TOKENS if torch.cuda.is_available() else CPU_MAX_TOKENS
+
+
+def vllm_max_model_len(config: CreateDataConfig, task, labeling: LabelingConfig) -> int:
+    """--max_model_len, or what this process's sentences need. Without it vLLM takes the model's whole context
+    (262,144 tokens for the Qwen3 teacher), whose KV cache does not fit beside the weights on one 80 GB GPU."""
+    if config.max_model_len is not None:
+        print(f"vLLM max_model_len {config.max_model_len:,} (--max_model_len)", flush=True)
+        return config.max_model_len
+    sentences = read_sentences(labeling.input_file)
+    selection = select_shard(range(selected_count(len(sentences.texts), labeling.max_samples)),
+                             labeling.shard_index, labeling.num_shards)
+    texts = [sentences.texts[index] for index in selection]
+    limit = model_context_limit(load_config(config.model_name))
+    plan = context_length_for(load_tokenizer(config.model_name), task, texts, labeling.max_tokens, model_limit=limit)
+    print(plan.describe(sentences.line_numbers[selection[plan.longest_index]]), flush=True)
+    return plan.max_model_len
+
+
+def engine_options(config: CreateDataConfig, backend: str, task=None, labeling: LabelingConfig | None = None) -> dict:
+    """The engine's keyword arguments; with ``task`` and ``labeling``, vLLM's context is sized for the run."""
+    if backend == "vllm":
+        return {
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "seed": config.seed,
+            "reasoning_parser": None if config.reasoning_parser == "none" else config.reasoning_parser,
+            "max_model_len": config.max_model_len if labeling is None else vllm_max_model_len(config, task, labeling),
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            **({"max_num_seqs": config.max_num_seqs} if config.max_num_seqs else {}),
+        }
+    return {"batch_size": config.batch_size}
+
+
+def cpu_refusal(config: CreateDataConfig, backend: str) -> str | None:
+    """--backend auto on a machine without CUDA picks transformers: with a model that is not the small embedded
+    one (the 30B default teacher), that would load tens of GB onto the CPU and label for days. Say so instead."""
+    if config.backend != "auto" or backend != "transformers" or is_embedded(config.model_name):
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return (f"--backend auto found no CUDA GPU, so it would load {config.model_name} with transformers on the CPU. "
+            f"For the CPU demo pass --model_name {DEFAULT_CPU_MODEL}; to really run this model on the CPU pass "
+            "--backend transformers.")
+
+
+def make_teacher(config: CreateDataConfig, backend: str, task, labeling: LabelingConfig):
+    if backend == "transformers":
+        print(f"Loading the teacher {config.model_name} with transformers on {default_device()}.", flush=True)
+    return make_engine(backend, config.model_name, **engine_options(config, backend, task, labeling))
+
+
+def context_tokens(config: CreateDataConfig, backend: str) -> int | None:
+    """The context the teacher will have, read without loading it (a too_long sentence is redone if it grew)."""
+    if backend == "vllm" and config.max_model_len is not None:
+        return config.max_model_len
+    return model_context_limit(load_config(config.model_name))
+
+
+def check_flags(config: CreateDataConfig) -> None:
+    """Flag combinations argparse cannot refuse by itself; a ValueError each."""
+    if config.retry_unparseable and config.overwrite:
+        raise ValueError("--retry_unparseable redoes part of an existing output and --overwrite replaces it; pass one.")
+    for name in ("max_samples", "batch_size"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} must be at least 1, got {value}.")
+
+
+def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
+    """What the flags leave open, settled for this backend and shard."""
+    constrained = (DEFAULT_CONSTRAINED[backend] if config.constrained_answer == "auto"
+                   else config.constrained_answer == "on")
+    max_tokens = default_max_tokens(backend) if config.max_tokens is None else config.max_tokens
+    scores_only = backend == "transformers" and constrained
+    if max_tokens < (0 if scores_only else 1):
+        raise ValueError(f"--max_tokens {max_tokens}: the teacher needs at least 1 token to answer (0 works only "
+                         "with --backend transformers and --constrained_answer on, which scores the labels).")
+    return LabelingConfig(
+        input_file=config.input_file,
+        output_file=str(shard_output_path(config.output_file, config.shard_index, config.num_shards)),
+        model_name=config.model_name,
+        backend=backend,
+        max_tokens=max_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        max_retries=config.max_retries,
+        seed=config.seed,
+        max_samples=config.max_samples,
+        shard_index=config.shard_index,
+        num_shards=config.num_shards,
+        constrained_answer=constrained,
+        cut_thought_sampling=CUT_THOUGHT_SAMPLING if config.cut_thought_sampling == "model_card" else None,
+        overwrite=config.overwrite,
+        retry_unparseable=config.retry_unparseable,
+    )
+
+
+def run(config: CreateDataConfig, out=print) -> LabelingSummary:
+    """Label this shard's sentences and print the summary; raises one of ``ERRORS`` or ``LabelingInterrupted``."""
+    check_flags(config)
+    labeling = None
+    try:
+        task = load_task(config.prompt_file, config.labels)
+        backend = select_backend(config.backend)
+        refusal = cpu_refusal(config, backend)
+        if refusal:
+            raise ValueError(refusal)
+        labeling = labeling_config(config, backend)
+        print(
+            f"Teacher {config.model_name} on {backend}; max_tokens {labeling.max_tokens}, temperature "
+            f"{labeling.temperature}, constrained answer {'on' if labeling.constrained_answer else 'off'}; "
+            f"output {labeling.output_file}",
+            flush=True,
+        )
+        # Built only when there is work; on vLLM the context is sized from this run's sentences first.
+        summary = run_labeling(labeling, task, lambda: make_teacher(config, backend, task, labeling),
+                               context_tokens=lambda: context_tokens(config, backend))
+    except KeyboardInterrupt:
+        raise LabelingInterrupted(interrupted_line(labeling)) from None
+    out(format_summary(summary))
+    return summary
+
+
+def interrupted_line(labeling: LabelingConfig | None) -> str:
+    """One line on Ctrl-C: what is on disk, and the command that resumes (every finished answer is fsynced)."""
+    if labeling is None:
+        return "Interrupted before labelling started; nothing was written."
+    sidecar = RunFiles.for_output(labeling.output_file).sidecar
+    saved = sidecar.read_bytes().count(b"\n") if sidecar.is_file() else 0  # whole lines: finished records
+    if not saved:
+        return "Interrupted; no sentence was finished, so nothing was kept. Run the same command to start again."
+    return (f"Interrupted: {saved} finished sentences are saved in {sidecar}. Run the same command again to resume "
+            "where it stopped.")

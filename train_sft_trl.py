@@ -12,20 +12,21 @@ import sys
 from prompt_distill.data import DataError
 from prompt_distill.models import ModelNotFoundError
 from prompt_distill.task import TaskError
+from prompt_distill.training.config import TrainingJob
 from prompt_distill.training.lora import LoraTargetError
-from prompt_distill.training.run import TrainingError, parser, run_training
+from prompt_distill.training.run import TrainingError, parser, run
 
 
 def main(argv=None) -> int:
-    script_args, config = parser().parse_args_and_config(argv)
+    job = TrainingJob.from_args(parser().parse_args_and_config(argv))
     try:
-        run_training(script_args, config)
+        run(job)
     except (DataError, TaskError, LoraTargetError, ModelNotFoundError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         close_progress_bars()  # else the Trainer's bar redraws itself below the message when it is collected
-        print(f"\n{interrupted_line(config)}", file=sys.stderr)
+        print(f"\n{interrupted_line(job.sft)}", file=sys.stderr)
         return 130
     return 0
 

@@ -23,6 +23,7 @@ from ..duplicates import repeats_dropped_note
 from ..models import default_dtype, load_tokenizer, resolve_model
 from ..student_framing import FRAMINGS, choose_framing
 from ..task import load_task
+from .config import TrainingJob
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
 from .examples import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
 from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
@@ -498,6 +499,11 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
             merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR, log)
     log(format_summary(record, output_dir))
     return TrainingResult(trainer, record, output_dir)
+
+
+def run(job: TrainingJob, callbacks=(), log=print) -> TrainingResult:
+    """train_sft_trl.py's one entry: train and save what ``job`` says (see ``run_training``)."""
+    return run_training(job.script, job.sft, callbacks=callbacks, log=log)
 
 
 def check_process_group(trainer) -> None:

@@ -6,7 +6,9 @@ this once with ``from_args``; a flag without a field here, or a field without a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from ..flags import config_from_flags
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,4 @@ class EvaluationConfig:
     @classmethod
     def from_args(cls, args) -> EvaluationConfig:
         """The config from parsed flags (an ``argparse.Namespace``); the only place that reads one."""
-        given, expected = set(vars(args)), {field.name for field in fields(cls)}
-        if given != expected:
-            raise TypeError(f"evaluate.py's flags and EvaluationConfig differ: flags only {sorted(given - expected)}, "
-                            f"config only {sorted(expected - given)}")
-        return cls(**vars(args))
+        return config_from_flags(cls, args, "evaluate.py")

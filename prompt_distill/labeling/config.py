@@ -8,7 +8,9 @@ builds this once with ``from_args``; a flag without a field here, or a field wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from ..flags import config_from_flags
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,4 @@ class CreateDataConfig:
     @classmethod
     def from_args(cls, args) -> CreateDataConfig:
         """The config from parsed flags (an ``argparse.Namespace``); the only place that reads one."""
-        given, expected = set(vars(args)), {field.name for field in fields(cls)}
-        if given != expected:
-            raise TypeError(f"create_data.py's flags and CreateDataConfig differ: flags only "
-                            f"{sorted(given - expected)}, config only {sorted(expected - given)}")
-        return cls(**vars(args))
+        return config_from_flags(cls, args, "create_data.py")

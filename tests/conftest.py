@@ -37,3 +37,14 @@ def gpu_platform(monkeypatch):
 def cpu_platform(monkeypatch):
     """Decide as vLLM's CPU backend would, whichever build of vLLM runs the test."""
     monkeypatch.setattr("prompt_distill.engines.vllm_engine.running_on_cpu", lambda: True)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small matrices on two shared cores: a second thread mostly waits for the other jobs (several times slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

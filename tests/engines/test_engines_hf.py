@@ -25,13 +25,7 @@ def teacher_chat(text):
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": text}]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small matrices on two shared cores: a second thread mostly waits for the other jobs (several times slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -48,3 +48,19 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# A tiny Qwen3-MoE (fused 3-D experts) and the project's LoRA adapter on it (attention r=32, experts r=8), shared by
+# the vLLM tests; imported lazily because building them needs the tokenizer/transformers only those tests load.
+@pytest.fixture(scope="module")
+def tiny_moe_dir(tmp_path_factory):
+    from tests.vllm_tiny_models import build_tiny_qwen3_moe
+
+    return build_tiny_qwen3_moe(tmp_path_factory.mktemp("tiny-qwen3-moe"))
+
+
+@pytest.fixture(scope="module")
+def moe_adapter_dir(tiny_moe_dir, tmp_path_factory):
+    from tests.vllm_tiny_models import save_project_adapter
+
+    return save_project_adapter(tiny_moe_dir, tmp_path_factory.mktemp("adapter-moe"), r=32, expert_r=8)

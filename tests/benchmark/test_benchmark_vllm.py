@@ -20,24 +20,12 @@ from prompt_distill.student.engine import DEFAULT_STUDENT_MAX_MODEL_LEN  # noqa:
 from prompt_distill.task import language_task  # noqa: E402
 from tests.vllm_tiny_models import (  # noqa: E402
     EngineArgsCaptured,
-    build_tiny_qwen3_moe,
-    save_project_adapter,
     stop_at_engine_construction,
 )
 
 # The GPU decisions; the CPU backend's own are tested with cpu_platform (and for real in tests/vllm_cpu/).
 pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("gpu_platform")]
 TASK = language_task()
-
-
-@pytest.fixture(scope="module")
-def tiny_moe_dir(tmp_path_factory):
-    return build_tiny_qwen3_moe(tmp_path_factory.mktemp("tiny-qwen3-moe"))
-
-
-@pytest.fixture(scope="module")
-def adapter_dir(tiny_moe_dir, tmp_path_factory):
-    return save_project_adapter(tiny_moe_dir, tmp_path_factory.mktemp("adapter"), r=32, expert_r=8)
 
 
 def parse(*flags):
@@ -52,8 +40,8 @@ def engine_args(args, monkeypatch, thinking=None):
     return caught.value.engine_args
 
 
-def test_teacher_engine_args(tiny_moe_dir, adapter_dir, monkeypatch):
-    args = parse("--teacher_model", str(tiny_moe_dir), "--model_path", str(adapter_dir),
+def test_teacher_engine_args(tiny_moe_dir, moe_adapter_dir, monkeypatch):
+    args = parse("--teacher_model", str(tiny_moe_dir), "--model_path", str(moe_adapter_dir),
                  "--tensor_parallel_size", "4", "--seed", "5")
     teacher = engine_args(args, monkeypatch)
     assert teacher.model == str(tiny_moe_dir)
@@ -66,10 +54,10 @@ def test_teacher_engine_args(tiny_moe_dir, adapter_dir, monkeypatch):
     assert teacher.enable_lora is False
 
 
-def test_student_engine_args_serve_the_adapter(tiny_moe_dir, adapter_dir, monkeypatch):
+def test_student_engine_args_serve_the_adapter(tiny_moe_dir, moe_adapter_dir, monkeypatch):
     built = []
     monkeypatch.setattr(benchmark_run, "make_engine", lambda *a, **k: built.append((a, k)) or object())
-    args = parse("--teacher_model", str(tiny_moe_dir), "--model_path", str(adapter_dir),
+    args = parse("--teacher_model", str(tiny_moe_dir), "--model_path", str(moe_adapter_dir),
                  "--tensor_parallel_size", "2", "--gpu_memory_utilization", "0.4")
     student = engine_args(args, monkeypatch)
     assert built and built[0][1]["reasoning_parser"] == "qwen3"  # the teacher was built first, the stand-in

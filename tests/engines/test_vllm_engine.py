@@ -59,16 +59,6 @@ LABELS = TEACHER.labels
 
 # -- fixtures ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_moe_dir(tmp_path_factory):
-    return build_tiny_qwen3_moe(tmp_path_factory.mktemp("tiny-qwen3-moe"))
-
-
-@pytest.fixture(scope="module")
-def moe_adapter_dir(tiny_moe_dir, tmp_path_factory):
-    return save_project_adapter(tiny_moe_dir, tmp_path_factory.mktemp("adapter-moe"), r=32, expert_r=8)
-
-
-@pytest.fixture(scope="module")
 def attention_adapter_dir(tiny_moe_dir, tmp_path_factory):
     return save_project_adapter(tiny_moe_dir, tmp_path_factory.mktemp("adapter-attn"), r=16, expert_r=0)
 

@@ -23,21 +23,11 @@ from prompt_distill.engines.vllm_lora import (  # noqa: E402
     round_up_rank,
     vllm_lora_settings,
 )
-from tests.vllm_tiny_models import build_tiny_qwen3_moe, save_adapter, save_project_adapter  # noqa: E402
+from tests.vllm_tiny_models import save_adapter  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
 NUM_EXPERTS = 4
-
-
-@pytest.fixture(scope="module")
-def tiny_moe_dir(tmp_path_factory):
-    return build_tiny_qwen3_moe(tmp_path_factory.mktemp("tiny-qwen3-moe"))
-
-
-@pytest.fixture(scope="module")
-def moe_adapter_dir(tiny_moe_dir, tmp_path_factory):
-    return save_project_adapter(tiny_moe_dir, tmp_path_factory.mktemp("adapter-moe"), r=32, expert_r=8)
 
 
 def expected_lora_modules() -> set[str]:

@@ -15,7 +15,6 @@ from prompt_distill.student.check import resolve_student  # noqa: E402
 from prompt_distill.student.engine import DEFAULT_STUDENT_MAX_MODEL_LEN, build_student_engine  # noqa: E402
 from tests.vllm_tiny_models import (  # noqa: E402
     EngineArgsCaptured,
-    build_tiny_qwen3_moe,
     save_adapter,
     save_project_adapter,
     stop_at_engine_construction,
@@ -35,11 +34,6 @@ def engine_args_of(monkeypatch):
         return caught.value.engine_args
 
     return run
-
-
-@pytest.fixture(scope="module")
-def tiny_moe_dir(tmp_path_factory):
-    return build_tiny_qwen3_moe(tmp_path_factory.mktemp("tiny-qwen3-moe"))
 
 
 def test_servable_moe_adapter_is_served_with_lora(tiny_moe_dir, tmp_path, engine_args_of):

@@ -3,6 +3,8 @@
 
     python benchmark.py --model_path ./models/demo_trl            # CPU: embedded model, emulated thinking
     python benchmark.py --tensor_parallel_size 4                   # GPU: both Qwen3 models on vLLM, real thinking
+    python benchmark.py --load_engines sequential                  # one GPU: teacher measured and shut down, then
+                                                                   # the student (the planner's choice on one H100)
     python benchmark.py --student_latency --model_path ./models/demo_trl --max_samples 8
                                         # the student alone: generate vs one-pass classify vs a bare forward pass
 

@@ -39,7 +39,8 @@ class BenchmarkConfig:
     # engines
     backend: str
     tensor_parallel_size: int | None
-    gpu_memory_utilization: float
+    gpu_memory_utilization: float | None  # None: 0.45 each when loaded together, 0.9 when one at a time
+    load_engines: str  # "auto", "together" or "sequential"
     max_model_len: int | None
     # where results go
     output_file: str

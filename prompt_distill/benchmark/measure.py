@@ -5,7 +5,9 @@ Per request at batch size 1, teacher and student alternate request by request, a
 so a noisy, shared machine slows both alike. Throughput: one call of ``batch_size`` requests per side, alternating
 round by round. Before timing, each side serves two requests untimed: the teacher's long prompt is then in the
 prefix cache, as it is in production (vLLM caches prefixes by default; the transformers engine keeps the shared
-prefix's KV cache); the time of that first, cold call is reported separately.
+prefix's KV cache); the time of that first, cold call is reported separately. When the two engines do not fit the
+GPUs together they are loaded one at a time (``measure_alone``: the same steps, teacher first, no alternation),
+and the results say so.
 
 Thinking: on vLLM the teacher thinks for real. On transformers (the CPU demo model cannot think), the teacher is
 forced to generate exactly ``thinking_tokens`` tokens, then answers: *emulated* thinking, said in every output.
@@ -123,14 +125,30 @@ def _request(generation: Generation, seconds: float, task: Task) -> Request:
                    seconds, task.parse(generation.text))
 
 
+def _warm_up(contender: Contender, result: Measurements, log) -> None:
+    """Untimed in the comparison: fills the prefix cache, first-call allocations."""
+    short = replace(contender.params, max_tokens=1, min_tokens=min(1, contender.params.min_tokens))
+    result.warm_up_s[contender.role], _ = _timed(contender, contender.chats[:2], short)
+    log(f"[benchmark] {contender.role} warm-up (2 requests, 1 token, prompt prefix computed): "
+        f"{result.warm_up_s[contender.role]:.2f} s")
+
+
+def _batch(contender: Contender, result: Measurements, batch_size: int, round_number: int, rounds: int, log) -> None:
+    if hasattr(contender.engine, "batch_size"):  # transformers: one forward pass per batch
+        contender.engine.batch_size = batch_size
+    chats = list(islice(cycle(contender.chats), batch_size))
+    seconds, _ = _timed(contender, chats, contender.params)
+    result.batch_seconds[contender.role].append(seconds)
+    log(f"[benchmark] round {round_number}/{rounds}: {contender.role} batch of {batch_size}: {seconds:.2f} s "
+        f"({batch_size / seconds:.2f} samples/s)")
+
+
 def measure(contenders: list[Contender], task: Task, *, samples: int, batch_size: int, rounds: int,
             log=print) -> Measurements:
+    """Both engines loaded: requests and rounds alternate between them."""
     result = Measurements(batch_size=batch_size)
-    for contender in contenders:  # untimed in the comparison: fills the prefix cache, first-call allocations
-        short = replace(contender.params, max_tokens=1, min_tokens=min(1, contender.params.min_tokens))
-        result.warm_up_s[contender.role], _ = _timed(contender, contender.chats[:2], short)
-        log(f"[benchmark] {contender.role} warm-up (2 requests, 1 token, prompt prefix computed): "
-            f"{result.warm_up_s[contender.role]:.2f} s")
+    for contender in contenders:
+        _warm_up(contender, result, log)
     for index in range(samples):
         order = contenders if index % 2 == 0 else contenders[::-1]
         for contender in order:
@@ -140,13 +158,21 @@ def measure(contenders: list[Contender], task: Task, *, samples: int, batch_size
             f"{role} {result.requests[role][-1].latency_s:.2f} s" for role in ROLES))
     for round_number in range(1, rounds + 1):
         for contender in contenders if round_number % 2 else contenders[::-1]:
-            if hasattr(contender.engine, "batch_size"):  # transformers: one forward pass per batch
-                contender.engine.batch_size = batch_size
-            chats = list(islice(cycle(contender.chats), batch_size))
-            seconds, _ = _timed(contender, chats, contender.params)
-            result.batch_seconds[contender.role].append(seconds)
-            log(f"[benchmark] round {round_number}/{rounds}: {contender.role} batch of {batch_size}: {seconds:.2f} s "
-                f"({batch_size / seconds:.2f} samples/s)")
+            _batch(contender, result, batch_size, round_number, rounds, log)
+    return result
+
+
+def measure_alone(contender: Contender, task: Task, result: Measurements, *, samples: int, rounds: int,
+                  log=print) -> Measurements:
+    """One engine loaded (the other not yet, or already shut down): the same warm-up, requests and rounds as
+    ``measure``, without alternation. ``result`` collects both sides, one after the other."""
+    _warm_up(contender, result, log)
+    for index in range(samples):
+        seconds, [generation] = _timed(contender, [contender.chats[index]], contender.params)
+        result.requests[contender.role].append(_request(generation, seconds, task))
+        log(f"[benchmark] {contender.role} request {index + 1}/{samples} at batch size 1: {seconds:.2f} s")
+    for round_number in range(1, rounds + 1):
+        _batch(contender, result, result.batch_size, round_number, rounds, log)
     return result
 
 
@@ -257,6 +283,9 @@ def format_table(results: dict) -> str:
         "warm-up (untimed above; the teacher's first call computes its prompt): "
         + ", ".join(f"{role} {seconds:.2f} s" for role, seconds in results["warm_up_s"].items()),
     ]
+    if results.get("loading") == "sequential":
+        lines.append("SEQUENTIAL: one engine loaded at a time (teacher measured, shut down, then the student): the "
+                     "two sides did not alternate, so machine noise between the two runs is not shared.")
     if thinking.emulated:
         lines.append("EMULATED thinking: the teacher generated a forced number of tokens; its latency and throughput "
                      "are those of a thought that long on this model.")

@@ -133,6 +133,7 @@ def test_full_run_on_real_engines(tiny_model_dir, tmp_path, capsys, monkeypatch)
     assert summary["teacher"]["latency_median_s"] == pytest.approx(np.median([r["latency_s"] for r in teacher]))
     assert len(results["batch_seconds"]["teacher"]) == len(results["batch_seconds"]["student"]) == 2
     assert results["thinking"] == {"emulated": True, "tokens": 3, "source": "--thinking_tokens"}
+    assert results["loading"] == "together" and "SEQUENTIAL" not in printed
     # warm-up both, then single requests alternating who goes first, then the throughput rounds alternating too
     assert calls == [("teacher", 2, 1), ("student", 2, 1),
                      ("teacher", 1, 3), ("student", 1, 8), ("student", 1, 8), ("teacher", 1, 3),
@@ -162,3 +163,47 @@ def test_too_few_sentences_in_the_split(capsys, tmp_path):
                                "--output_file", "none"])
     assert code == 2
     assert "1 sentences in split 'all'" in capsys.readouterr().err
+
+
+def test_sequential_run_loads_measures_and_releases_one_engine_at_a_time(tiny_model_dir, tmp_path, capsys,
+                                                                          monkeypatch):
+    import prompt_distill.benchmark.run as benchmark_run
+    from prompt_distill.engines.hf import HFEngine
+
+    events = []  # engine loads, generate calls and releases, in order
+    original_init, original_generate, original_release = HFEngine.__init__, HFEngine.generate, \
+        benchmark_run.release_engine
+
+    def loading(self, *args, **kwargs):
+        events.append("load")
+        original_init(self, *args, **kwargs)
+
+    def recording(self, chats, params, on_batch=None):
+        events.append(("teacher" if chats[0][0]["role"] == "system" else "student", len(chats), params.max_tokens))
+        return original_generate(self, chats, params, on_batch)
+
+    def releasing(engine):
+        original_release(engine)
+        events.append(("released", engine.model))
+
+    monkeypatch.setattr(HFEngine, "__init__", loading)
+    monkeypatch.setattr(HFEngine, "generate", recording)
+    monkeypatch.setattr(benchmark_run, "release_engine", releasing)
+    output = tmp_path / "bench.json"
+    code = benchmark_cli.main([
+        "--backend", "transformers", "--teacher_model", str(tiny_model_dir), "--no_adapter",
+        "--base_model", str(tiny_model_dir), "--thinking_tokens", "2", "--num_samples", "2", "--batch_size", "2",
+        "--rounds", "1", "--load_engines", "sequential", "--output_file", str(output),
+    ])
+    printed = capsys.readouterr().out
+    assert code == 0
+    # the teacher loaded, warmed up, timed one request at a time, then one batch, released; then the student
+    assert events == ["load", ("teacher", 2, 1), ("teacher", 1, 2), ("teacher", 1, 2), ("teacher", 2, 2),
+                      ("released", None),
+                      "load", ("student", 2, 1), ("student", 1, 8), ("student", 1, 8), ("student", 2, 8),
+                      ("released", None)]
+    results = json.loads(output.read_text("utf-8"))
+    assert results["loading"] == "sequential"
+    assert len(results["requests"]["teacher"]) == len(results["requests"]["student"]) == 2
+    assert results["ratios"]["tokens_per_request"] > 1
+    assert "SEQUENTIAL: one engine loaded at a time" in printed and "did not alternate" in printed

@@ -7,6 +7,8 @@ as the real ``SamplingParams`` they become.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 vllm = pytest.importorskip("vllm")
@@ -36,7 +38,10 @@ def engine_args(args, monkeypatch, thinking=None):
     stop_at_engine_construction(monkeypatch)
     thinking = thinking or choose_thinking("vllm", args.thinking_tokens, None)
     with pytest.raises(EngineArgsCaptured) as caught:
-        benchmark_run.build_contenders(args, TASK, "vllm", thinking, ["Wie spät ist es?"], out=lambda line: None)
+        builders, _ = benchmark_run.build_contenders(args, TASK, "vllm", thinking, ["Wie spät ist es?"],
+                                                     out=lambda line: None)
+        for build in builders:  # teacher first; the first real LLM stops there
+            build()
     return caught.value.engine_args
 
 
@@ -47,7 +52,7 @@ def test_teacher_engine_args(tiny_moe_dir, moe_adapter_dir, monkeypatch):
     assert teacher.model == str(tiny_moe_dir)
     assert teacher.reasoning_parser == "qwen3"
     assert teacher.tensor_parallel_size == 4 and teacher.seed == 5
-    assert teacher.gpu_memory_utilization == benchmark_run.DEFAULT_GPU_SHARE  # two engines share the GPUs
+    assert teacher.gpu_memory_utilization == benchmark_run.TOGETHER_SHARE  # two engines share the GPUs
     # room for the whole prompt and a full thought, in whole 256-token blocks
     assert teacher.max_model_len % 256 == 0
     assert teacher.max_model_len >= len(TASK.system_prompt) // 4 + args.teacher_max_tokens
@@ -56,7 +61,8 @@ def test_teacher_engine_args(tiny_moe_dir, moe_adapter_dir, monkeypatch):
 
 def test_student_engine_args_serve_the_adapter(tiny_moe_dir, moe_adapter_dir, monkeypatch):
     built = []
-    monkeypatch.setattr(benchmark_run, "make_engine", lambda *a, **k: built.append((a, k)) or object())
+    teacher = SimpleNamespace(count_prompt_tokens=lambda chat, params: 6000)
+    monkeypatch.setattr(benchmark_run, "make_engine", lambda *a, **k: built.append((a, k)) or teacher)
     args = parse("--teacher_model", str(tiny_moe_dir), "--model_path", str(moe_adapter_dir),
                  "--tensor_parallel_size", "2", "--gpu_memory_utilization", "0.4")
     student = engine_args(args, monkeypatch)

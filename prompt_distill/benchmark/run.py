@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from ..data import DEFAULT_EVAL_FRACTION, add_split_arguments, in_split, read_sentences
-from ..engines import BACKENDS, make_engine, select_backend
+from ..engines import BACKENDS, choose_backend, make_engine
 from ..evaluation.run import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params
 from ..labeling.run import TEACHER_MAX_TOKENS
 from ..labeling.run_files import write_json_atomic
@@ -173,7 +173,10 @@ def run(config: BenchmarkConfig, out=print) -> dict:
         return measure_student_latency(config, out)
     task = load_task(config.prompt_file, config.labels)
     texts = held_out_texts(config)
-    backend = select_backend(config.backend)
+    # Pre-flight, before any model is resolved: the backend, and --tensor_parallel_size against it and the GPUs.
+    choice = choose_backend(config.backend, config.tensor_parallel_size)
+    out(f"[benchmark] {choice.line()}")
+    backend = choice.backend
     thinking = choose_thinking(backend, config.thinking_tokens, config.teacher_meta_file)
     out(f"[benchmark] Teacher: {thinking.describe()}")
     contenders = build_contenders(config, task, backend, thinking, texts, out)

@@ -14,6 +14,7 @@ from ..evaluation.run import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_
 from ..labeling.run import TEACHER_MAX_TOKENS
 from ..labeling.run_files import write_json_atomic
 from ..models import DEFAULT_CPU_MODEL, resolve_model
+from ..preflight import check_flag_ranges
 from ..student.check import resolve_student
 from ..student.engine import build_student_engine
 from ..task import add_task_arguments, load_task
@@ -91,9 +92,11 @@ def held_out_texts(config: BenchmarkConfig) -> list[str]:
 
 
 def _check_counts(config: BenchmarkConfig) -> None:
+    """The first pre-flight check, before the backend is chosen and anything is loaded."""
     for name in ("num_samples", "batch_size", "rounds", "tensor_parallel_size"):
         if getattr(config, name) is not None and getattr(config, name) < 1:
             raise BenchmarkError(f"--{name} must be at least 1, got {getattr(config, name)}.")
+    check_flag_ranges(config)  # --temperature, --gpu_memory_utilization: a PreflightError
 
 
 def teacher_context_length(task, params) -> int:

@@ -11,6 +11,7 @@ from ..data import DataError, read_sentences
 from ..engines import BACKENDS, choose_backend, make_engine
 from ..gpus import cuda_available
 from ..models import DEFAULT_CPU_MODEL, ModelNotFoundError, default_device, is_embedded, load_config, load_tokenizer
+from ..preflight import check_flag_ranges
 from ..task import TaskError, add_task_arguments, load_task
 from .config import CreateDataConfig
 from .context_length import context_length_for, model_context_limit
@@ -154,7 +155,9 @@ def context_tokens(config: CreateDataConfig, backend: str) -> int | None:
 
 
 def check_flags(config: CreateDataConfig) -> None:
-    """Flag combinations argparse cannot refuse by itself; a ValueError each."""
+    """Flag values and combinations argparse cannot refuse by itself; a ValueError each. The first pre-flight
+    check: ``run`` calls it before the backend is chosen and before anything is loaded or written."""
+    check_flag_ranges(config)
     if config.retry_unparseable and config.overwrite:
         raise ValueError("--retry_unparseable redoes part of an existing output and --overwrite replaces it; pass one.")
     for name in ("max_samples", "batch_size"):

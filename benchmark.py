@@ -21,6 +21,7 @@ from prompt_distill.benchmark.run import BenchmarkError, add_arguments, run
 from prompt_distill.cli_help import DefaultsOnceFormatter
 from prompt_distill.data import DataError
 from prompt_distill.models import ModelNotFoundError
+from prompt_distill.preflight import PreflightError
 from prompt_distill.student.check import StudentError
 from prompt_distill.task import TaskError
 
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
     config = BenchmarkConfig.from_args(build_parser().parse_args(argv))
     try:
         run(config, out=partial(print, flush=True))  # long runs: lines show as they happen, also through tee
-    except (BenchmarkError, DataError, StudentError, TaskError, ModelNotFoundError) as error:
+    except (BenchmarkError, PreflightError, DataError, StudentError, TaskError, ModelNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

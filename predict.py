@@ -22,6 +22,7 @@ from prompt_distill.cli_help import DefaultsOnceFormatter
 from prompt_distill.data import DataError, Sentences, read_sentences
 from prompt_distill.engines import BACKENDS
 from prompt_distill.models import ModelNotFoundError
+from prompt_distill.preflight import PreflightError
 from prompt_distill.student.check import StudentError
 from prompt_distill.student.classifier import DEFAULT_BATCH_SIZE, Student
 from prompt_distill.task import TaskError, parse_labels_flag
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
         # Anything a library prints goes to stderr while the model loads and runs: stdout carries JSON only.
         with contextlib.redirect_stdout(sys.stderr):
             predict(args, stdout)
-    except (StudentError, DataError, TaskError, ModelNotFoundError) as error:
+    except (StudentError, PreflightError, DataError, TaskError, ModelNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -30,3 +30,9 @@ def cuda_device_count() -> int:
 
 def cuda_available() -> bool:
     return cuda_device_count() > 0
+
+
+def visible_devices_setting() -> str:
+    """``CUDA_VISIBLE_DEVICES`` as a message shows it: what limits the count, or that nothing does."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return "CUDA_VISIBLE_DEVICES not set" if value is None else f"CUDA_VISIBLE_DEVICES={value!r}"

@@ -114,9 +114,9 @@ def materialize_embedded(alias: str) -> Path:
 
 
 def default_device() -> str:
-    import torch
+    from .gpus import cuda_available  # counted without initialising CUDA (a vLLM engine may start later)
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if cuda_available() else "cpu"
 
 
 def default_dtype(device: str):

@@ -319,7 +319,9 @@ def model_config(resolved: str) -> dict | None:
 def visible_gpus() -> Gpus | None:
     import torch
 
-    if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
+    from ..gpus import cuda_device_count
+
+    if cuda_device_count() == 0:  # asked without initialising CUDA; get_device_properties below then does
         return None
     properties = [torch.cuda.get_device_properties(i) for i in range(torch.cuda.device_count())]
     smallest = min(properties, key=lambda p: p.total_memory)

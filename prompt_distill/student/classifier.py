@@ -116,18 +116,20 @@ class Student:
 
         ``backend``: "vllm" (GPU), "transformers", or "auto" (vLLM when installed and a GPU is present).
         ``labels``: only for an adapter without a run record. ``out`` receives notes (default: stderr).
-        Raises ``StudentError`` (its message says what to pass instead) before any model loads, and
-        ``ModelNotFoundError`` when the base model is not available.
+        Raises ``StudentError`` or ``engines.BackendError`` (their message says what to pass instead) before any
+        model loads, and ``ModelNotFoundError`` when the base model is not available.
         """
+        from ..engines import choose_backend
         from .engine import build_student_engine
 
         if batch_size < 1:
             raise StudentError(f"batch_size must be at least 1; got {batch_size}.")
+        choice = choose_backend(backend)  # pre-flight: before the adapter's base model is resolved
         setup = resolve_adapter(path, base_model)
         task = task_labels(setup, labels)
-        for note in setup.notes:
+        for note in [*setup.notes, choice.line()]:  # said once the adapter is accepted: a refusal stays one line
             out(f"[predict] {note}")
-        built = build_student_engine(backend, setup, batch_size, out=out)
+        built = build_student_engine(choice.backend, setup, batch_size, out=out)
         return cls(setup, built.engine, task, built.description)
 
     def classify(self, texts: Iterable[str], on_batch: PredictionsCallback | None = None) -> list[Prediction]:

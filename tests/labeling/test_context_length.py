@@ -5,6 +5,7 @@ import pytest
 
 import create_data
 from prompt_distill.data import iter_jsonl
+from prompt_distill.engines import BackendChoice
 from prompt_distill.labeling import teacher_run
 from prompt_distill.labeling.context_length import (
     ANSWER_ROOM,
@@ -53,7 +54,7 @@ def run_create_data(tmp_path, monkeypatch, capsys, model_dir, *flags):
         built.update(options, backend=backend, model=model)
         return ScriptedEngine()
 
-    monkeypatch.setattr(teacher_run, "select_backend", lambda name: "vllm")
+    monkeypatch.setattr(teacher_run, "choose_backend", lambda name, tensor_parallel_size: BackendChoice("vllm", "test"))
     monkeypatch.setattr(teacher_run, "make_engine", make_engine)
     code = create_data.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl"),
                              "--model_name", str(model_dir), *flags])

@@ -56,19 +56,22 @@ def test_counts_must_be_positive(tmp_path, capsys):
 def test_backend_selection(monkeypatch):
     import importlib.util
 
-    import torch
+    from prompt_distill import engines
 
-    assert select_backend("transformers") == "transformers" and select_backend("vllm") == "vllm"
+    assert select_backend("transformers") == "transformers"
     with pytest.raises(ValueError, match="backend"):
         select_backend("tensorrt")
     with pytest.raises(ValueError, match="select_backend"):
         make_engine("auto", "m")
-    # No GPU here: the GPU branch is reached by pretending one exists (and that vllm is installed).
+    # No GPU here: the GPU branch is reached by pretending one exists (and that vllm is installed and imports);
+    # tests/engines/test_select_backend.py does it at torch's own CUDA entry points.
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else real_find_spec(name))
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(engines, "_import_vllm", lambda: ("0.33.0", None))
+    assert select_backend("vllm") == "vllm"
+    monkeypatch.setattr(engines, "cuda_device_count", lambda: 8)
     assert select_backend("auto") == "vllm"
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(engines, "cuda_device_count", lambda: 0)
     assert select_backend("auto") == "transformers"
 
 

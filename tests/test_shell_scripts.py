@@ -79,7 +79,7 @@ def test_several_gpus_go_through_accelerate_launch_with_the_same_examples_per_st
 
 
 def test_a_batch_that_cannot_keep_the_examples_per_step_is_refused(tmp_path):
-    finished, _, _ = run_train_trl(tmp_path, NUM_GPUS="8")
+    finished, _, _ = run_train_trl(tmp_path, NUM_GPUS="8", PER_DEVICE_TRAIN_BATCH_SIZE="4")
     assert finished.returncode == 2
     assert "EXAMPLES_PER_STEP=16 is not a multiple of PER_DEVICE_TRAIN_BATCH_SIZE=4 x 8 processes" in finished.stderr
     finished, args, _ = run_train_trl(tmp_path, NUM_GPUS="8", PER_DEVICE_TRAIN_BATCH_SIZE="2")

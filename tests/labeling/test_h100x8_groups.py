@@ -64,10 +64,9 @@ def test_the_gpu_groups_follow_the_tensor_parallel_size(tmp_path, gpus, args, se
     assert code == 0, stderr
     assert [group for group, _ in shards] == expected
     tp = str(len(expected[0].split(",")))
-    for k, (_, argv) in enumerate(shards):
-        assert f"--tensor_parallel_size {tp} " in argv
-    assert sorted(argv.split("--shard_index ")[1].split()[0] for _, argv in shards) == [str(k) for k in
-                                                                                        range(len(expected))]
+    assert all(f"--tensor_parallel_size {tp} " in argv for _, argv in shards)
+    indices = sorted(int(argv.split("--shard_index ")[1].split()[0]) for _, argv in shards)
+    assert indices == list(range(len(expected)))
     assert all(f"--num_shards {len(expected)}" in argv for _, argv in shards)
 
 

@@ -117,4 +117,4 @@ def test_the_fsdp_config_is_valid_for_accelerate_and_names_the_student_s_layer()
     fsdp = config.fsdp_config
     assert hasattr(modeling_qwen3_moe, fsdp["fsdp_transformer_layer_cls_to_wrap"])
     assert fsdp["fsdp_cpu_ram_efficient_loading"] and fsdp["fsdp_sync_module_states"]  # accelerate requires both
-    assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT" and fsdp["fsdp_activation_checkpointing"] is True
+    assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT" and fsdp["fsdp_activation_checkpointing"] is True

@@ -10,9 +10,13 @@
 #   INPUT=my.txt OUTPUT=data/my.jsonl MODEL=Qwen/Qwen3-30B-A3B-Thinking-2507 TP=4 bash create_data_h100x8.sh
 #
 # Any other flag goes to both create_data.py processes (e.g. --max_samples 100, --max_tokens 8192).
-# GPU_GROUPS="0,1,2,3 4,5,6,7" sets the processes (one per group). Ctrl-C, TERM, HUP or the failure of one process
-# stops all of them, and the script returns once every process of every shard (vLLM workers included) is gone;
-# re-running the same command resumes every shard where it stopped, then merges.
+# The GPUs (CUDA_VISIBLE_DEVICES's list if set, else those `nvidia-smi -L` lists, else 0-7) are split into groups
+# of TP, one process per group: TP=4 on 8 GPUs runs "0,1,2,3 4,5,6,7", TP=8 one process, TP=1 on 1 GPU "0".
+# GPU_GROUPS="0,1,2,3 4,5,6,7" sets the groups instead; each must have TP GPUs. A TP that does not divide the GPUs
+# is refused before any process starts.
+# Ctrl-C, TERM, HUP or the failure of one process stops all of them, and the script returns once every process of
+# every shard (vLLM workers included) is gone; re-running the same command resumes every shard where it stopped,
+# then merges.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +25,7 @@ OUTPUT="${OUTPUT:-./data/prompt_distillation_lang.jsonl}"
 MODEL="${MODEL:-Qwen/Qwen3-30B-A3B-Thinking-2507}"
 TP="${TP:-4}"
 TEMPERATURE="${TEMPERATURE:-0.15}"
-GPU_GROUPS="${GPU_GROUPS:-0,1,2,3 4,5,6,7}"
+GPU_GROUPS="${GPU_GROUPS:-}"             # empty: groups of TP from the visible GPUs
 PYTHON="${PYTHON:-python}"
 STOP_GRACE_S="${STOP_GRACE_S:-20}"
 
@@ -50,7 +54,42 @@ while (($#)); do
   esac
 done
 
-read -r -a groups <<<"$GPU_GROUPS"
+fail() {
+  echo "error: $*" >&2
+  exit 2
+}
+
+[[ "$TP" =~ ^[1-9][0-9]*$ ]] || fail "the tensor parallel size (TP or --tensor_parallel_size) must be a positive integer, got '$TP'"
+if [ -z "$GPU_GROUPS" ]; then
+  if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
+    IFS=, read -r -a gpus <<<"$CUDA_VISIBLE_DEVICES"
+    source_of_gpus="CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
+  elif command -v nvidia-smi >/dev/null; then
+    listing=$(nvidia-smi -L) || fail "nvidia-smi -L failed; set CUDA_VISIBLE_DEVICES or GPU_GROUPS to say which GPUs to use"
+    count=$(grep -c '^GPU ' <<<"$listing" || true)
+    gpus=()
+    for ((i = 0; i < count; i++)); do gpus+=("$i"); done
+    source_of_gpus="nvidia-smi -L"
+  else
+    gpus=(0 1 2 3 4 5 6 7)
+    source_of_gpus="no nvidia-smi: assumed the 8 GPUs of an H100x8"
+    echo "nvidia-smi not found: assuming GPUs 0-7 (set CUDA_VISIBLE_DEVICES or GPU_GROUPS to say otherwise)"
+  fi
+  ((${#gpus[@]} > 0)) || fail "no GPU found ($source_of_gpus)"
+  ((${#gpus[@]} % TP == 0)) || fail "TP=$TP does not divide the ${#gpus[@]} GPUs ($source_of_gpus); use a TP that divides it, or set CUDA_VISIBLE_DEVICES or GPU_GROUPS"
+  groups=()
+  for ((start = 0; start < ${#gpus[@]}; start += TP)); do
+    group="${gpus[*]:start:TP}"
+    groups+=("${group// /,}")
+  done
+else
+  read -r -a groups <<<"$GPU_GROUPS"
+  ((${#groups[@]} > 0)) || fail "GPU_GROUPS has no group"
+  for group in "${groups[@]}"; do
+    IFS=, read -r -a members <<<"$group"
+    ((${#members[@]} == TP)) || fail "GPU_GROUPS=\"$GPU_GROUPS\" has a group of ${#members[@]} GPUs ($group) but TP=$TP: each group must have TP GPUs"
+  done
+fi
 num_shards=${#groups[@]}
 mkdir -p "$(dirname "$OUTPUT")"
 

@@ -16,6 +16,8 @@
 #
 # Settings: the variables below, or --input_file, --output_file, --model_name and --temperature after submit;
 # any other flag goes to every create_data.py (e.g. --max_samples 1000, --max_tokens 8192).
+# Each task asks sbatch for TP GPUs and runs vLLM with tensor parallel TP, so a GPU request in EXTRA_SBATCH_ARGS
+# (--gpus*, -G, --gres=gpu...) is refused, and a task that Slurm gives fewer than TP GPUs stops before loading.
 # The jobs run this same script: `create_data_slurm.sh label [create_data.py flags]` in each array task (shard
 # $SLURM_ARRAY_TASK_ID of NUM_SHARDS), then `create_data_slurm.sh merge`; the settings reach them through the
 # environment that submit exports.
@@ -68,9 +70,17 @@ submit() {
     esac
   done
   command -v sbatch >/dev/null || fail "sbatch not found: submit on a Slurm login node"
-  mkdir -p "$LOG_DIR" "$(dirname "$OUTPUT")"
-  local options=()
+  local options=() option
   read -r -a options <<<"$EXTRA_SBATCH_ARGS"
+  # The tasks ask for TP GPUs (--gpus-per-node) and vLLM shards over TP: a GPU request here would override the
+  # first (later sbatch options win), leaving vLLM too few GPUs or idle ones.
+  for option in ${options[@]+"${options[@]}"}; do
+    case "$option" in
+      --gpus* | -G* | --gres*gpu* | --gres)
+        fail "EXTRA_SBATCH_ARGS asks for GPUs ($option): the script asks for TP=$TP per task itself; set TP instead" ;;
+    esac
+  done
+  mkdir -p "$LOG_DIR" "$(dirname "$OUTPUT")"
   # The jobs see this environment (--export ALL); the script itself runs from a copy in Slurm's spool folder.
   export PROMPT_DISTILL_REPO="$HERE" INPUT OUTPUT MODEL NUM_SHARDS TP TEMPERATURE PYTHON
 
@@ -94,6 +104,12 @@ submit() {
 label() {
   [ -n "${SLURM_ARRAY_TASK_ID:-}" ] || fail "label runs inside a Slurm array task (SLURM_ARRAY_TASK_ID is unset); use: bash create_data_slurm.sh submit"
   echo "shard $SLURM_ARRAY_TASK_ID of $NUM_SHARDS on $(hostname), GPUs ${CUDA_VISIBLE_DEVICES:-?}"
+  if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then  # Slurm lists the GPUs it gave the task
+    local visible=()
+    IFS=, read -r -a visible <<<"$CUDA_VISIBLE_DEVICES"
+    ((${#visible[@]} >= TP)) || fail "this task has ${#visible[@]} GPU(s) (CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES) but TP=$TP"
+    ((${#visible[@]} == TP)) || echo "note: this task has ${#visible[@]} GPUs; vLLM uses $TP of them (TP=$TP)"
+  fi
   exec "$PYTHON" "$HERE/create_data.py" \
     --input_file "$INPUT" --output_file "$OUTPUT" --model_name "$MODEL" \
     --tensor_parallel_size "$TP" --temperature "$TEMPERATURE" \

@@ -2,12 +2,16 @@
 # Train the student's LoRA adapter with the reference hyperparameters, on one GPU or, with NUM_GPUS > 1, data
 # parallel through `accelerate launch` (each GPU holds the whole bf16 base; see docs/training.md).
 # Every value is a variable below: edit it here, or override it from the environment (LEARNING_RATE=1e-4 bash
-# train_trl.sh). Extra flags are passed through to train_sft_trl.py (bash train_trl.sh --max_steps 10).
+# train_trl.sh). Extra flags are passed through to train_sft_trl.py (bash train_trl.sh --max_steps 10);
+# --per_device_train_batch_size and --gradient_accumulation_steps among them set the two variables below.
 #
 #   NUM_GPUS=4 bash train_trl.sh                                           # 4 GPUs, one machine
 #   NUM_GPUS=8 ACCELERATE_CONFIG=configs/accelerate_fsdp.yaml bash train_trl.sh   # the base sharded (FSDP)
-#   NUM_GPUS=8 NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=10.0.0.1 bash train_trl.sh   # on each of 2 nodes,
-#                                                                          # MACHINE_RANK=1 on the second
+#   NUM_GPUS=8 NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=10.0.0.1 bash train_trl.sh   # on the main node and
+#   NUM_GPUS=8 NUM_MACHINES=2 MACHINE_RANK=1 MAIN_PROCESS_IP=10.0.0.1 bash train_trl.sh   # on the second, together
+#
+# The per-device batch defaults to 4, lowered where needed (8 GPUs: 2; 16: 1) so that EXAMPLES_PER_STEP stays 16.
+# Under FSDP each process holds a whole bf16 base in host RAM while loading (~455 GiB on 8 GPUs; docs/training.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -45,9 +49,11 @@ DEFAULT_LR_SCHEDULER_KWARGS='{"min_lr_rate": 0.1}'
 LR_SCHEDULER_KWARGS="${LR_SCHEDULER_KWARGS:-$DEFAULT_LR_SCHEDULER_KWARGS}"
 WARMUP_STEPS="${WARMUP_STEPS:-0.03}"    # below 1: a fraction of all steps (transformers 5 has no warmup_ratio)
 NUM_TRAIN_EPOCHS="${NUM_TRAIN_EPOCHS:-1}"
-PER_DEVICE_TRAIN_BATCH_SIZE="${PER_DEVICE_TRAIN_BATCH_SIZE:-4}"
 # Examples per optimizer step, whatever the number of GPUs: the accumulation steps default to
 # EXAMPLES_PER_STEP / (PER_DEVICE_TRAIN_BATCH_SIZE x processes), so that the learning rate keeps its meaning.
+# Unset, PER_DEVICE_TRAIN_BATCH_SIZE is the largest value up to 4 for which that division is exact.
+PER_DEVICE_TRAIN_BATCH_SIZE="${PER_DEVICE_TRAIN_BATCH_SIZE:-}"
+GRADIENT_ACCUMULATION_STEPS="${GRADIENT_ACCUMULATION_STEPS:-}"
 EXAMPLES_PER_STEP="${EXAMPLES_PER_STEP:-16}"
 MAX_LENGTH="${MAX_LENGTH:-2048}"
 # Under an FSDP config, FSDP's activation checkpointing replaces transformers' (they cannot be on together).
@@ -70,18 +76,51 @@ fail() {
   exit 2
 }
 
-for name in NUM_GPUS NUM_MACHINES PER_DEVICE_TRAIN_BATCH_SIZE EXAMPLES_PER_STEP; do
-  [[ "${!name}" =~ ^[1-9][0-9]*$ ]] || fail "$name must be a positive integer, got '${!name}'"
+value_of() {  # value_of FLAG VALUE: fail clearly when a flag lacks its value
+  if [[ $# -lt 2 || "$2" == --* ]]; then fail "$1 needs a value"; fi
+}
+
+# The two batch flags among the pass-through ones become the variables, before the arithmetic below, so that the
+# summary line says what is trained on and train_sft_trl.py gets each flag once.
+passed=()
+while (($#)); do
+  case "$1" in
+    --per_device_train_batch_size) value_of "$@"; PER_DEVICE_TRAIN_BATCH_SIZE="$2"; shift 2 ;;
+    --gradient_accumulation_steps) value_of "$@"; GRADIENT_ACCUMULATION_STEPS="$2"; shift 2 ;;
+    --per_device_train_batch_size=*) PER_DEVICE_TRAIN_BATCH_SIZE="${1#*=}"; shift ;;
+    --gradient_accumulation_steps=*) GRADIENT_ACCUMULATION_STEPS="${1#*=}"; shift ;;
+    *) passed+=("$1"); shift ;;
+  esac
+done
+
+positive() {  # positive NAME: the variable NAME holds a positive integer
+  [[ "${!1}" =~ ^[1-9][0-9]*$ ]] || fail "$1 must be a positive integer, got '${!1}'"
+}
+for name in NUM_GPUS NUM_MACHINES EXAMPLES_PER_STEP; do positive "$name"; done
+for name in PER_DEVICE_TRAIN_BATCH_SIZE GRADIENT_ACCUMULATION_STEPS; do
+  if [ -n "${!name}" ]; then positive "$name"; fi
 done
 processes=$((NUM_GPUS * NUM_MACHINES))
+note=""
+if [ -z "$PER_DEVICE_TRAIN_BATCH_SIZE" ]; then
+  PER_DEVICE_TRAIN_BATCH_SIZE=4
+  if [ -z "$GRADIENT_ACCUMULATION_STEPS" ]; then
+    while ((PER_DEVICE_TRAIN_BATCH_SIZE > 1 && EXAMPLES_PER_STEP % (PER_DEVICE_TRAIN_BATCH_SIZE * processes) != 0)); do
+      PER_DEVICE_TRAIN_BATCH_SIZE=$((PER_DEVICE_TRAIN_BATCH_SIZE - 1))
+    done
+    if ((PER_DEVICE_TRAIN_BATCH_SIZE < 4)); then
+      note=" (per-device batch lowered from 4 to $PER_DEVICE_TRAIN_BATCH_SIZE to keep $EXAMPLES_PER_STEP examples per step on $processes processes)"
+    fi
+  fi
+fi
 per_round=$((PER_DEVICE_TRAIN_BATCH_SIZE * processes))
-if [ -z "${GRADIENT_ACCUMULATION_STEPS:-}" ]; then
+if [ -z "$GRADIENT_ACCUMULATION_STEPS" ]; then
   if ((EXAMPLES_PER_STEP % per_round != 0)); then
     fail "EXAMPLES_PER_STEP=$EXAMPLES_PER_STEP is not a multiple of PER_DEVICE_TRAIN_BATCH_SIZE=$PER_DEVICE_TRAIN_BATCH_SIZE x $processes processes; change one of them or set GRADIENT_ACCUMULATION_STEPS"
   fi
   GRADIENT_ACCUMULATION_STEPS=$((EXAMPLES_PER_STEP / per_round))
 fi
-echo "$processes process(es) x $PER_DEVICE_TRAIN_BATCH_SIZE examples x $GRADIENT_ACCUMULATION_STEPS accumulation steps = $((per_round * GRADIENT_ACCUMULATION_STEPS)) examples per optimizer step"
+echo "$processes process(es) x $PER_DEVICE_TRAIN_BATCH_SIZE examples x $GRADIENT_ACCUMULATION_STEPS accumulation steps = $((per_round * GRADIENT_ACCUMULATION_STEPS)) examples per optimizer step$note"
 
 # The first NUM_GPUS GPUs unless CUDA_VISIBLE_DEVICES says which.
 CUDA_VISIBLE_DEVICES="${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((NUM_GPUS - 1)))}"
@@ -132,4 +171,4 @@ if [ "$BF16" != "auto" ]; then PRECISION=(--bf16 "$BF16"); fi
     --save_steps "$SAVE_STEPS" \
     --save_total_limit "$SAVE_TOTAL_LIMIT" \
     --merge "$MERGE" \
-    "$@"
+    ${passed[@]+"${passed[@]}"}

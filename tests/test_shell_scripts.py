@@ -79,7 +79,7 @@ def test_several_gpus_go_through_accelerate_launch_with_the_same_examples_per_st
 
 
 def test_a_batch_that_cannot_keep_the_examples_per_step_is_refused(tmp_path):
-    finished, _, _ = run_train_trl(tmp_path, NUM_GPUS="8")
+    finished, _, _ = run_train_trl(tmp_path, NUM_GPUS="8", PER_DEVICE_TRAIN_BATCH_SIZE="4")
     assert finished.returncode == 2
     assert "EXAMPLES_PER_STEP=16 is not a multiple of PER_DEVICE_TRAIN_BATCH_SIZE=4 x 8 processes" in finished.stderr
     finished, args, _ = run_train_trl(tmp_path, NUM_GPUS="8", PER_DEVICE_TRAIN_BATCH_SIZE="2")
@@ -117,4 +117,4 @@ def test_the_fsdp_config_is_valid_for_accelerate_and_names_the_student_s_layer()
     fsdp = config.fsdp_config
     assert hasattr(modeling_qwen3_moe, fsdp["fsdp_transformer_layer_cls_to_wrap"])
     assert fsdp["fsdp_cpu_ram_efficient_loading"] and fsdp["fsdp_sync_module_states"]  # accelerate requires both
-    assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT" and fsdp["fsdp_activation_checkpointing"] is True
+    assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT" and fsdp["fsdp_activation_checkpointing"] is True

@@ -483,7 +483,7 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
         if wandb_settings and main_process:
             finish_wandb()
     output_dir = Path(config.output_dir)
-    trainer.save_model(str(output_dir))  # adapter (+ tokenizer); every process takes part, the main one writes
+    save_adapter(trainer, output_dir)  # every process takes part, the main one writes
     order = gathered_order(trainer)  # a collective: every process calls it
 
     record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
@@ -499,6 +499,31 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
             merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR, log)
     log(format_summary(record, output_dir))
     return TrainingResult(trainer, record, output_dir)
+
+
+def save_adapter(trainer, output_dir: Path) -> None:
+    """The final adapter as peft files (adapter_config.json, adapter_model.safetensors).
+
+    Under FSDP the checkpoints are sharded (configs/accelerate_fsdp.yaml: SHARDED_STATE_DICT, each process writes its
+    slice of the adapter and optimizer state), and with a sharded state dict ``Trainer.save_model`` writes no model
+    file at all (transformers trainer.py: ``save_model`` saves under FSDP only for FULL_STATE_DICT). So the final save
+    switches the plugin to FULL_STATE_DICT first, as PEFT's FSDP guide does: the whole state dict is gathered once,
+    onto the main process's CPU, and peft's ``save_pretrained`` keeps the adapter's tensors.
+    """
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if plugin is not None:
+        use_full_state_dict(plugin)
+    trainer.save_model(str(output_dir))
+
+
+def use_full_state_dict(plugin) -> bool:
+    """Switch an accelerate FullyShardedDataParallelPlugin to FULL_STATE_DICT (rank 0 only, offloaded to the CPU);
+    False when it already was."""
+    if "FULL_STATE_DICT" in str(plugin.state_dict_type):
+        return False
+    plugin.state_dict_config = plugin.optim_state_dict_config = None  # else set_state_dict_type keeps the sharded ones
+    plugin.set_state_dict_type("FULL_STATE_DICT")
+    return True
 
 
 def run(job: TrainingJob, callbacks=(), log=print) -> TrainingResult:

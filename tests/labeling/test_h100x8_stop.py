@@ -30,7 +30,8 @@ def start(tmp_path, ignored_s=2):
     stub = tmp_path / "python-stub"
     stub.write_text(STUB.format(ignored=ignored_s, workers=tmp_path / "workers", mains=tmp_path / "mains"))
     stub.chmod(0o755)
-    env = dict(os.environ, PYTHON=str(stub), STOP_GRACE_S="10")
+    # Two shards of 4 GPUs, whatever GPUs this machine has (or lacks).
+    env = dict(os.environ, PYTHON=str(stub), STOP_GRACE_S="10", TP="4", GPU_GROUPS="0,1,2,3 4,5,6,7")
     process = subprocess.Popen(
         ["bash", str(REPO / "create_data_h100x8.sh"), "--output_file", str(tmp_path / "out.jsonl")],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -34,7 +34,8 @@ print(str(4241 + count) + ";cluster")
 
 def environment(tmp_path, **settings):
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith("SLURM_") and key not in ("NUM_SHARDS", "TP", "OUTPUT", "INPUT", "MODEL")}
+           if not key.startswith("SLURM_") and key not in ("NUM_SHARDS", "TP", "OUTPUT", "INPUT", "MODEL",
+                                                            "CUDA_VISIBLE_DEVICES", "EXTRA_SBATCH_ARGS")}
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", **settings)
     return env
 
@@ -81,6 +82,35 @@ def test_misuse_is_one_clear_error(tmp_path, mode_and_flag):
                               text=True)
     assert finished.returncode == 2 and finished.stderr.startswith("error: ")
     assert not (tmp_path / "sbatch-calls").exists()
+
+
+@pytest.mark.parametrize("gpu_option", ["--gpus-per-node=8", "--gpus=2", "-G", "--gres=gpu:h100:8", "--gres"])
+def test_a_gpu_request_in_the_extra_sbatch_args_is_refused_in_favour_of_tp(tmp_path, gpu_option):
+    env = environment(tmp_path, TP="4", EXTRA_SBATCH_ARGS=f"--partition=gpu {gpu_option}", **fake_sbatch(tmp_path))
+    finished = subprocess.run(["bash", str(SCRIPT), "submit"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert finished.returncode == 2, finished.stderr
+    assert finished.stderr.startswith("error: EXTRA_SBATCH_ARGS asks for GPUs") and "set TP instead" in finished.stderr
+    assert not (tmp_path / "sbatch-calls").exists()
+
+
+def stand_in_python(tmp_path):
+    stub = tmp_path / "python-stub"
+    calls = tmp_path / "calls"
+    stub.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" > "{calls}"\n')
+    stub.chmod(0o755)
+    return str(stub)
+
+
+def test_a_task_given_fewer_gpus_than_tp_stops_before_loading_the_model(tmp_path):
+    env = environment(tmp_path, TP="4", SLURM_ARRAY_TASK_ID="0", CUDA_VISIBLE_DEVICES="0,1",
+                      PYTHON=stand_in_python(tmp_path))
+    finished = subprocess.run(["bash", str(SCRIPT), "label"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert finished.returncode == 2 and "error: this task has 2 GPU(s)" in finished.stderr and "TP=4" in finished.stderr
+    assert not (tmp_path / "calls").exists()
+    env.update(CUDA_VISIBLE_DEVICES="0,1,2,3")
+    finished = subprocess.run(["bash", str(SCRIPT), "label"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert "--tensor_parallel_size 4 " in (tmp_path / "calls").read_text()
 
 
 @pytest.mark.slow

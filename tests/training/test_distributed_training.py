@@ -146,3 +146,42 @@ def test_summary_interleaves_processes_into_the_shared_order():
     assert summary["order_sha256"] == single["order_sha256"]
     swapped = summarize_order([per_process[1], per_process[0]], filler)
     assert swapped["order_sha256"] != single["order_sha256"]
+
+
+def fsdp_plugin_as_launched(monkeypatch, processes=8):
+    """accelerate's own FSDP plugin, built from the environment that `accelerate launch --config_file
+    configs/accelerate_fsdp.yaml` gives each process (accelerate.utils.launch.prepare_multi_gpu_env)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(["--config_file", str(ROOT / "configs" / "accelerate_fsdp.yaml"),
+                                               "--num_processes", str(processes), "train_sft_trl.py"])
+    args, _, _ = _validate_launch_command(args)
+    for name, value in prepare_multi_gpu_env(args).items():
+        if name.startswith(("FSDP_", "ACCELERATE_")):
+            monkeypatch.setenv(name, value)
+    return FullyShardedDataParallelPlugin()
+
+
+def test_fsdp_checkpoints_are_sharded_and_the_final_save_switches_to_a_full_state_dict(monkeypatch):
+    """A 2-process FSDP run cannot happen on CPU (accelerate 1.15's AcceleratorState turns FSDP on only for
+    multi-accelerator types, never MULTI_CPU): this checks the plugin the GPU processes get and the final switch."""
+    from accelerate.utils.fsdp_utils import _prepare_sd_options
+    from torch.distributed.fsdp import FullStateDictConfig, StateDictType
+
+    from prompt_distill.training.run import use_full_state_dict
+
+    plugin = fsdp_plugin_as_launched(monkeypatch)
+    assert plugin.fsdp_version == 2 and plugin.cpu_ram_efficient_loading
+    # Checkpoints: each process writes its own slice (save_fsdp_model's SHARDED_STATE_DICT branch, DCP).
+    assert plugin.state_dict_type == StateDictType.SHARDED_STATE_DICT
+    assert not _prepare_sd_options(plugin).full_state_dict
+    # The final save: Trainer.save_model writes under FSDP only with FULL_STATE_DICT, gathered on rank 0's CPU.
+    assert use_full_state_dict(plugin) is True
+    assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT
+    assert isinstance(plugin.state_dict_config, FullStateDictConfig)
+    assert plugin.state_dict_config.rank0_only and plugin.state_dict_config.offload_to_cpu
+    options = _prepare_sd_options(plugin)
+    assert options.full_state_dict and options.cpu_offload and options.broadcast_from_rank0
+    assert use_full_state_dict(plugin) is False  # already full: nothing changes

@@ -19,9 +19,12 @@ validation; the environment accelerate would give each process is computed by ac
 
 from __future__ import annotations
 
+import importlib
 import os
 import runpy
 import sys
+
+STOPPED = "dry-run: stopped"  # every stop's line starts so (test_gpu_commands.py looks for it)
 
 
 class DryRunStop(BaseException):  # not an Exception: no script's `except` may swallow it
@@ -53,11 +56,11 @@ def stop(what: str):
 def install_edges() -> None:
     import contextlib
 
-    import prompt_distill.engines
     import prompt_distill.gpus
-    import prompt_distill.models
 
-    prompt_distill.gpus.cuda_device_count = visible_gpus
+    prompt_distill.gpus.cuda_device_count = visible_gpus  # first: every module that imports it must see this one
+    import prompt_distill.engines
+    import prompt_distill.models
 
     @contextlib.contextmanager
     def hub_model(name):
@@ -110,7 +113,8 @@ def launch(argv: list[str]) -> list[str]:
     # What torchrun sets for the first process of this machine.
     first = args.machine_rank * per_machine
     os.environ.update(WORLD_SIZE=str(args.num_processes), RANK=str(first), LOCAL_RANK="0",
-                      LOCAL_WORLD_SIZE=str(per_machine))
+                      LOCAL_WORLD_SIZE=str(per_machine), MASTER_ADDR=args.main_process_ip or "127.0.0.1",
+                      MASTER_PORT=str(args.main_process_port or 29500))
     print(f"dry-run: accelerate launch, {args.num_processes} processes on {args.num_machines} machine(s) "
           f"({'FSDP' if env.get('ACCELERATE_USE_FSDP') == 'true' else 'data parallel'}); running rank {first}",
           flush=True)
@@ -123,8 +127,9 @@ def main(argv: list[str]) -> int:
     install_edges()
     try:
         if argv[:1] == ["-m"]:
+            # The module's main(), not a fresh copy of it: that copy would not see the stops installed above.
             sys.argv = [argv[1], *argv[2:]]
-            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+            sys.exit(importlib.import_module(argv[1]).main(argv[2:]))
         elif argv and argv[0].endswith(".py"):
             sys.argv = argv
             sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
@@ -132,7 +137,7 @@ def main(argv: list[str]) -> int:
         else:
             raise SystemExit(f"dry-run: the stand-in python runs scripts and modules, not {argv}")
     except DryRunStop as stopped:
-        print(f"dry-run: {os.path.basename(sys.argv[0])} stopped before loading a model: {stopped}", flush=True)
+        print(f"{STOPPED} {os.path.basename(sys.argv[0])}: {stopped}", flush=True)
         return 0
     return 0
 

@@ -12,10 +12,13 @@ import shutil
 import pytest
 
 from tests.gpu_dry_run.commands import HEADERS, Block, header_commands, readme_blocks
+from tests.gpu_dry_run.standin_python import STOPPED
 from tests.gpu_dry_run.world import make_world
 
 # The examples write to a cluster's shared filesystem; in the dry run it is a folder of the fake box.
 SHARED_FILESYSTEM = "/shared/"
+# The only documented commands that start no python of the project.
+NO_PROJECT_PYTHON = ("pip install", "wandb login")
 
 
 def run_block(block: Block, tmp_path) -> list[str]:
@@ -28,6 +31,8 @@ def run_block(block: Block, tmp_path) -> list[str]:
         output = finished.stdout + finished.stderr
         if finished.returncode != 0:
             failures.append(f"$ {command}\n(exit {finished.returncode})\n{output[-3000:]}")
+        elif STOPPED not in output and not command.startswith(NO_PROJECT_PYTHON):
+            failures.append(f"$ {command}\nexited 0 without reaching a model load:\n{output[-3000:]}")
     return failures
 
 

@@ -2,7 +2,7 @@
 earlier stages of the pipeline would have written (not a test module).
 
 The stand-ins: `python` (standin_python.py under the real interpreter), `nvidia-smi` (the machine's GPUs, as
-`DRY_RUN_GPUS` H100s), `sbatch` (a job id), `pip` and `wandb` (they only check their arguments), and a `vllm`
+`DRY_RUN_GPUS` H100s), `sbatch` (runs the job's first array task at once), `pip` and `wandb` (they only check their arguments), and a `vllm`
 package that is importable but holds nothing (every engine stops before it is made).
 """
 
@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,18 +24,18 @@ PYTHON = f"""#!/usr/bin/env bash
 exec {sys.executable} {HERE / "standin_python.py"} "$@"
 """
 
-NVIDIA_SMI = """#!/usr/bin/env python3
+NVIDIA_SMI = f"""#!{sys.executable}
 import os, sys
 count = int(os.environ.get("DRY_RUN_GPUS", "0"))
 if count == 0:
     sys.exit("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
 visible = os.environ.get("CUDA_VISIBLE_DEVICES")
 ids = [int(i) for i in visible.split(",") if i.strip()] if visible is not None else list(range(count))
-fields = {"index": None, "name": "NVIDIA H100 80GB HBM3", "memory.total": "81559 MiB", "driver_version": "580.95.05"}
+fields = {{"index": None, "name": "NVIDIA H100 80GB HBM3", "memory.total": "81559 MiB", "driver_version": "580.95.05"}}
 args = " ".join(sys.argv[1:])
 if "-L" in sys.argv[1:]:
     for i in range(count):
-        print(f"GPU {i}: {fields['name']} (UUID: GPU-dry-run-{i})")
+        print(f"GPU {{i}}: {{fields['name']}} (UUID: GPU-dry-run-{{i}})")
 elif "--query-gpu=" in args:
     asked = args.split("--query-gpu=")[1].split()[0].split(",")
     if "noheader" not in args:
@@ -42,11 +43,27 @@ elif "--query-gpu=" in args:
     for i in ids:
         print(", ".join(str(i) if name == "index" else fields.get(name, "N/A") for name in asked))
 else:
-    print(f"dry-run nvidia-smi: {count} x {fields['name']}")
+    print(f"dry-run nvidia-smi: {{count}} x {{fields['name']}}")
 """
 
-SBATCH = """#!/usr/bin/env bash
-echo "4242;dry-run"
+# sbatch: runs the job at once, as the first task of its array, on the GPUs it asks per node, and answers like
+# `sbatch --parsable` (a job id); a job that fails makes the submission fail, so the dry run sees it.
+SBATCH = f"""#!{sys.executable}
+import os, subprocess, sys
+args = sys.argv[1:]
+script = next(i for i, arg in enumerate(args) if arg.endswith(".sh"))
+options, command = args[:script], args[script:]
+value = lambda name, default=None: options[options.index(name) + 1] if name in options else default
+env = dict(os.environ, SLURM_JOB_ID="4242")
+if value("--array") is not None:
+    env["SLURM_ARRAY_TASK_ID"] = "0"
+if value("--gpus-per-node") is not None:
+    env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(int(value("--gpus-per-node"))))
+job = subprocess.run(["bash", *command], env=env, capture_output=True, text=True)
+sys.stderr.write(job.stdout + job.stderr)
+if job.returncode:
+    sys.exit(job.returncode)
+print("4242;dry-run")
 """
 
 PIP = """#!/usr/bin/env bash
@@ -77,14 +94,15 @@ class World:
     env: dict
 
     def run(self, command: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        """Run one command; a training command finds no adapter before it and leaves one, as on the GPU box."""
-        trains = any(script in command for script in TRAINING_SCRIPTS)
-        if trains:
-            shutil.rmtree(self.root / ADAPTER, ignore_errors=True)
+        """Run one command. A stage's command finds no output of its own before it and leaves one after it (the
+        dry run stopped it before it wrote anything), so the next stage finds what it would on the GPU box."""
+        stages = [stage for stage in STAGES if any(script in command for script in stage.scripts)]
+        for stage in stages:
+            stage.remove(self.root)
         finished = subprocess.run(["bash", "-c", command], cwd=self.root, env=self.env, capture_output=True,
                                   text=True, timeout=timeout)
-        if trains:
-            seed_adapter(self.root)
+        for stage in stages:
+            stage.seed(self.root)
         return finished
 
 
@@ -119,7 +137,7 @@ EXAMPLE_INPUTS = ("my.txt", "queries.txt")
 
 
 ADAPTER = "models/prompt_distillation_trl"
-TRAINING_SCRIPTS = ("train_trl.sh", "train_sft_trl.py")
+LABELS = "data/prompt_distillation_lang.jsonl"
 
 
 def seed_labels(root: Path) -> None:
@@ -129,7 +147,7 @@ def seed_labels(root: Path) -> None:
     for name in EXAMPLE_INPUTS:
         shutil.copy(root / "example-data" / "multilingual.txt", root / name)
     lines = (root / "example-data" / "multilingual.gold.tsv").read_text("utf-8").splitlines()
-    with (root / "data" / "prompt_distillation_lang.jsonl").open("w", encoding="utf-8") as handle:
+    with (root / LABELS).open("w", encoding="utf-8") as handle:
         for line in lines:
             label, _, text = line.partition("\t")
             handle.write(json.dumps(training_record(text.strip(), label), ensure_ascii=False) + "\n")
@@ -160,6 +178,24 @@ def seed_adapter(root: Path) -> None:
 # The weights of the default teacher and student (Qwen3-30B-A3B: 30,532,122,624 bf16 parameters), as their
 # safetensors index on the hub says; the memory planners read this index, never the weights.
 HUB_MODELS = {"Qwen/Qwen3-30B-A3B-Thinking-2507": 61_064_245_248, "Qwen/Qwen3-30B-A3B-Instruct-2507": 61_064_245_248}
+
+
+@dataclass(frozen=True)
+class Stage:
+    scripts: tuple[str, ...]  # a command that names one of these runs the stage
+    output: str
+    seed: Callable[[Path], None]
+
+    def remove(self, root: Path) -> None:
+        target = root / self.output
+        if target.is_dir():
+            shutil.rmtree(target)
+        for path in target.parent.glob(target.stem + "*"):  # the JSONL's sidecar, run header and shards
+            path.unlink() if path.is_file() else shutil.rmtree(path)
+
+
+STAGES = (Stage(("create_data.py", "create_data_h100x8.sh", "create_data_slurm.sh"), LABELS, seed_labels),
+          Stage(("train_trl.sh", "train_sft_trl.py"), ADAPTER, seed_adapter))
 
 
 def hub_cache(home: Path) -> Path:

@@ -52,8 +52,9 @@ def main(argv=None) -> int:
                       batch_size=args.batch_size)
     params = student_params(task, args.max_tokens, constrained=False)
     load_before = os.getloadavg()[0]
-    result = measure_batching(engine, texts, task, params, args.batch_size, args.rounds)
+    result = measure_batching(engine, texts, task, params, args.batch_size, args.rounds, framing=student.framing)
     describe = (f"{student.base_model}{' + ' + student.adapter_path if student.adapter_path else ''}, "
+                f"student framing {student.framing}, "
                 f"{args.device}, {torch.get_num_threads()} of {os.cpu_count()} CPUs as threads, "
                 f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}, up to {args.max_tokens} new tokens")
     print(format_result(result, len(texts), describe))

@@ -1,4 +1,8 @@
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -106,6 +110,50 @@ def test_repair_truncated_tail(tmp_path):
     path.write_text('{"a": 1}\n{"a": ')  # a half-written record is dropped
     assert repair_truncated_tail(path) is True
     assert path.read_text() == '{"a": 1}\n'
+
+
+# The held-out split of example-data/multilingual.txt at the defaults (eval_fraction 0.2, split seed 0), pinned:
+# training (train_sft_trl.py) and evaluation (evaluate.py) run in different processes, so a split that changed
+# with the process (Python's salted hash(), PYTHONHASHSEED) would leak evaluation sentences into training.
+PINNED_HELD_OUT = 189
+PINNED_FIRST_HELD_OUT = [
+    "Στο δεύτερο φανάρι στρίψε δεξιά και συνέχισε ευθεία μέχρι την πλατεία.",
+    "¿Dónde está la estación de tren más cercana?",
+    "가는 말이 고와야 오는 말이 곱다.",
+    "Χρόνια πολλά!",
+    "आपका ऑर्डर शिप हो गया है और 3-5 दिनों में पहुँच जाएगा।",
+]
+PINNED_HELD_OUT_SHA256 = "b004e72b7b531ca89ecf20969bafd7d28b9e8575d625b46b4fd9a8863a616062"  # all 189, one a line
+SPLIT_PROBE = """
+import hashlib, json, sys
+from prompt_distill.data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, in_split, read_sentences
+texts = read_sentences(sys.argv[1]).texts
+held_out = [t for t in texts if in_split(t, "eval", DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED)]
+trained = [t for t in texts if in_split(t, "train", DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED)]
+print(json.dumps({"sentences": len(texts), "held_out": len(held_out), "trained": len(trained),
+                  "first": held_out[:5], "sha256": hashlib.sha256("\\n".join(held_out).encode()).hexdigest()}))
+"""
+
+
+def split_in_a_new_process(hash_seed: str) -> dict:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    run = subprocess.run([sys.executable, "-c", SPLIT_PROBE, str(EXAMPLE)], cwd=EXAMPLE.parents[1], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout)
+
+
+def test_the_split_is_pinned_and_the_same_in_other_processes():
+    """189 of the 882 example sentences are held out, the same ones in this process and in two others whose str
+    hashes differ (PYTHONHASHSEED): the split comes from a stable hash, not the process."""
+    texts = read_sentences(EXAMPLE).texts
+    held_out = [t for t in texts if in_split(t, "eval", 0.2, 0)]
+    here = {"sentences": len(texts), "held_out": len(held_out), "trained": len(texts) - len(held_out),
+            "first": held_out[:5], "sha256": hashlib.sha256("\n".join(held_out).encode()).hexdigest()}
+    assert here == {"sentences": 882, "held_out": PINNED_HELD_OUT, "trained": 882 - PINNED_HELD_OUT,
+                    "first": PINNED_FIRST_HELD_OUT, "sha256": PINNED_HELD_OUT_SHA256}
+    for hash_seed in ("1", "2"):
+        assert split_in_a_new_process(hash_seed) == here, f"PYTHONHASHSEED={hash_seed}"
 
 
 def test_split_is_deterministic_disjoint_and_near_the_fraction():

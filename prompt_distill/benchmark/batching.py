@@ -49,8 +49,9 @@ def _timed_run(engine, chats, params: GenerationParams, task: Task, batch_size: 
 
 
 def measure_batching(engine, texts: list[str], task: Task, params: GenerationParams, batch_size: int,
-                     rounds: int = 1, log=print) -> BatchingResult:
-    chats = [task.student_messages(text) for text in texts]
+                     rounds: int = 1, log=print, *, framing: str) -> BatchingResult:
+    """``framing``: the adapter's recorded student framing (``Student.framing``), the chat it was trained on."""
+    chats = [task.student_messages(text, framing) for text in texts]
     _timed_run(engine, chats[:2], params, task, 2)  # warm-up: first-call allocations are not part of either mode
     single = ModeResult(1, [], [])
     batched = ModeResult(batch_size, [], [])

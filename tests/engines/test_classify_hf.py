@@ -9,10 +9,16 @@ from prompt_distill.engines.base import GenerationParams
 from prompt_distill.engines.hf import HFEngine
 from prompt_distill.engines.label_tokens import label_tokens
 from prompt_distill.task import language_task
-from tests.tiny_models import qwen3_instruct_2507_template, save_model_dir, tiny_qwen3_moe
+from tests.tiny_models import qwen3_instruct_2507_template, save_model_dir, tiny_qwen3_moe, tokenizer_with_template
 
-# "zh" is a token prefix of "zh-Hant" (so it needs its end-of-turn token); the two zh-* share three tokens.
-TRIE_LABELS = ("zh", "zh-Hant", "zh-Hans", "en", "ab", "a")
+# "zh" is a token prefix of "zh-Hant" (so it needs its end-of-turn token); the three zh-* share two tokens and the
+# two zh-Ha* a third, so the trie has two sibling inner nodes ("Lat", "H"): listed first, "Lat" comes first in the
+# pass, and a mask that let "H" see it (a causal mask over the label tokens) would change P(ant | H) vs P(ans | H).
+TRIE_LABELS = ("zh", "zh-Latn", "zh-Hant", "zh-Hans", "en", "ab", "a")
+# What the tiny model is trained towards for TEXTS, a few steps, so that its labels are far from uniform and
+# depend on the trie's inner nodes (an untrained one puts ~1/3 on each one-token label and ~0 on the zh-*: a mask
+# leak then moved the probabilities by less than the 1e-4 tolerance).
+TINY_TARGETS = ("zh-Hant", "zh-Hans", "zh-Latn", "ab")
 TEXTS = [
     "Hallo Welt, wie geht es dir heute?",
     "ok",
@@ -33,11 +39,33 @@ def smollm2_engine(smollm2_dir):
     return HFEngine(str(smollm2_dir), batch_size=4)
 
 
+def trained_tiny_qwen3(tokenizer, steps=20):
+    """The tiny random Qwen3-MoE after a few Adam steps on TEXTS -> TINY_TARGETS (each answer through the chat
+    template, loss on the answer only): every sentence gets its own, far from uniform, label distribution."""
+    model = tiny_qwen3_moe(len(tokenizer), seed=3)
+    tokenizer = tokenizer_with_template(tokenizer, qwen3_instruct_2507_template())
+    examples = []
+    for text, label in zip(TEXTS, TINY_TARGETS, strict=True):
+        chat = student_chat(text)
+        prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)
+        full = tokenizer.apply_chat_template(chat + [{"role": "assistant", "content": label}], tokenize=True,
+                                             return_dict=True)["input_ids"]
+        targets = torch.tensor([[-100] * len(prompt["input_ids"]) + list(full[len(prompt["input_ids"]):])])
+        examples.append((torch.tensor([list(full)]), targets))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        for input_ids, targets in examples:
+            loss = model(input_ids=input_ids, labels=targets).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
 @pytest.fixture(scope="module")
 def tiny_engine(smollm2_tokenizer, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_qwen3")
-    save_model_dir(tiny_qwen3_moe(len(smollm2_tokenizer), seed=3), smollm2_tokenizer, folder,
-                   qwen3_instruct_2507_template())
+    save_model_dir(trained_tiny_qwen3(smollm2_tokenizer), smollm2_tokenizer, folder, qwen3_instruct_2507_template())
     return HFEngine(str(folder), batch_size=4, dtype=torch.float32)
 
 
@@ -75,10 +103,16 @@ def assert_close(scores, expected, tolerance=1e-4):
 def test_trie_labels_on_tiny_qwen3_equal_brute_force_and_sum_to_one(tiny_engine):
     tokens = label_tokens(tiny_engine.tokenizer, student_chat("x"), TRIE_LABELS, tiny_engine.eos_ids)
     assert not tokens.single_tokens
-    assert tokens.continuations[0][-1] in tiny_engine.eos_ids  # "zh" needs its end of turn, "en" does not
-    assert tokens.continuations[3][-1] not in tiny_engine.eos_ids
+    by_label = dict(zip(TRIE_LABELS, tokens.continuations, strict=True))
+    assert by_label["zh"][-1] in tiny_engine.eos_ids  # "zh" needs its end of turn, "en" does not
+    assert by_label["en"][-1] not in tiny_engine.eos_ids
     chats = [student_chat(text) for text in TEXTS]
     results = tiny_engine.classify(chats, TRIE_LABELS)
+    # Far from uniform (1/7 each), the top label differs between sentences, and both answers after the inner node
+    # "H" keep a real share (P(ant | H) vs P(ans | H) is what a leak into "H" would move).
+    assert all(scores.probability > 0.45 for scores in results)
+    assert len({scores.label for scores in results}) >= 3
+    assert min(results[1].probabilities["zh-Hant"], results[1].probabilities["zh-Hans"]) > 0.1
     for chat, scores in zip(chats, results, strict=True):
         assert sum(scores.probabilities.values()) == pytest.approx(1.0, abs=1e-9)
         assert_close(scores, brute_force(tiny_engine, chat, TRIE_LABELS))

@@ -69,7 +69,7 @@ def test_the_script_scores_with_the_engine_and_saves_each_answer(tmp_path, smoll
 
 
 @pytest.mark.slow
-def test_on_a_trained_adapter_generation_gives_labels_and_agreement_is_counted(tmp_path, smollm2_dir):
+def test_on_a_trained_adapter_every_generation_is_a_label_and_the_scored_one(tmp_path, smollm2_dir):
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 24)
     out = tmp_path / "adapter"
     train = subprocess.run([
@@ -85,5 +85,9 @@ def test_on_a_trained_adapter_generation_gives_labels_and_agreement_is_counted(t
     run = run_script("--model_path", str(out), "--test_file", str(sentences), "--split", "all",
                      "--output_file", str(output))
     saved = json.loads(output.read_text("utf-8"))
-    assert saved["generated_a_label"] >= 4, saved  # the trained student answers with labels
     check_saved_counts(saved, run.stdout)
+    # What the README claims of the demos (189 of 189, 93 of 93), here on 12 sentences it was not trained on: every
+    # free generation is a label, and it is the scored label.
+    assert (saved["sentences"], saved["generated_a_label"], saved["scored_equals_generated"]) == (12, 12, 12), saved
+    assert "scored label = greedy free generation on 12 of 12 sentences" in run.stdout
+    assert "Disagreements" not in run.stdout

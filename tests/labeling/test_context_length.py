@@ -6,11 +6,13 @@ import pytest
 import create_data
 from prompt_distill.data import iter_jsonl
 from prompt_distill.engines import BackendChoice
+from prompt_distill.engines.base import Generation
 from prompt_distill.labeling import teacher_run
 from prompt_distill.labeling.context_length import (
     ANSWER_ROOM,
     CONTEXT_MARGIN,
     THOUGHT_ROOM,
+    check_prompts,
     context_length_for,
     count_chat_tokens,
     model_context_limit,
@@ -18,7 +20,7 @@ from prompt_distill.labeling.context_length import (
 )
 from prompt_distill.labeling.run import format_summary, run_labeling
 from prompt_distill.labeling.run_files import RunFiles
-from prompt_distill.task import TEACHER_USER_PREFIX, language_task
+from prompt_distill.task import TEACHER_USER_PREFIX, Task, language_task
 from tests.labeling.test_labeling import ANSWERS, ScriptedEngine, make_config, training_pairs, write_input
 
 TASK = language_task()
@@ -181,3 +183,55 @@ def test_a_too_long_sentence_is_redone_when_the_context_grew(tmp_path):
     assert summary.labelled_now == 1 and not summary.too_long
     files = RunFiles.for_output(config.output_file)
     assert [text for text, _ in training_pairs(files.training)] == ["Hello there", long, "Guten Tag"]
+
+
+# A short teacher prompt, so that prompts of about 100 tokens can be built and counted with a real tokenizer.
+SHORT_TASK = Task(labels=("en", "de"), system_prompt="Name the language.")
+# SmolLM2 splits digits one token each, so this prompt has exactly as many tokens as the byte bound allows: a
+# check that skips it on the bound without the reply room would never count it.
+FITS_EXACTLY = "1" * 61  # 84 tokens: 84 + 16 for the reply = 100, the whole context
+ONE_OVER = "1" * 62  # 85 tokens: 85 + 16 = 101
+NINETY_FIVE = " ".join(["word"] * 72)  # 95 tokens: fits the context, but leaves 5 for the reply, not 16
+
+
+class TokenizerEngine(ScriptedEngine):
+    """Counts a prompt as the vLLM engine does (count_chat_tokens on a real tokenizer), with a 100-token context."""
+
+    max_context_tokens = 100
+
+    def __init__(self, tokenizer, **kwargs):
+        super().__init__(**kwargs)
+        self.tokenizer = tokenizer
+
+    def count_prompt_tokens(self, chat, params):
+        return count_chat_tokens(self.tokenizer, chat)
+
+    def _reply(self, text):
+        return Generation("Final Answer: en", 84, 4, "stop", 0.01)
+
+
+def test_a_prompt_must_leave_room_for_the_reply_in_the_context(smollm2_tokenizer):
+    """Issue 25 gap 2: a 95-token prompt in a 100-token context is too_long (max_tokens 0: 16 tokens of reply)."""
+    engine = TokenizerEngine(smollm2_tokenizer)
+    tokens = [count_chat_tokens(smollm2_tokenizer, SHORT_TASK.teacher_messages(text))
+              for text in (FITS_EXACTLY, ONE_OVER, NINETY_FIVE)]
+    assert tokens == [84, 85, 95]
+    check = check_prompts(engine, SHORT_TASK, {0: FITS_EXACTLY, 1: ONE_OVER, 2: NINETY_FIVE}, None, max_tokens=0)
+    assert (check.context_tokens, check.reply_room) == (100, ANSWER_ROOM)
+    assert check.too_long == {1: 85, 2: 95}
+    # The vLLM sizing leaves the same two out.
+    plan = context_length_for(smollm2_tokenizer, SHORT_TASK, [FITS_EXACTLY, ONE_OVER, NINETY_FIVE], 0, model_limit=100)
+    assert (plan.too_long, plan.longest_index, plan.prompt_tokens) == (2, 0, 84)
+
+
+def test_the_run_labels_the_prompt_that_fits_exactly_and_records_the_others_too_long(tmp_path, smollm2_tokenizer):
+    write_input(tmp_path / "in.txt", [FITS_EXACTLY, ONE_OVER, NINETY_FIVE])
+    config = make_config(tmp_path, max_tokens=0)
+    engine = TokenizerEngine(smollm2_tokenizer)
+    summary = run_labeling(config, SHORT_TASK, lambda: engine, progress=False)
+    assert [texts for texts, _ in engine.calls] == [[FITS_EXACTLY]]  # the too_long prompts are never generated
+    files = RunFiles.for_output(config.output_file)
+    assert training_pairs(files.training) == [(FITS_EXACTLY, "en")]
+    records = sorted((r["line"], r["status"], r["prompt_tokens"]) for _, r in iter_jsonl(files.sidecar))
+    assert records == [(1, "labelled", 84), (2, "too_long", 85), (3, "too_long", 95)]
+    assert summary.too_long_now == 2

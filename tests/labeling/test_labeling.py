@@ -172,6 +172,29 @@ def test_a_kill_between_or_inside_writes_loses_and_duplicates_nothing(config):
     assert any("cut off by a crash" in note for note in summary.notes)
 
 
+@pytest.mark.parametrize("damage", ["last_two_lost", "last_two_lost_and_a_stray_line"])
+def test_a_kill_after_the_last_sidecar_write_is_repaired_though_nothing_is_left_to_label(config, damage):
+    """The kill lands after the sidecar's last record but before the training file caught up: nothing is pending,
+    so only the rebuild at the start of the run (not the one after labelling) can restore the training file."""
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    lines = files.training.read_text(encoding="utf-8").splitlines(keepends=True)
+    assert len(lines) == 6
+    kept = lines[:-2] + ([lines[0]] if damage == "last_two_lost_and_a_stray_line" else [])
+    files.training.write_text("".join(kept), encoding="utf-8")
+    sidecar_before = files.sidecar.read_bytes()
+
+    def no_engine():
+        raise AssertionError("the sidecar is complete: nothing to label, no model to load")
+
+    summary = run_labeling(config, TASK, no_engine, progress=False)
+    texts = [s for s in SENTENCES if s.strip()]
+    assert training_pairs(files.training) == [(t, ANSWERS[t]) for t in texts]  # all 6 lines, in input order
+    assert files.training.read_text(encoding="utf-8").splitlines(keepends=True) == lines
+    assert files.sidecar.read_bytes() == sidecar_before
+    assert (summary.resumed, summary.labelled_now) == (6, 0)
+
+
 def test_an_output_from_another_input_model_or_prompt_is_refused(config, tmp_path):
     run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
     with pytest.raises(OutputMismatchError, match=r"(?s)model .*--model_name.*--overwrite"):

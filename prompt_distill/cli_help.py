@@ -22,4 +22,6 @@ class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
             return help_text
         if action.nargs == 0:  # a switch (store_true / store_false): its default is its absence
             return help_text
+        if action.nargs == "?" and action.const is True and action.default is False:  # a dataclass bool, off
+            return help_text
         return super()._get_help_string(action)

@@ -12,15 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cli import flag
+from .errors import DataError
 from .task import Task
 
 SPLITS = ("train", "eval", "all")
 DEFAULT_EVAL_FRACTION = 0.2
 DEFAULT_SPLIT_SEED = 0
-
-
-class DataError(ValueError):
-    """A problem with an input file; the message starts with ``path:line:`` where a line is known."""
 
 
 def _where(path, line: int | None = None) -> str:
@@ -283,18 +281,30 @@ def in_split(text: str, split: str, eval_fraction: float, seed: int) -> bool:
     return split == "all" or split_of(text, eval_fraction, seed) == split
 
 
+EVAL_FRACTION_HELP = "Fraction of sentences held out for evaluation, chosen by a stable hash of the sentence."
+SPLIT_SEED_HELP = "Changes which sentences are held out."
+
+
+def split_help(default_split: str) -> str:
+    return f"Which part of the data to use (default: {default_split}); 'all' ignores the split."
+
+
+def split_flag(default_split: str):
+    """The --split field of a stage's config (its default is the stage's: train for training, eval to evaluate)."""
+    return flag(default_split, split_help(default_split), group="data", choices=list(SPLITS))
+
+
+@dataclass(frozen=True)
+class SplitFlags:
+    """--eval_fraction and --split_seed, shared by train_sft_trl.py, evaluate.py and benchmark.py so that all of
+    them compute the same split; each stage's config adds ``split: str = split_flag(...)``."""
+
+    eval_fraction: float = flag(DEFAULT_EVAL_FRACTION, EVAL_FRACTION_HELP, group="data")
+    split_seed: int = flag(DEFAULT_SPLIT_SEED, SPLIT_SEED_HELP, group="data")
+
+
 def add_split_arguments(parser, default_split: str) -> None:
-    """The split flags shared by train_sft_trl.py and evaluate.py, so both compute the same split."""
-    parser.add_argument(
-        "--split",
-        choices=SPLITS,
-        default=default_split,
-        help=f"Which part of the data to use (default: {default_split}); 'all' ignores the split.",
-    )
-    parser.add_argument(
-        "--eval_fraction",
-        type=float,
-        default=DEFAULT_EVAL_FRACTION,
-        help="Fraction of sentences held out for evaluation, chosen by a stable hash of the sentence.",
-    )
-    parser.add_argument("--split_seed", type=int, default=DEFAULT_SPLIT_SEED, help="Changes which sentences are held out.")
+    """The same split flags on a plain argparse parser (the scripts/ tools)."""
+    parser.add_argument("--split", choices=SPLITS, default=default_split, help=split_help(default_split))
+    parser.add_argument("--eval_fraction", type=float, default=DEFAULT_EVAL_FRACTION, help=EVAL_FRACTION_HELP)
+    parser.add_argument("--split_seed", type=int, default=DEFAULT_SPLIT_SEED, help=SPLIT_SEED_HELP)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .data import DataError
+from .errors import DataError
 
 
 def sentence_key(text: str) -> str:

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import PromptDistillError
+
 
 @dataclass(frozen=True)
 class EmbeddedModel:
@@ -37,7 +39,7 @@ EMBEDDED_MODELS = {
 DEFAULT_CPU_MODEL = "smollm2-135m-instruct"
 
 
-class ModelNotFoundError(RuntimeError):
+class ModelNotFoundError(PromptDistillError, RuntimeError):
     pass
 
 

@@ -8,8 +8,10 @@ the flags a config has (``getattr``): create_data.py, benchmark.py, evaluate.py 
 
 from __future__ import annotations
 
+from .errors import PromptDistillError
 
-class PreflightError(ValueError):
+
+class PreflightError(PromptDistillError, ValueError):
     """A flag value (or the backend or GPUs it needs) that cannot work; the message says what to pass instead."""
 
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .cli import flag
+from .errors import TaskError
+
 UNPARSEABLE = "unparseable"
 ANSWER_PREFIX = "Final Answer:"
 TEACHER_USER_PREFIX = "Text to classify:\n"
@@ -41,10 +44,6 @@ _WORD_RE = re.compile(r"\w[\w\-+]*")
 _LABEL_RE = re.compile(r"^\w[\w\-+]*$")
 _THINK_CLOSE = "</think>"
 _THINK_OPEN = "<think>"
-
-
-class TaskError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -201,15 +200,19 @@ def load_task(prompt_file: str | None = None, labels: str | None = None) -> Task
     return Task(labels=label_tuple, system_prompt=system_prompt, label_names=names, name="custom")
 
 
+PROMPT_FILE_HELP = "Teacher system prompt (text file). Default: the built-in language-classification prompt."
+LABELS_HELP = "Label codes, comma-separated or a file with one per line. Default: ar,de,el,en,es,fr,hi,ru,tr,ur,vi,zh,ot."
+
+
+@dataclass(frozen=True)
+class TaskFlags:
+    """The task flags every script shares (a stage's config inherits them)."""
+
+    prompt_file: str | None = flag(None, PROMPT_FILE_HELP, group="task")
+    labels: str | None = flag(None, LABELS_HELP, group="task")
+
+
 def add_task_arguments(parser) -> None:
-    """The task flags every script shares."""
-    parser.add_argument(
-        "--prompt_file",
-        default=None,
-        help="Teacher system prompt (text file). Default: the built-in language-classification prompt.",
-    )
-    parser.add_argument(
-        "--labels",
-        default=None,
-        help="Label codes, comma-separated or a file with one per line. Default: ar,de,el,en,es,fr,hi,ru,tr,ur,vi,zh,ot.",
-    )
+    """The same two flags on a plain argparse parser (the scripts/ tools)."""
+    parser.add_argument("--prompt_file", default=None, help=PROMPT_FILE_HELP)
+    parser.add_argument("--labels", default=None, help=LABELS_HELP)

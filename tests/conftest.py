@@ -64,3 +64,11 @@ def moe_adapter_dir(tiny_moe_dir, tmp_path_factory):
     from tests.vllm_tiny_models import save_project_adapter
 
     return save_project_adapter(tiny_moe_dir, tmp_path_factory.mktemp("adapter-moe"), r=32, expert_r=8)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def project_logging():
+    """As every script does first: the project's log lines go to stdout (a test's capture sees them)."""
+    from prompt_distill.cli import setup_logging
+
+    setup_logging(main_process=True)

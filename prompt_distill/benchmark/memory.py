@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..engines.vllm_lora import largest_rank, round_up_rank
+from ..errors import PromptDistillError
 
 GIB = 2**30
 # What an engine needs on each GPU beyond its weights: the KV cache of a full teacher sequence (about 10k tokens,
@@ -49,7 +50,7 @@ VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 VLLM_MAX_LORAS = 1  # engines/vllm_lora.py: one adapter per engine
 
 
-class MemoryPlanError(ValueError):
+class MemoryPlanError(PromptDistillError, ValueError):
     """The engines do not fit; the message carries the arithmetic."""
 
 

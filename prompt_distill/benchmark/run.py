@@ -13,6 +13,7 @@ from pathlib import Path
 from ..data import DEFAULT_EVAL_FRACTION, add_split_arguments, in_split, read_sentences
 from ..engines import BACKENDS, choose_backend, make_engine
 from ..engines.vllm_lora import read_adapter_config
+from ..errors import PromptDistillError
 from ..evaluation.run import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params
 from ..labeling.run import TEACHER_MAX_TOKENS
 from ..labeling.run_files import write_json_atomic
@@ -53,7 +54,7 @@ DEFAULT_TEACHER = "Qwen/Qwen3-30B-A3B-Thinking-2507"
 DEFAULT_OUTPUT_FILE = "./benchmark_results.json"
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(PromptDistillError, ValueError):
     """A flag combination the benchmark cannot measure; the message says what to pass."""
 
 

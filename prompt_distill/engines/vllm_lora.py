@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import read_json_object
+from ..errors import PromptDistillError
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "adapter_model.pt")
@@ -26,7 +27,7 @@ ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "adapter_mo
 FUSED_EXPERT_TENSORS = ("experts.gate_up_proj", "experts.down_proj")
 
 
-class AdapterNotServable(ValueError):
+class AdapterNotServable(PromptDistillError, ValueError):
     """A valid adapter that vLLM 0.33 cannot serve; the message says why. Serve a merged model instead."""
 
 

@@ -21,11 +21,13 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import PromptDistillError
+
 COVERAGE_PERCENTS = (100, 90, 80, 70, 50)
 ECE_BINS = 15
 
 
-class CalibrationError(ValueError):
+class CalibrationError(PromptDistillError, ValueError):
     pass
 
 

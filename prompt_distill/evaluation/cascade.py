@@ -20,10 +20,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..errors import PromptDistillError
 from .distillation import mean_or_none, request_tokens, sidecar_path, teacher_tokens
 
 
-class CascadeError(ValueError):
+class CascadeError(PromptDistillError, ValueError):
     pass
 
 

@@ -26,6 +26,7 @@ from ..data import (
 )
 from ..engines import BackendError, choose_backend
 from ..engines.base import GenerationParams, LabelScores
+from ..errors import PromptDistillError
 from ..labeling.run_files import check_output_path
 from ..student.check import DEFAULT_BASE_MODEL, StudentError, check_training_match, resolve_student
 from ..student.engine import build_student_engine
@@ -62,7 +63,7 @@ META_KEYS = ("model", "adapter", "backend", "test_file", "gold_file", "teacher_f
              "timing", "warnings", "baseline_file")
 
 
-class EvaluationError(RuntimeError):
+class EvaluationError(PromptDistillError, RuntimeError):
     pass
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..data import DataError, iter_jsonl, repair_truncated_tail, training_record
 from ..duplicates import first_occurrences
+from ..errors import PromptDistillError
 from ..task import Task
 
 SIDECAR_SUFFIX = ".meta.jsonl"
@@ -44,7 +45,7 @@ IDENTITY_FIELDS = {
 }
 
 
-class OutputMismatchError(RuntimeError):
+class OutputMismatchError(PromptDistillError, RuntimeError):
     """The output on disk was made from a different input, model, prompt or shard."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data import DataError, in_split, read_json_object
+from ..errors import PromptDistillError
 from ..models import is_embedded, resolve_model, unavailable_offline
 from ..student_framing import FRAMINGS, USER_ONLY
 from ..task import Task
@@ -22,7 +23,7 @@ RUN_RECORD = "run_record.json"  # written by prompt_distill.training.run
 NO_ADAPTER = "none"
 
 
-class StudentError(RuntimeError):
+class StudentError(PromptDistillError, RuntimeError):
     """The student cannot be evaluated as asked; the message says why and what to pass instead."""
 
 

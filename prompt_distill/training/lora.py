@@ -35,6 +35,8 @@ import re
 import warnings
 from dataclasses import dataclass
 
+from ..errors import PromptDistillError
+
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 # Leaf names of the fused expert tensors, relative to the decoder layer.
 FUSED_EXPERT_PARAMETERS = ("mlp.experts.gate_up_proj", "mlp.experts.down_proj")
@@ -49,7 +51,7 @@ V4_EXPERT_NAMES = ("gate_proj", "up_proj", "down_proj", "w1", "w2", "w3", "gate"
 AUTO = "auto"
 
 
-class LoraTargetError(ValueError):
+class LoraTargetError(PromptDistillError, ValueError):
     pass
 
 

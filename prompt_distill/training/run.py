@@ -20,6 +20,7 @@ from trl import SFTConfig
 from ..cli_help import DefaultsOnceFormatter
 from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
 from ..duplicates import repeats_dropped_note
+from ..errors import PromptDistillError
 from ..models import default_dtype, load_tokenizer, resolve_model
 from ..student_framing import FRAMINGS, choose_framing
 from ..task import load_task
@@ -41,7 +42,7 @@ DEFAULT_LR_SCHEDULER_KWARGS = {"min_lr_rate": 0.1}
 DEFAULT_EXPERT_LORA_R = 8
 
 
-class TrainingError(RuntimeError):
+class TrainingError(PromptDistillError, RuntimeError):
     pass
 
 

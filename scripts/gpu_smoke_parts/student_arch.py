@@ -163,7 +163,7 @@ def build(args, rank: int, tokenizer_dir: Path, data_file: Path, workdir: Path, 
     return script_args, config, tokenizer, data, trainer
 
 
-def long_step(args, trainer, length: int) -> tuple[float, tuple[float, float] | None]:
+def long_step(args, trainer, length: int) -> tuple[float, float, tuple[float, float] | None]:
     """One micro-step (forward, backward, AdamW step) on 4 rows of ``length`` tokens made of the training rows."""
     rows = [trainer.train_dataset[i] for i in range(len(trainer.train_dataset))]
     # input_ids and the per-token columns TRL keeps beside them (labels with the prompt masked, in trl 1.16)
@@ -179,14 +179,15 @@ def long_step(args, trainer, length: int) -> tuple[float, tuple[float, float] | 
         features.append({key: values[:length] for key, values in feature.items()})
     batch = trainer.data_collator(features)
     batch = {key: value.to(trainer.args.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+    release(args.device)  # the peak below starts from what is live, not from the short steps' cached blocks
     reset_peak(args.device)
     started = time.perf_counter()
     trainer.model.train()
-    trainer.training_step(trainer.model, batch)
+    loss = float(trainer.training_step(trainer.model, batch))
     trainer.optimizer.step()
     trainer.optimizer.zero_grad(set_to_none=True)
     synchronize(args.device)
-    return time.perf_counter() - started, peak_gib(args.device)
+    return time.perf_counter() - started, loss, peak_gib(args.device)
 
 
 def classify_batch(args, model, tokenizer_dir: Path, framing: str, labels, count: int):
@@ -212,6 +213,12 @@ def classify_batch(args, model, tokenizer_dir: Path, framing: str, labels, count
     seconds = time.perf_counter() - started
     sums = [sum(score.probabilities.values()) for score in scores]
     return len(scores), seconds, sums
+
+
+def release(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
 
 
 def run_rank(args, rank: int, config_kwargs: dict, tokenizer, tokenizer_dir: Path, workdir: Path, checks: Checks):
@@ -290,22 +297,21 @@ def run_rank(args, rank: int, config_kwargs: dict, tokenizer, tokenizer_dir: Pat
     if long_tokens:
         budget = estimate(counts, shape, config.per_device_train_batch_size, long_tokens)
         try:
-            seconds, long_peak = long_step(args, trainer, long_tokens)
+            seconds, loss, long_peak = long_step(args, trainer, long_tokens)
         except torch.OutOfMemoryError as error:
+            trainer.optimizer.zero_grad(set_to_none=True)
             checks.add(f"{tag} one micro-step of 4 x {long_tokens} tokens fits", False,
                        f"out of memory; budget predicted {budget.total / GIB:.2f} GiB ({str(error).splitlines()[0]})")
         else:
-            detail = f"{seconds:.2f} s, {4 * long_tokens / seconds:,.0f} tokens/s"
+            detail = f"training_step loss {loss:.3f} (scaled by 1/accumulation), {seconds:.2f} s, {4 * long_tokens / seconds:,.0f} tokens/s"
             if long_peak:
                 detail += (f"; peak {long_peak[0]:.2f} GiB allocated, {long_peak[1]:.2f} GiB reserved vs the budget's "
                            f"{budget.total / GIB:.2f} GiB ({long_peak[1] - budget.total / GIB:+.2f} GiB)")
             print(f"[{tag}] worst-case micro-step, 4 x {long_tokens} tokens: {detail}", flush=True)
             checks.add(f"{tag} one micro-step of 4 x {long_tokens} tokens fits"
                        + (" within the budget's prediction" if long_peak else ""),
-                       long_peak is None or long_peak[1] <= budget.total / GIB, detail)
-        gc.collect()
-        if device == "cuda":
-            torch.cuda.empty_cache()
+                       math.isfinite(loss) and (long_peak is None or long_peak[1] <= budget.total / GIB), detail)
+        release(device)
 
     framing = resolve_student_framing(script_args, hf_tokenizer)
     count, seconds, sums = classify_batch(args, trainer.model, tokenizer_dir, framing, data.task.labels,
@@ -318,10 +324,11 @@ def run_rank(args, rank: int, config_kwargs: dict, tokenizer, tokenizer_dir: Pat
               "peak_short_gib": peak_short, "budget_4x2048_gib": worst.total / GIB, "losses": losses,
               "median_step_s": statistics.median(timer.steady())}
     (workdir / f"part-b-r{rank}.json").write_text(json.dumps(record, indent=2) + "\n", "utf-8")
+    trainer.accelerator.free_memory()  # accelerate keeps references to the prepared model and optimizer
     del trainer, model
-    gc.collect()
+    release(device)
     if device == "cuda":
-        torch.cuda.empty_cache()
+        print(f"[{tag}] after cleanup: {torch.cuda.memory_allocated() / GIB:.2f} GiB still allocated", flush=True)
 
 
 def run_part(args, workdir: Path, checks: Checks) -> None:

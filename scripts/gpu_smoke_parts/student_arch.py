@@ -222,7 +222,7 @@ def release(device: str) -> None:
 
 
 def run_rank(args, rank: int, config_kwargs: dict, tokenizer, tokenizer_dir: Path, workdir: Path, checks: Checks):
-    from prompt_distill.training.memory_budget import Shape, count_parameters, estimate
+    from prompt_distill.training.memory_budget import RUNTIME_RESERVE_GIB, Shape, count_parameters, estimate
     from prompt_distill.training.run import ScriptArguments, resolve_student_framing
     from prompt_distill.training.tracking import trained_tokens
 
@@ -289,7 +289,7 @@ def run_rank(args, rank: int, config_kwargs: dict, tokenizer, tokenizer_dir: Pat
         short_budget = estimate(counts, shape, config.per_device_train_batch_size, args.b_mean_tokens)
         print(f"[{tag}] peak memory, short steps: {peak_short[0]:.2f} GiB allocated, {peak_short[1]:.2f} GiB "
               f"reserved; budget for 4 x {args.b_mean_tokens} tokens {short_budget.total / GIB:.2f} GiB (with its "
-              f"{3.0:.0f} GiB reserve)", flush=True)
+              f"{RUNTIME_RESERVE_GIB:g} GiB reserve)", flush=True)
     checks.add(f"{tag} {args.b_steps} optimizer steps with finite losses",
                len(losses) == args.b_steps and all(math.isfinite(loss) for loss in losses), f"{len(losses)} losses")
 

@@ -1,15 +1,24 @@
 #!/usr/bin/env python
-"""A few bf16 + gradient-checkpointing LoRA steps on a tiny Qwen3-MoE, through train_sft_trl.py's code path.
+"""The prepared GPU check: the project's GPU paths on one device, in a few minutes, with nothing downloaded.
 
-The model has Qwen3-30B-A3B's module layout (fused experts, mlp.gate router, q/k-norm attention) at a small
-size, the Qwen3-Instruct-2507 chat template, and the LoRA targets of the real run (attention + fused experts).
-Prints the time per optimizer step and the peak GPU memory. ``--device cpu`` runs the same path in fp32 on a CPU
-(a dry run of everything but CUDA).
+Part A, a tiny Qwen3-MoE built in code (Qwen3-30B-A3B's module layout, a byte-level tokenizer with the
+Qwen3-Instruct-2507 chat template): the teacher labels sentences with create_data.py's run (--backend
+transformers; crash-safe files, and a rerun resumes), train_sft_trl.py's run_training trains a few bf16 steps with
+gradient checkpointing, prompt_distill.Student reloads the adapter and its classify is compared with plain peft's
+probabilities (within 1e-3). Prints step times, peak memory and tokens/s.
+
+Part B, the real student architecture (Qwen3-30B-A3B-Instruct-2507's config, random bf16 weights made on the GPU):
+the project's LoRA at the default ranks, a few training steps at the default batch on short language-ID-like
+examples and one step of 4 x 2048 tokens (the memory budget's worst case), peak memory against
+prompt_distill.training.memory_budget's prediction, step time, trained tokens/s, MFU, and a batch of classify
+calls. On a card with more than 100 GiB also the reference's expert rank 32.
+
+``--device cpu`` runs the same code with Part B shrunk (2 layers, 8 experts, hidden 64, fp32): the test suite's
+dry run. Run it on a GPU machine with scripts/gpu_smoke.sh (it pins one GPU); see docs/gpu.md.
 """
 
 import argparse
-import math
-import statistics
+import os
 import sys
 import tempfile
 import time
@@ -17,138 +26,100 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
-from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM, TrainerCallback  # noqa: E402
-from trl.chat_template_utils import qwen3_instruct_2507_chat_template  # noqa: E402
-
-from prompt_distill.data import read_gold, read_sentences, training_record, write_jsonl  # noqa: E402
-from prompt_distill.task import language_task  # noqa: E402
-from prompt_distill.training.run import PromptDistillationConfig, ScriptArguments, run_training  # noqa: E402
+from gpu_smoke_parts import student_arch, tiny  # noqa: E402
+from gpu_smoke_parts.common import Checks, banner  # noqa: E402
 
 
-class StepTimer(TrainerCallback):
-    def __init__(self, device: str):
-        self.device = device
-        self.times: list[float] = []
-        self._start = 0.0
-
-    def _sync(self):
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._sync()
-        self._start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._sync()
-        self.times.append(time.perf_counter() - self._start)
-
-
-# Qwen3's special tokens that its chat template writes (besides <|im_end|>, the end of turn, and <|endoftext|>, the
-# padding); everything else is spelled in bytes.
-ADDITIONAL_SPECIAL_TOKENS = ["<|im_start|>", "<think>", "</think>"]
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--parts", default="A,B", help="Which parts to run: A, B or A,B.")
+    parser.add_argument("--workdir", default=None, help="Where the tiny model, labels and adapter go (default: a "
+                        "fresh temporary folder).")
+    part_a = parser.add_argument_group("part A (tiny Qwen3-MoE)")
+    part_a.add_argument("--examples", type=int, default=16, help="Sentences the teacher labels and the student "
+                        "trains on and classifies.")
+    part_a.add_argument("--teacher_max_tokens", type=int, default=8, help="Tokens the teacher generates before its "
+                        "constrained answer (random weights never write 'Final Answer:' on their own).")
+    part_a.add_argument("--steps", type=int, default=8, help="Optimizer steps.")
+    part_a.add_argument("--per_device_train_batch_size", type=int, default=4)
+    part_a.add_argument("--hidden_size", type=int, default=512)
+    part_a.add_argument("--layers", type=int, default=4)
+    part_a.add_argument("--heads", type=int, default=8)
+    part_a.add_argument("--kv_heads", type=int, default=2)
+    part_a.add_argument("--experts", type=int, default=32)
+    part_a.add_argument("--experts_per_token", type=int, default=4)
+    part_a.add_argument("--moe_intermediate_size", type=int, default=256)
+    part_a.add_argument("--expert_lora_r", type=int, default=8)
+    part_a.add_argument("--padding_free", action=argparse.BooleanOptionalAction, default=True)
+    student_arch.add_arguments(parser.add_argument_group("part B (the real student architecture)"))
+    return parser
 
 
-def byte_level_tokenizer():
-    """A byte-level BPE tokenizer with no merges (one token per UTF-8 byte) and Qwen3's special tokens, built in
-    code: the smoke test needs no model hub and no embedded model (the GPU environment has neither)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                        additional_special_tokens=ADDITIONAL_SPECIAL_TOKENS)
-    tokenizer.chat_template = qwen3_instruct_2507_chat_template
-    return tokenizer
+def check_device(device: str) -> str | None:
+    """Why this device cannot run the smoke, or None."""
+    if device == "cpu":
+        return None
+    if not torch.cuda.is_available():
+        return "no CUDA device visible (use --device cpu for the dry run)."
+    if torch.cuda.device_count() != 1:
+        # Several visible GPUs: the Trainer would wrap the model in nn.DataParallel and multiply the batch.
+        return (f"{torch.cuda.device_count()} GPUs visible (CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}); run it through scripts/gpu_smoke.sh, which "
+                "pins one, or set CUDA_VISIBLE_DEVICES to one GPU.")
+    return None
 
 
-def tiny_model_dir(path: Path, vocab_size: int, args) -> Path:
-    config = Qwen3MoeConfig(
-        vocab_size=vocab_size, hidden_size=args.hidden_size, intermediate_size=2 * args.hidden_size,
-        moe_intermediate_size=args.moe_intermediate_size, num_hidden_layers=args.layers,
-        num_attention_heads=args.heads, num_key_value_heads=args.kv_heads, head_dim=args.hidden_size // args.heads,
-        num_experts=args.experts, num_experts_per_tok=args.experts_per_token, tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    Qwen3MoeForCausalLM(config).save_pretrained(path)
-    return path
+def header(device: str) -> None:
+    import peft
+    import transformers
+    import trl
+
+    print(f"gpu_smoke: torch {torch.__version__}, transformers {transformers.__version__}, peft {peft.__version__}, "
+          f"trl {trl.__version__}, python {sys.version.split()[0]}")
+    if device == "cuda":
+        properties = torch.cuda.get_device_properties(0)
+        print(f"gpu_smoke: {torch.cuda.get_device_name()} ({properties.total_memory / 2**30:.1f} GiB, CUDA "
+              f"{torch.version.cuda}), CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}, "
+              f"1 process x 1 GPU", flush=True)
+    else:
+        print(f"gpu_smoke: CPU dry run ({torch.get_num_threads()} torch threads)", flush=True)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    parser.add_argument("--steps", type=int, default=8)
-    parser.add_argument("--examples", type=int, default=128)
-    parser.add_argument("--per_device_train_batch_size", type=int, default=4)
-    parser.add_argument("--hidden_size", type=int, default=512)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--kv_heads", type=int, default=2)
-    parser.add_argument("--experts", type=int, default=32)
-    parser.add_argument("--experts_per_token", type=int, default=4)
-    parser.add_argument("--moe_intermediate_size", type=int, default=256)
-    parser.add_argument("--expert_lora_r", type=int, default=8)
-    parser.add_argument("--padding_free", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--workdir", default=None)
-    args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("gpu_smoke: no CUDA device visible (use --device cpu for the dry run).", file=sys.stderr)
+    args = build_parser().parse_args(argv)
+    parts = {part.strip().upper() for part in args.parts.split(",") if part.strip()}
+    if not parts or parts - {"A", "B"}:
+        print(f"gpu_smoke: --parts {args.parts!r}: name A, B or A,B.", file=sys.stderr)
         return 2
-
+    refusal = check_device(args.device)
+    if refusal:
+        print(f"gpu_smoke: {refusal}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("WANDB_MODE", "disabled")  # report_to none everywhere; nothing may reach wandb
+    header(args.device)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gpu-smoke-"))
-    tokenizer = byte_level_tokenizer()
-    model_dir = tiny_model_dir(workdir / "model", len(tokenizer), args)
-    tokenizer.save_pretrained(model_dir)
-    sentences_file = ROOT / "example-data" / "multilingual.txt"
-    gold = read_gold(sentences_file, language_task())
-    texts = [text for text in read_sentences(sentences_file).texts if text in gold][: args.examples]
-    data_file = workdir / "train.jsonl"
-    write_jsonl(data_file, [training_record(text, gold[text]) for text in texts])
-
-    timer = StepTimer(args.device)
-    script_args = ScriptArguments(model_name=str(model_dir), data_file=str(data_file), split="all",
-                                  lora_r=32, expert_lora_r=args.expert_lora_r)
-    config = PromptDistillationConfig(
-        output_dir=str(workdir / "out"), report_to="none", save_strategy="no", max_steps=args.steps,
-        per_device_train_batch_size=args.per_device_train_batch_size, gradient_accumulation_steps=1,
-        use_cpu=args.device == "cpu", padding_free=args.padding_free, disable_tqdm=True,
-    )
-    result = run_training(script_args, config, callbacks=[timer])
-
-    model = result.trainer.model
-    base_dtypes = sorted({str(p.dtype) for p in model.parameters() if not p.requires_grad})
-    adapter_dtypes = sorted({str(p.dtype) for p in model.parameters() if p.requires_grad})
-    devices = sorted({p.device.type for p in model.parameters()})
-    losses = result.record["results"]["loss_history"]
-    steady = timer.times[1:] or timer.times
-    print("=" * 72)
-    if args.device == "cuda":
-        print(f"GPU: {torch.cuda.get_device_name()}, torch {torch.__version__}, CUDA {torch.version.cuda}")
-    print(f"bf16 mixed precision: {config.bf16}; gradient checkpointing: {config.gradient_checkpointing}; "
-          f"padding-free: {args.padding_free}")
-    print(f"base weights {base_dtypes}, adapter {adapter_dtypes}, on {devices}; "
-          f"experts implementation {model.config._experts_implementation}, attention {model.config._attn_implementation}")
-    print(f"step times (s): {', '.join(f'{t:.3f}' for t in timer.times)}")
-    print(f"median step time after the first: {statistics.median(steady):.3f} s; "
-          f"{result.record['results']['train_tokens_per_second']} train tokens/s")
-    if args.device == "cuda":
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB allocated, "
-              f"{torch.cuda.max_memory_reserved() / 2**20:.0f} MiB reserved")
-    print(f"losses: {', '.join(f'{loss:.3f}' for loss in losses)}")
-    healthy = all(math.isfinite(loss) for loss in losses) and devices == [args.device]
-    if args.device == "cuda":
-        healthy = healthy and base_dtypes == ["torch.bfloat16"] and adapter_dtypes == ["torch.float32"]
-    print("gpu_smoke: OK" if healthy else "gpu_smoke: FAILED")
-    return 0 if healthy else 1
+    workdir.mkdir(parents=True, exist_ok=True)
+    checks = Checks()
+    started = time.perf_counter()
+    if "A" in parts:
+        begun = time.perf_counter()
+        tiny.run_part(args, workdir / "part-a", checks)
+        print(f"[A] part A took {time.perf_counter() - begun:.1f} s", flush=True)
+    if "B" in parts:
+        begun = time.perf_counter()
+        student_arch.run_part(args, workdir / "part-b", checks)
+        print(f"[B] part B took {time.perf_counter() - begun:.1f} s", flush=True)
+    banner(f"gpu_smoke: {len(checks.results)} checks, {time.perf_counter() - started:.0f} s in all (parts "
+           f"{','.join(sorted(parts))}, {args.device})")
+    if checks.passed:
+        print("gpu_smoke: OK")
+        return 0
+    print(f"gpu_smoke: FAILED ({'; '.join(checks.failed())})")
+    return 1
 
 
 if __name__ == "__main__":

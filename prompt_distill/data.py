@@ -11,10 +11,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cli import flag
+from .duplicates import distinct_examples
 from .errors import DataError
-from .task import Task
+
+if TYPE_CHECKING:  # annotations only: task.py reads its files with this module
+    from .task import Task
 
 SPLITS = ("train", "eval", "all")
 DEFAULT_EVAL_FRACTION = 0.2
@@ -257,8 +261,6 @@ def example_from_record(record: dict, task: Task, path, number: int) -> tuple[st
 
 def read_training_file(path, task: Task) -> list[tuple[str, str]]:
     """``(text, label)`` once per distinct sentence; copies that disagree are an error naming both lines."""
-    from .duplicates import distinct_examples  # it imports DataError from here
-
     rows = [(number, *example_from_record(record, task, path, number)) for number, record in iter_jsonl(path)]
     if not rows:
         raise DataError(f"{path}: no training examples.")

@@ -13,7 +13,9 @@ from importlib import resources
 from pathlib import Path
 
 from .cli import flag
+from .data import read_lines, read_text
 from .errors import TaskError
+from .student_framing import framed_messages
 
 UNPARSEABLE = "unparseable"
 ANSWER_PREFIX = "Final Answer:"
@@ -81,8 +83,6 @@ class Task:
     def student_messages(text: str, framing: str = "user_only") -> list[dict]:
         """The student sees the sentence alone: no prompt, no thinking. ``framing`` (student_framing): the user
         turn alone, or after an empty system message where the template would inject a default system turn."""
-        from .student_framing import framed_messages
-
         return framed_messages(text, framing)
 
     # -- answers --------------------------------------------------------------------------------------
@@ -165,12 +165,7 @@ def language_task() -> Task:
 def parse_labels_flag(value: str) -> tuple[str, ...]:
     """``--labels`` takes ``a,b,c`` (or spaces) or a path to a file with one label per line."""
     path = Path(value)
-    if path.is_file():
-        from .data import read_lines  # data imports this module
-
-        items = [line.strip() for line in read_lines(path)]
-    else:
-        items = re.split(r"[,\s]+", value)
+    items = [line.strip() for line in read_lines(path)] if path.is_file() else re.split(r"[,\s]+", value)
     labels = tuple(item for item in items if item)
     if not labels:
         raise TaskError(f"--labels {value!r} names no labels.")
@@ -187,8 +182,6 @@ def load_task(prompt_file: str | None = None, labels: str | None = None) -> Task
         path = Path(prompt_file)
         if not path.is_file():
             raise TaskError(f"--prompt_file {prompt_file}: no such file.")
-        from .data import read_text  # data imports this module
-
         system_prompt = read_text(path)
         if ANSWER_PREFIX.lower() not in system_prompt.lower():
             raise TaskError(

@@ -10,33 +10,30 @@ On a CPU machine: python create_data.py --backend transformers --model_name smol
 Re-running the same command after a crash or Ctrl-C resumes where it stopped; add --retry_unparseable to redo the
 sentences whose answer could not be read.
 
-See ``python create_data.py --help`` and prompt_distill/labeling/teacher_run.py.
+See ``python create_data.py --help`` (or ``--config run.yaml``), prompt_distill/labeling/config.py (the flags)
+and prompt_distill/labeling/teacher_run.py.
 """
 
-import argparse
 import sys
 
-from prompt_distill.cli_help import DefaultsOnceFormatter
+from prompt_distill.cli import parse_config, report_error, setup_logging
+from prompt_distill.errors import PromptDistillError
 from prompt_distill.labeling.config import CreateDataConfig
-from prompt_distill.labeling.teacher_run import ERRORS, LabelingInterrupted, add_arguments, run
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=DefaultsOnceFormatter)
-    add_arguments(parser)
-    return parser
+from prompt_distill.labeling.summary import format_summary
+from prompt_distill.labeling.teacher_run import LabelingInterrupted, run
 
 
 def main(argv=None) -> int:
-    config = CreateDataConfig.from_args(build_parser().parse_args(argv))
+    config = parse_config(CreateDataConfig, argv, __doc__.split("\n\n")[0])
+    setup_logging()
     try:
-        run(config)
-    except ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        summary = run(config)
+    except PromptDistillError as error:
+        return report_error(error)
     except LabelingInterrupted as interrupted:
         print(f"\n{interrupted}", file=sys.stderr)
         return 130
+    print(format_summary(summary))
     return 0
 
 

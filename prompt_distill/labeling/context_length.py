@@ -16,6 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import PromptDistillError
+
+
+class ContextLengthError(PromptDistillError, ValueError):
+    """The run's prompts cannot be labelled as asked (no sentence's prompt fits the teacher's context)."""
+
+
 # Tokens on top of the longest prompt + max_tokens: token merges at the joins of the template, for sentences that
 # were not templated one by one.
 CONTEXT_MARGIN = 64
@@ -90,7 +97,7 @@ def context_length_for(tokenizer, task, texts: list[str], max_tokens: int, *, ma
     """``max_model_len`` for labelling ``texts`` with ``task``'s teacher prompt and ``max_tokens`` per answer,
     at most ``model_limit`` (vLLM refuses a max_model_len above the model's context)."""
     if not texts:
-        raise ValueError("no sentences to size the context for.")
+        raise ContextLengthError("no sentences to size the context for.")
     own = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     longest_first = sorted(range(len(texts)), key=lambda i: (-len(own[i]), -len(texts[i]), i))
     room = reply_room(max_tokens)
@@ -106,9 +113,9 @@ def context_length_for(tokenizer, task, texts: list[str], max_tokens: int, *, ma
             break
     if not counted:
         shortest = min(too_long.values())
-        raise ValueError(f"no sentence's prompt fits the model's context of {model_limit:,} tokens: the shortest has "
-                         f"{shortest:,} tokens and a reply needs {room:,} more. Use a shorter --prompt_file or a "
-                         "model with a longer context.")
+        raise ContextLengthError(f"no sentence's prompt fits the model's context of {model_limit:,} tokens: the "
+                                 f"shortest has {shortest:,} tokens and a reply needs {room:,} more. Use a shorter "
+                                 "--prompt_file or a model with a longer context.")
     longest = max(counted, key=lambda i: (counted[i], -i))
     prompt = counted[longest]
     needed = prompt + max_tokens + margin

@@ -44,7 +44,7 @@ from .session import (  # noqa: F401 (refuse_changed_settings and LABEL_SETTINGS
     sidecar_notes,
 )
 from .shards import select_shard, selected_count
-from .summary import LabelingSummary, format_summary  # noqa: F401 (format_summary: the CLI's import)
+from .summary import LabelingSummary, format_summary  # noqa: F401 (format_summary: imported from here too)
 
 # Room for the teacher's thought: Qwen3 thinking models usually settle a language in a few hundred to ~2000
 # tokens; 4096 leaves headroom and stops a runaway thought early (it is retried: see CUT_THOUGHT_SAMPLING).

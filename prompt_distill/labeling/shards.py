@@ -17,14 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cli import report_error, setup_logging
 from ..data import DataError, read_sentences
 from ..duplicates import first_occurrences
+from ..errors import PromptDistillError
+from ..preflight import PreflightError
 from .run_files import (
     IDENTITY_FIELDS,
     LABELLED,
     TOO_LONG_STATUS,
     OutputLock,
-    OutputMismatchError,
     RunFiles,
     identity_differences,
     load_sidecar,
@@ -40,9 +42,9 @@ from .run_files import (
 def select_shard(indices: Sequence[int], shard_index: int, num_shards: int) -> list[int]:
     """The indices this shard labels: every ``num_shards``-th one, starting at ``shard_index``."""
     if num_shards < 1:
-        raise ValueError(f"--num_shards must be at least 1, got {num_shards}.")
+        raise PreflightError(f"--num_shards must be at least 1, got {num_shards}.")
     if not 0 <= shard_index < num_shards:
-        raise ValueError(f"--shard_index must be in 0..{num_shards - 1}, got {shard_index}.")
+        raise PreflightError(f"--shard_index must be in 0..{num_shards - 1}, got {shard_index}.")
     return list(indices)[shard_index::num_shards]
 
 
@@ -142,12 +144,12 @@ def main(argv=None) -> int:
     parser.add_argument("--num_shards", type=int, required=True)
     parser.add_argument("--overwrite", action="store_true", help="Replace an output made from a different run.")
     args = parser.parse_args(argv)
+    setup_logging()
     try:
         result = merge_shards(args.output_file, args.num_shards, overwrite=args.overwrite)
-    except (DataError, OutputMismatchError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(
+    except PromptDistillError as error:
+        return report_error(error)
+    print(  # the merge's report
         f"Merged {len(result.shard_files)} shards into {result.output_file}: {result.labelled} labelled, "
         f"{result.unparseable} unparseable" + (f", {result.too_long} too long for the context" if result.too_long else "")
         + f" (listed in {RunFiles.for_output(result.output_file).sidecar})."

@@ -1,96 +1,37 @@
-"""create_data.py's run: its flags, the decisions they leave open, the teacher engine, and ``run(config)``.
+"""create_data.py's run: the decisions its flags leave open, the teacher engine, and ``run(config)``.
 
 ``run`` settles the backend, the token budget and the constrained answer from a ``CreateDataConfig``, builds
-``run.LabelingConfig`` for this shard, labels with ``run.run_labeling`` and prints the summary. Ctrl-C ends it
-with ``LabelingInterrupted``, whose message is the one line that says what is saved and how to resume.
+``run.LabelingConfig`` for this shard, labels with ``run.run_labeling`` and returns the summary (the script prints
+it). What it does on the way (the backend and why, the teacher, vLLM's context) is logged. Ctrl-C ends it with
+``LabelingInterrupted``, whose message is the one line that says what is saved and how to resume.
 """
 
 from __future__ import annotations
 
-from ..data import DataError, read_sentences
-from ..engines import BACKENDS, choose_backend, make_engine
+import logging
+
+from ..data import read_sentences
+from ..engines import BackendError, choose_backend, make_engine
 from ..gpus import cuda_available
-from ..models import DEFAULT_CPU_MODEL, ModelNotFoundError, default_device, is_embedded, load_config, load_tokenizer
-from ..preflight import check_flag_ranges
-from ..task import TaskError, add_task_arguments, load_task
-from .config import CreateDataConfig
+from ..models import DEFAULT_CPU_MODEL, default_device, is_embedded, load_config, load_tokenizer
+from ..preflight import PreflightError, check_flag_ranges
+from ..task import load_task
+from .config import CPU_MAX_TOKENS, GPU_MAX_TOKENS, CreateDataConfig
 from .context_length import context_length_for, model_context_limit
-from .run import CUT_THOUGHT_SAMPLING, TEACHER_MAX_TOKENS, LabelingConfig, format_summary, run_labeling
-from .run_files import OutputMismatchError, RunFiles
+from .run import CUT_THOUGHT_SAMPLING, LabelingConfig, run_labeling
+from .run_files import RunFiles
 from .shards import select_shard, selected_count, shard_output_path
 from .summary import LabelingSummary
 
-# On a CPU the demo model cannot follow the long prompt anyway: 0 scores the labels right after "Final Answer: "
-# (as good as letting it write 16 tokens first on a 24-sentence check, and faster).
-GPU_MAX_TOKENS = TEACHER_MAX_TOKENS
-CPU_MAX_TOKENS = 0
+logger = logging.getLogger(__name__)
+
 # vLLM: a strong teacher answers in the asked format, and a free answer keeps its disagreements visible;
 # transformers (a small CPU model that cannot follow a long prompt): score the labels so that it always yields one.
 DEFAULT_CONSTRAINED = {"vllm": False, "transformers": True}
-# What create_data.py reports as "error: ..." with exit code 2.
-ERRORS = (DataError, TaskError, OutputMismatchError, ModelNotFoundError, ValueError)
 
 
 class LabelingInterrupted(KeyboardInterrupt):
     """Ctrl-C during ``run``; its message says what is on disk and the command that resumes."""
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--input_file", default="./example-data/multilingual.txt", help="Sentences, one per line.")
-    parser.add_argument("--output_file", default="./data/prompt_distillation_lang.jsonl", help="Training JSONL.")
-    parser.add_argument("--model_name", default="Qwen/Qwen3-30B-A3B-Thinking-2507", help="Teacher model.")
-    parser.add_argument("--temperature", type=float, default=0.15, help="Sampling temperature (0 = greedy).")
-    parser.add_argument("--top_p", type=float, default=1.0,
-                        help="Nucleus sampling: keep the most likely tokens up to this total probability (1 = all).")
-    parser.add_argument(
-        "--cut_thought_sampling",
-        choices=("model_card", "same"),
-        default="model_card",
-        help="Retry a thought cut by --max_tokens with the thinking model card's sampling "
-        f"({CUT_THOUGHT_SAMPLING.describe()}), or with the run's own ('same', a new seed).",
-    )
-    parser.add_argument("--tensor_parallel_size", type=int, default=1, help="GPUs per vLLM instance.")
-    parser.add_argument("--max_retries", type=int, default=3, help="Extra attempts for unparseable answers.")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM if installed and on GPU.")
-    parser.add_argument(
-        "--max_tokens",
-        type=int,
-        default=None,
-        help=f"Generated tokens per answer, thought included (default: {GPU_MAX_TOKENS} on a GPU, {CPU_MAX_TOKENS} on CPU).",
-    )
-    parser.add_argument("--max_samples", type=int, default=None, help="Only the first N sentences of the input.")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="Sampling seed: each sentence samples from this seed and its position in the input, the same "
-                             "whatever the batch, shard or resume; a retry adds the attempt number.")
-    parser.add_argument("--shard_index", type=int, default=0, help="Which shard this process labels (0-based).")
-    parser.add_argument("--num_shards", type=int, default=1, help="Processes sharing the input (round robin).")
-    parser.add_argument("--batch_size", type=int, default=8, help="Requests per batch (transformers backend).")
-    parser.add_argument(
-        "--constrained_answer",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="Force the answer to be a label (auto: off with vLLM, on with transformers).",
-    )
-    parser.add_argument(
-        "--reasoning_parser",
-        default="qwen3",
-        help="vLLM reasoning parser for a thinking teacher ('none' for a model that does not think).",
-    )
-    parser.add_argument("--max_model_len", type=int, default=None,
-                        help="vLLM context length (default: the longest templated prompt of this run's sentences + "
-                        "--max_tokens + a small margin, counted with the model's tokenizer).")
-    parser.add_argument("--gpu_memory_utilization", type=float, default=0.9, help="vLLM share of GPU memory.")
-    parser.add_argument("--max_num_seqs", type=int, default=None,
-                        help="vLLM: most requests run at once (default: vLLM's, 256 on a GPU).")
-    parser.add_argument("--overwrite", action="store_true", help="Replace an existing output instead of resuming.")
-    parser.add_argument(
-        "--retry_unparseable", action="store_true",
-        help="On an existing output, redo only the sentences whose answer was unparseable; the rest stays. Unlike a "
-        "resume, it may change the sampling flags (--max_tokens for a thought cut short, --temperature, --top_p, "
-        "--seed, --cut_thought_sampling), not --backend or --constrained_answer; each redone record names its "
-        "session in the run header (.run.json), which keeps the settings. Its attempts continue the sentence's "
-        "seeds, so a retry with the same flags samples anew (with --temperature 0 it answers as before).")
-    add_task_arguments(parser)
 
 
 def default_max_tokens(backend: str) -> int:
@@ -103,7 +44,7 @@ def vllm_max_model_len(config: CreateDataConfig, task, labeling: LabelingConfig)
     """--max_model_len, or what this process's sentences need. Without it vLLM takes the model's whole context
     (262,144 tokens for the Qwen3 teacher), whose KV cache does not fit beside the weights on one 80 GB GPU."""
     if config.max_model_len is not None:
-        print(f"vLLM max_model_len {config.max_model_len:,} (--max_model_len)", flush=True)
+        logger.info(f"vLLM max_model_len {config.max_model_len:,} (--max_model_len)")
         return config.max_model_len
     sentences = read_sentences(labeling.input_file)
     selection = select_shard(range(selected_count(len(sentences.texts), labeling.max_samples)),
@@ -111,7 +52,7 @@ def vllm_max_model_len(config: CreateDataConfig, task, labeling: LabelingConfig)
     texts = [sentences.texts[index] for index in selection]
     limit = model_context_limit(load_config(config.model_name))
     plan = context_length_for(load_tokenizer(config.model_name), task, texts, labeling.max_tokens, model_limit=limit)
-    print(plan.describe(sentences.line_numbers[selection[plan.longest_index]]), flush=True)
+    logger.info(plan.describe(sentences.line_numbers[selection[plan.longest_index]]))
     return plan.max_model_len
 
 
@@ -143,7 +84,7 @@ def cpu_refusal(config: CreateDataConfig, backend: str) -> str | None:
 
 def make_teacher(config: CreateDataConfig, backend: str, task, labeling: LabelingConfig):
     if backend == "transformers":
-        print(f"Loading the teacher {config.model_name} with transformers on {default_device()}.", flush=True)
+        logger.info(f"Loading the teacher {config.model_name} with transformers on {default_device()}.")
     return make_engine(backend, config.model_name, **engine_options(config, backend, task, labeling))
 
 
@@ -155,15 +96,16 @@ def context_tokens(config: CreateDataConfig, backend: str) -> int | None:
 
 
 def check_flags(config: CreateDataConfig) -> None:
-    """Flag values and combinations argparse cannot refuse by itself; a ValueError each. The first pre-flight
+    """Flag values and combinations argparse cannot refuse by itself; a PreflightError each. The first pre-flight
     check: ``run`` calls it before the backend is chosen and before anything is loaded or written."""
     check_flag_ranges(config)
     if config.retry_unparseable and config.overwrite:
-        raise ValueError("--retry_unparseable redoes part of an existing output and --overwrite replaces it; pass one.")
+        raise PreflightError("--retry_unparseable redoes part of an existing output and --overwrite replaces it; "
+                             "pass one.")
     for name in ("max_samples", "batch_size"):
         value = getattr(config, name)
         if value is not None and value < 1:
-            raise ValueError(f"--{name} must be at least 1, got {value}.")
+            raise PreflightError(f"--{name} must be at least 1, got {value}.")
 
 
 def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
@@ -173,7 +115,7 @@ def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
     max_tokens = default_max_tokens(backend) if config.max_tokens is None else config.max_tokens
     scores_only = backend == "transformers" and constrained
     if max_tokens < (0 if scores_only else 1):
-        raise ValueError(f"--max_tokens {max_tokens}: the teacher needs at least 1 token to answer (0 works only "
+        raise PreflightError(f"--max_tokens {max_tokens}: the teacher needs at least 1 token to answer (0 works only "
                          "with --backend transformers and --constrained_answer on, which scores the labels).")
     return LabelingConfig(
         input_file=config.input_file,
@@ -195,8 +137,9 @@ def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
     )
 
 
-def run(config: CreateDataConfig, out=print) -> LabelingSummary:
-    """Label this shard's sentences and print the summary; raises one of ``ERRORS`` or ``LabelingInterrupted``."""
+def run(config: CreateDataConfig) -> LabelingSummary:
+    """Label this shard's sentences and return the summary (``summary.format_summary`` is the script's report);
+    raises a ``PromptDistillError`` for what the user can fix, or ``LabelingInterrupted`` on Ctrl-C."""
     check_flags(config)
     labeling = None
     try:
@@ -204,24 +147,22 @@ def run(config: CreateDataConfig, out=print) -> LabelingSummary:
         # Pre-flight, before any tokenizer, config or model loads: the backend, and --tensor_parallel_size against it
         # and the visible GPUs (counted without initialising CUDA).
         choice = choose_backend(config.backend, config.tensor_parallel_size)
-        print(choice.line(), flush=True)
+        logger.info(choice.line())
         backend = choice.backend
         refusal = cpu_refusal(config, backend)
         if refusal:
-            raise ValueError(refusal)
+            raise BackendError(refusal)
         labeling = labeling_config(config, backend)
-        print(
+        logger.info(
             f"Teacher {config.model_name} on {backend}; max_tokens {labeling.max_tokens}, temperature "
             f"{labeling.temperature}, constrained answer {'on' if labeling.constrained_answer else 'off'}; "
-            f"output {labeling.output_file}",
-            flush=True,
+            f"output {labeling.output_file}"
         )
         # Built only when there is work; on vLLM the context is sized from this run's sentences first.
         summary = run_labeling(labeling, task, lambda: make_teacher(config, backend, task, labeling),
                                context_tokens=lambda: context_tokens(config, backend))
     except KeyboardInterrupt:
         raise LabelingInterrupted(interrupted_line(labeling)) from None
-    out(format_summary(summary))
     return summary
 
 

@@ -43,9 +43,10 @@ def tiny_model_dir(path: Path, tokenizer, args) -> Path:
 
 def label(args, model_dir: Path, workdir: Path, checks: Checks) -> Path:
     """(a) create_data.py's run with --backend transformers, twice: the second run must resume, not relabel."""
-    import create_data
+    from prompt_distill.cli import parse_config, setup_logging
     from prompt_distill.labeling.config import CreateDataConfig
     from prompt_distill.labeling.run_files import LABELLED, RunFiles
+    from prompt_distill.labeling.summary import format_summary
     from prompt_distill.labeling.teacher_run import run
     from prompt_distill.task import language_task
 
@@ -57,9 +58,12 @@ def label(args, model_dir: Path, workdir: Path, checks: Checks) -> Path:
             "--output_file", str(output_file), "--max_tokens", str(args.teacher_max_tokens), "--batch_size", "8"]
     print(f"[A] python create_data.py {' '.join(argv)}", flush=True)
     started = time.perf_counter()
-    first = run(CreateDataConfig.from_args(create_data.build_parser().parse_args(argv)))
+    setup_logging()  # run() logs the backend and the teacher as create_data.py shows them
+    first = run(parse_config(CreateDataConfig, argv))
     seconds = time.perf_counter() - started
-    again = run(CreateDataConfig.from_args(create_data.build_parser().parse_args(argv)))
+    print(format_summary(first))
+    again = run(parse_config(CreateDataConfig, argv))
+    print(format_summary(again))
 
     files = RunFiles.for_output(output_file)
     labels = set(language_task().labels)

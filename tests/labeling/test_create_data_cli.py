@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import create_data
+from prompt_distill.cli import parse_config
 from prompt_distill.data import iter_jsonl, read_training_file
 from prompt_distill.engines import make_engine, select_backend
 from prompt_distill.labeling import teacher_run
@@ -76,11 +77,11 @@ def test_backend_selection(monkeypatch):
 
 
 def test_the_reference_flags_parse_with_their_defaults():
-    args = create_data.build_parser().parse_args([])
+    args = parse_config(CreateDataConfig, [])
     assert (args.input_file, args.output_file) == ("./example-data/multilingual.txt", "./data/prompt_distillation_lang.jsonl")
     assert (args.model_name, args.temperature, args.max_retries) == ("Qwen/Qwen3-30B-A3B-Thinking-2507", 0.15, 3)
-    options = teacher_run.engine_options(CreateDataConfig.from_args(create_data.build_parser().parse_args(
-        ["--tensor_parallel_size", "4", "--reasoning_parser", "none"])), "vllm")
+    options = teacher_run.engine_options(parse_config(
+        CreateDataConfig, ["--tensor_parallel_size", "4", "--reasoning_parser", "none"]), "vllm")
     assert options["tensor_parallel_size"] == 4 and options["reasoning_parser"] is None
 
 

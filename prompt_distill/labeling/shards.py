@@ -73,6 +73,7 @@ class MergeResult:
 
 def merge_shards(output_file, num_shards: int, *, overwrite: bool = False) -> MergeResult:
     """Merge finished shard outputs into ``output_file``; an incomplete or foreign shard is an error."""
+    select_shard([], 0, num_shards)  # --num_shards 0 is a flag error, not an empty merge
     shard_files = [RunFiles.for_output(shard_output_path(output_file, k, num_shards)) for k in range(num_shards)]
     headers = []
     for k, files in enumerate(shard_files):

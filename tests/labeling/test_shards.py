@@ -96,8 +96,11 @@ def test_a_shard_that_stopped_early_must_be_resumed_before_the_merge(tmp_path):
     assert merge_main(["--output_file", str(tmp_path / "out" / "data.jsonl"), "--num_shards", "2"]) == 2
 
 
+# Each call waits (up to 10 s) until both shards have logged theirs, so that a shard told to fail cannot stop
+# the other before it has started: the test then always sees both calls.
 STUB = """#!/usr/bin/env bash
 echo "$$ $CUDA_VISIBLE_DEVICES $*" >> "{calls}"
+for _ in $(seq 200); do [ "$(wc -l < "{calls}")" -ge 2 ] && break; sleep 0.05; done
 case "$*" in
   *"--shard_index 0"*) sleep "${{STUB_SLEEP0:-0}}"; exit "${{STUB_EXIT0:-0}}" ;;
   *"--shard_index 1"*) sleep "${{STUB_SLEEP1:-0}}"; exit "${{STUB_EXIT1:-0}}" ;;

@@ -12,36 +12,28 @@ Prints prompt and generated tokens per request, latency at batch size 1 (median,
 their ratios; writes everything to --output_file. See prompt_distill/benchmark/measure.py.
 """
 
-import argparse
 import sys
-from functools import partial
 
-from prompt_distill.benchmark.config import BenchmarkConfig
-from prompt_distill.benchmark.run import BenchmarkError, add_arguments, run
-from prompt_distill.cli_help import DefaultsOnceFormatter
-from prompt_distill.data import DataError
-from prompt_distill.models import ModelNotFoundError
-from prompt_distill.preflight import PreflightError
-from prompt_distill.student.check import StudentError
-from prompt_distill.task import TaskError
+from prompt_distill.benchmark.config import DESCRIPTION, BenchmarkConfig
+from prompt_distill.benchmark.run import report, run, save_results
+from prompt_distill.cli import make_parser, parse_config, report_error, setup_logging
+from prompt_distill.errors import PromptDistillError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Teacher (prompt + thinking) vs distilled student: tokens, latency and throughput, with ratios.",
-        formatter_class=DefaultsOnceFormatter,
-    )
-    add_arguments(parser)
-    return parser
+def build_parser():
+    """benchmark.py's parser (what ``main`` parses with), for --help and the tests."""
+    return make_parser(BenchmarkConfig, DESCRIPTION)
 
 
 def main(argv=None) -> int:
-    config = BenchmarkConfig.from_args(build_parser().parse_args(argv))
+    config = parse_config(BenchmarkConfig, argv, DESCRIPTION)
+    setup_logging()
     try:
-        run(config, out=partial(print, flush=True))  # long runs: lines show as they happen, also through tee
-    except (BenchmarkError, PreflightError, DataError, StudentError, TaskError, ModelNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        results = run(config)
+        print(report(results), flush=True)  # long runs: the table shows at once, also through tee
+        save_results(config, results)
+    except PromptDistillError as error:
+        return report_error(error)
     return 0
 
 

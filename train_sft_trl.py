@@ -9,25 +9,26 @@ hyperparameters; see ``python train_sft_trl.py --help``.
 
 import sys
 
-from prompt_distill.data import DataError
-from prompt_distill.models import ModelNotFoundError
-from prompt_distill.task import TaskError
-from prompt_distill.training.config import TrainingJob
-from prompt_distill.training.lora import LoraTargetError
-from prompt_distill.training.run import TrainingError, parser, run
+from prompt_distill.cli import is_main_process, report_error, setup_logging
+from prompt_distill.errors import PromptDistillError
+from prompt_distill.training.config import parse_job
+from prompt_distill.training.record import format_summary
+from prompt_distill.training.run import run
 
 
 def main(argv=None) -> int:
-    job = TrainingJob.from_args(parser().parse_args_and_config(argv))
+    job = parse_job(argv)
+    setup_logging()
     try:
-        run(job)
-    except (DataError, TaskError, LoraTargetError, ModelNotFoundError, TrainingError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        result = run(job)
+    except PromptDistillError as error:
+        return report_error(error)
     except KeyboardInterrupt:
         close_progress_bars()  # else the Trainer's bar redraws itself below the message when it is collected
         print(f"\n{interrupted_line(job.sft)}", file=sys.stderr)
         return 130
+    if is_main_process():  # under accelerate launch every process trains; one prints the summary
+        print(format_summary(result.record, result.output_dir), flush=True)
     return 0
 
 

@@ -9,6 +9,7 @@ every later load is an ordinary ``from_pretrained`` of that folder.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PromptDistillError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def materialize_embedded(alias: str) -> Path:
     gguf_path = embedded_gguf_path(alias)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    print(f"[models] Dequantizing {gguf_path.name} once into {target} (about 30 s) ...", flush=True)
+    logger.info(f"[models] Dequantizing {gguf_path.name} once into {target} (about 30 s) ...")
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     config = quantized.config

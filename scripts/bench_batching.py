@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from prompt_distill.benchmark.batching import format_result, measure_batching  # noqa: E402
+from prompt_distill.cli import setup_logging  # noqa: E402
 from prompt_distill.data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, in_split, read_sentences  # noqa: E402
 from prompt_distill.evaluation.run import DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params  # noqa: E402
 from prompt_distill.models import DEFAULT_CPU_MODEL  # noqa: E402
@@ -35,6 +36,7 @@ def main(argv=None) -> int:
                              "fewer threads than cores avoids threads waiting on each other.")
     add_task_arguments(parser)
     args = parser.parse_args(argv)
+    setup_logging()  # measure_batching logs each round
 
     import torch
 

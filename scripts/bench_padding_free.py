@@ -21,13 +21,8 @@ sys.path.insert(0, str(ROOT))
 from prompt_distill.data import read_gold, read_sentences, training_record, write_jsonl  # noqa: E402
 from prompt_distill.models import DEFAULT_CPU_MODEL, load_causal_lm, load_tokenizer  # noqa: E402
 from prompt_distill.task import language_task  # noqa: E402
-from prompt_distill.training.run import (  # noqa: E402
-    PromptDistillationConfig,
-    ScriptArguments,
-    build_trainer,
-    prepare_data,
-    resolve_device,
-)
+from prompt_distill.training.config import PromptDistillationConfig, ScriptArguments  # noqa: E402
+from prompt_distill.training.run import build_trainer, prepare_data, resolve_device  # noqa: E402
 from prompt_distill.training.tracking import trained_tokens  # noqa: E402
 
 MODES = {"padded": False, "padding-free": True}
@@ -75,7 +70,7 @@ def main(argv=None) -> int:
             per_device_train_batch_size=args.per_device_train_batch_size, gradient_accumulation_steps=1,
             padding_free=padding_free, use_cpu=args.use_cpu, disable_tqdm=True, logging_steps=1,
         )
-        data = prepare_data(script_args, config, tokenizer, log=lambda *_: None)
+        data = prepare_data(script_args, config, tokenizer)
         model = load_causal_lm(args.model_name, device=resolve_device(config))
         trainers[mode] = build_trainer(script_args, config, tokenizer, data, model=model)
 

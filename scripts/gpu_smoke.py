@@ -32,6 +32,8 @@ import torch  # noqa: E402
 from gpu_smoke_parts import student_arch, tiny  # noqa: E402
 from gpu_smoke_parts.common import Checks, banner  # noqa: E402
 
+from prompt_distill.cli import setup_logging  # noqa: E402
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,6 +101,7 @@ def main(argv=None) -> int:
     if refusal:
         print(f"gpu_smoke: {refusal}", file=sys.stderr)
         return 2
+    setup_logging()  # the library's [train] / [models] lines, as the scripts show them
     os.environ.setdefault("WANDB_MODE", "disabled")  # report_to none everywhere; nothing may reach wandb
     header(args.device)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gpu-smoke-"))

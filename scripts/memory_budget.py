@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prompt_distill.training.config import DEFAULT_EXPERT_LORA_R  # noqa: E402
 from prompt_distill.training.memory_budget import (  # noqa: E402
     H100_80GB_GIB,
     QWEN3_30B_A3B,
@@ -22,7 +23,6 @@ from prompt_distill.training.memory_budget import (  # noqa: E402
     count_parameters,
     estimate,
 )
-from prompt_distill.training.run import DEFAULT_EXPERT_LORA_R  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -97,7 +97,7 @@ def tokenizer_with_template(tokenizer, chat_template: str | None):
 
 def fast_config(output_dir, **overrides):
     """Fast CPU settings; everything else stays at the project's defaults."""
-    from prompt_distill.training.run import PromptDistillationConfig
+    from prompt_distill.training.config import PromptDistillationConfig
 
     settings = dict(
         output_dir=str(output_dir), report_to="none", max_steps=1, per_device_train_batch_size=2,

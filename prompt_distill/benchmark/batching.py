@@ -7,11 +7,14 @@ whose parsed label differs between the modes is reported as a check.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 from ..engines.base import GenerationParams
 from ..task import Task
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +52,7 @@ def _timed_run(engine, chats, params: GenerationParams, task: Task, batch_size: 
 
 
 def measure_batching(engine, texts: list[str], task: Task, params: GenerationParams, batch_size: int,
-                     rounds: int = 1, log=print, *, framing: str) -> BatchingResult:
+                     rounds: int = 1, *, framing: str) -> BatchingResult:
     """``framing``: the adapter's recorded student framing (``Student.framing``), the chat it was trained on."""
     chats = [task.student_messages(text, framing) for text in texts]
     _timed_run(engine, chats[:2], params, task, 2)  # warm-up: first-call allocations are not part of either mode
@@ -59,8 +62,8 @@ def measure_batching(engine, texts: list[str], task: Task, params: GenerationPar
         for mode in (single, batched):
             seconds, mode.labels = _timed_run(engine, chats, params, task, mode.batch_size)
             mode.seconds.append(seconds)
-            log(f"[bench] round {round_number}/{rounds}: batch size {mode.batch_size:>3}: {seconds:7.2f} s "
-                f"({len(texts) / seconds:.2f} samples/s)")
+            logger.info(f"[bench] round {round_number}/{rounds}: batch size {mode.batch_size:>3}: {seconds:7.2f} s "
+                        f"({len(texts) / seconds:.2f} samples/s)")
     return BatchingResult(single, batched)
 
 

@@ -15,6 +15,7 @@ forced to generate exactly ``thinking_tokens`` tokens, then answers: *emulated* 
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import statistics
@@ -22,15 +23,16 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from itertools import cycle, islice
 
-from ..data import DataError, iter_jsonl
+from ..data import DataError, in_split, iter_jsonl, read_sentences
 from ..engines.base import Generation, GenerationParams
+from ..preflight import PreflightError
 from ..task import ANSWER_PREFIX, Task
+from .config import DEFAULT_EMULATED_THINKING_TOKENS, BenchmarkConfig, BenchmarkError
 
-# Assumed length of the teacher's thought when it cannot be measured (CPU). Conservative on purpose: a thinking
-# model usually spends more than this on a 13-way language question, and a longer thought only widens the gap.
-DEFAULT_EMULATED_THINKING_TOKENS = 256
 RESULTS_FORMAT = "prompt-distill-benchmark/1"
 ROLES = ("teacher", "student")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +74,17 @@ class Measurements:
 
 
 # -- what the teacher generates ---------------------------------------------------------------------------------
+def held_out_texts(config: BenchmarkConfig) -> list[str]:
+    """The first --num_samples sentences of --test_file in --split: the ones both sides answer."""
+    texts = [text for text in read_sentences(config.test_file).texts
+             if in_split(text, config.split, config.eval_fraction, config.split_seed)]
+    if len(texts) < max(config.num_samples, 2):
+        raise BenchmarkError(f"{config.test_file}: {len(texts)} sentences in split {config.split!r}, "
+                             f"--num_samples {config.num_samples} asked (at least 2 are needed).")
+    return texts[: config.num_samples]
+
+
+
 def median_thinking_tokens(sidecar_path) -> int:
     """Median generated tokens of the labelled sentences in a create_data sidecar (``*.meta.jsonl``)."""
     counts = [
@@ -91,7 +104,7 @@ def median_thinking_tokens(sidecar_path) -> int:
 def choose_thinking(backend: str, thinking_tokens: int | None, sidecar_path: str | None) -> Thinking:
     if thinking_tokens is not None:
         if thinking_tokens < 1:
-            raise ValueError(f"--thinking_tokens must be at least 1, got {thinking_tokens}.")
+            raise PreflightError(f"--thinking_tokens must be at least 1, got {thinking_tokens}.")
         return Thinking(True, thinking_tokens, "--thinking_tokens")
     if sidecar_path:
         return Thinking(True, median_thinking_tokens(sidecar_path), f"median of {sidecar_path}")
@@ -125,54 +138,53 @@ def _request(generation: Generation, seconds: float, task: Task) -> Request:
                    seconds, task.parse(generation.text))
 
 
-def _warm_up(contender: Contender, result: Measurements, log) -> None:
+def _warm_up(contender: Contender, result: Measurements) -> None:
     """Untimed in the comparison: fills the prefix cache, first-call allocations."""
     short = replace(contender.params, max_tokens=1, min_tokens=min(1, contender.params.min_tokens))
     result.warm_up_s[contender.role], _ = _timed(contender, contender.chats[:2], short)
-    log(f"[benchmark] {contender.role} warm-up (2 requests, 1 token, prompt prefix computed): "
-        f"{result.warm_up_s[contender.role]:.2f} s")
+    logger.info(f"[benchmark] {contender.role} warm-up (2 requests, 1 token, prompt prefix computed): "
+                f"{result.warm_up_s[contender.role]:.2f} s")
 
 
-def _batch(contender: Contender, result: Measurements, batch_size: int, round_number: int, rounds: int, log) -> None:
+def _batch(contender: Contender, result: Measurements, batch_size: int, round_number: int, rounds: int) -> None:
     if hasattr(contender.engine, "batch_size"):  # transformers: one forward pass per batch
         contender.engine.batch_size = batch_size
     chats = list(islice(cycle(contender.chats), batch_size))
     seconds, _ = _timed(contender, chats, contender.params)
     result.batch_seconds[contender.role].append(seconds)
-    log(f"[benchmark] round {round_number}/{rounds}: {contender.role} batch of {batch_size}: {seconds:.2f} s "
-        f"({batch_size / seconds:.2f} samples/s)")
+    logger.info(f"[benchmark] round {round_number}/{rounds}: {contender.role} batch of {batch_size}: {seconds:.2f} s "
+                f"({batch_size / seconds:.2f} samples/s)")
 
 
-def measure(contenders: list[Contender], task: Task, *, samples: int, batch_size: int, rounds: int,
-            log=print) -> Measurements:
+def measure(contenders: list[Contender], task: Task, *, samples: int, batch_size: int, rounds: int) -> Measurements:
     """Both engines loaded: requests and rounds alternate between them."""
     result = Measurements(batch_size=batch_size)
     for contender in contenders:
-        _warm_up(contender, result, log)
+        _warm_up(contender, result)
     for index in range(samples):
         order = contenders if index % 2 == 0 else contenders[::-1]
         for contender in order:
             seconds, [generation] = _timed(contender, [contender.chats[index]], contender.params)
             result.requests[contender.role].append(_request(generation, seconds, task))
-        log(f"[benchmark] request {index + 1}/{samples} at batch size 1: " + ", ".join(
+        logger.info(f"[benchmark] request {index + 1}/{samples} at batch size 1: " + ", ".join(
             f"{role} {result.requests[role][-1].latency_s:.2f} s" for role in ROLES))
     for round_number in range(1, rounds + 1):
         for contender in contenders if round_number % 2 else contenders[::-1]:
-            _batch(contender, result, batch_size, round_number, rounds, log)
+            _batch(contender, result, batch_size, round_number, rounds)
     return result
 
 
-def measure_alone(contender: Contender, task: Task, result: Measurements, *, samples: int, rounds: int,
-                  log=print) -> Measurements:
+def measure_alone(contender: Contender, task: Task, result: Measurements, *, samples: int,
+                  rounds: int) -> Measurements:
     """One engine loaded (the other not yet, or already shut down): the same warm-up, requests and rounds as
     ``measure``, without alternation. ``result`` collects both sides, one after the other."""
-    _warm_up(contender, result, log)
+    _warm_up(contender, result)
     for index in range(samples):
         seconds, [generation] = _timed(contender, [contender.chats[index]], contender.params)
         result.requests[contender.role].append(_request(generation, seconds, task))
-        log(f"[benchmark] {contender.role} request {index + 1}/{samples} at batch size 1: {seconds:.2f} s")
+        logger.info(f"[benchmark] {contender.role} request {index + 1}/{samples} at batch size 1: {seconds:.2f} s")
     for round_number in range(1, rounds + 1):
-        _batch(contender, result, result.batch_size, round_number, rounds, log)
+        _batch(contender, result, result.batch_size, round_number, rounds)
     return result
 
 

@@ -1,43 +1,43 @@
-"""benchmark.py's flags and run: build both engines on one backend, measure, print the table, write the JSON.
+"""benchmark.py's run: build both engines on one backend, measure, and return the results; ``report`` is the
+table the script prints, ``save_results`` writes the JSON.
 
-``run`` and everything below it read one frozen ``BenchmarkConfig`` (config.py), never the parsed flags.
+``run`` and everything below it read one frozen ``BenchmarkConfig`` (config.py), never the parsed flags. Progress
+is logged (``logging``); the table is the report.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..data import DEFAULT_EVAL_FRACTION, add_split_arguments, in_split, read_sentences
-from ..engines import BACKENDS, choose_backend, make_engine
+from ..data import DEFAULT_EVAL_FRACTION
+from ..engines import choose_backend, make_engine
 from ..engines.vllm_lora import read_adapter_config
-from ..errors import PromptDistillError
-from ..evaluation.run import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE, STUDENT_MAX_TOKENS, student_params
-from ..labeling.run import TEACHER_MAX_TOKENS
+from ..evaluation.run import STUDENT_MAX_TOKENS, student_params
 from ..labeling.run_files import write_json_atomic
 from ..models import DEFAULT_CPU_MODEL, resolve_model
 from ..preflight import check_flag_ranges
 from ..student.check import resolve_student
 from ..student.engine import build_student_engine
-from ..task import add_task_arguments, load_task
-from .config import BenchmarkConfig
+from ..task import load_task
+from .config import DEFAULT_TEACHER, BenchmarkConfig, BenchmarkError
 from .measure import (
-    DEFAULT_EMULATED_THINKING_TOKENS,
     Contender,
     Measurements,
     build_results,
     choose_thinking,
     describe_machine,
     format_table,
+    held_out_texts,
     measure,
     measure_alone,
     teacher_params,
 )
 from .memory import (
     ALONE_SHARE,
-    LOADINGS,
     TOGETHER_SHARE,
     EnginePlan,
     LoraBuffers,
@@ -49,69 +49,10 @@ from .memory import (
     plan_engines,
     visible_gpus,
 )
+from .student_latency import RESULTS_FORMAT as LATENCY_FORMAT
+from .student_latency import format_latency, measure_student_latency
 
-DEFAULT_TEACHER = "Qwen/Qwen3-30B-A3B-Thinking-2507"
-DEFAULT_OUTPUT_FILE = "./benchmark_results.json"
-
-
-class BenchmarkError(PromptDistillError, ValueError):
-    """A flag combination the benchmark cannot measure; the message says what to pass."""
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--teacher_model", default=None,
-                        help=f"Thinking teacher (default: {DEFAULT_TEACHER} on vLLM, {DEFAULT_CPU_MODEL} on "
-                             "transformers).")
-    parser.add_argument("--model_path", default=DEFAULT_MODEL_PATH, help="The student's LoRA adapter folder.")
-    parser.add_argument("--no_adapter", action="store_true", help="Benchmark the student's base model alone.")
-    parser.add_argument("--base_model", default=None, help="Student base model (default: the adapter's own).")
-    parser.add_argument("--test_file", default=DEFAULT_TEST_FILE, help="Sentences, one per line.")
-    parser.add_argument("--num_samples", "--max_samples", dest="num_samples", type=int, default=8,
-                        help="Sentences timed one at a time, per side.")
-    parser.add_argument("--student_latency", action="store_true",
-                        help="Measure the student alone on transformers, 1 thread, batch size 1, adapter merged: "
-                             "greedy generate vs one-pass classify vs one bare forward pass (the floor), and "
-                             "classify's samples/s batched vs one at a time. Results go to --output_file, by "
-                             "default ./student_latency.json (student_latency.py).")
-    parser.add_argument("--batch_size", type=int, default=8, help="Requests per call in the throughput runs.")
-    parser.add_argument("--rounds", type=int, default=2, help="Throughput runs per side, alternating.")
-    parser.add_argument("--thinking_tokens", type=int, default=None,
-                        help="Force the teacher to generate exactly N tokens (emulated thinking). Default: real "
-                             "thinking on vLLM; on transformers the median of --teacher_meta_file, else "
-                             f"{DEFAULT_EMULATED_THINKING_TOKENS} (an assumption, printed as such).")
-    parser.add_argument("--teacher_meta_file", default=None,
-                        help="create_data.py's sidecar (*.meta.jsonl) of a GPU run: its median generated tokens "
-                             "become the emulated thinking length.")
-    parser.add_argument("--teacher_max_tokens", type=int, default=TEACHER_MAX_TOKENS,
-                        help="Budget of a real thought and answer (as create_data.py's --max_tokens on a GPU).")
-    parser.add_argument("--temperature", type=float, default=0.15, help="Teacher sampling (create_data's default).")
-    parser.add_argument("--seed", type=int, default=0, help="Teacher sampling seed (as create_data.py's --seed).")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="auto: vLLM if installed and on GPU.")
-    parser.add_argument("--tensor_parallel_size", type=int, default=None,
-                        help="GPUs per vLLM engine (default: the smallest of 1, 2, 4, 8 at which each engine's weights "
-                             "and LoRA buffers fit its --gpu_memory_utilization share of a GPU; the arithmetic is printed).")
-    parser.add_argument("--gpu_memory_utilization", type=float, default=None,
-                        help=f"vLLM share of GPU memory for EACH engine (default: {TOGETHER_SHARE} when both are "
-                             f"loaded at once, {ALONE_SHARE} when one at a time).")
-    parser.add_argument("--load_engines", choices=LOADINGS, default="auto",
-                        help="together: both engines loaded at once, their requests alternate (fairest). "
-                             "sequential: the teacher is loaded, measured and shut down, then the student (one "
-                             "GPU of 80 GB). auto: together when both fit the GPUs, else sequential; said in one "
-                             "line with the arithmetic.")
-    parser.add_argument("--max_model_len", type=int, default=None,
-                        help="Teacher's vLLM context length (default: prompt + --teacher_max_tokens, rounded up).")
-    parser.add_argument("--output_file", default=DEFAULT_OUTPUT_FILE, help="Results JSON ('none': not written).")
-    add_split_arguments(parser, default_split="eval")
-    add_task_arguments(parser)
-
-
-def held_out_texts(config: BenchmarkConfig) -> list[str]:
-    texts = [text for text in read_sentences(config.test_file).texts
-             if in_split(text, config.split, config.eval_fraction, config.split_seed)]
-    if len(texts) < max(config.num_samples, 2):
-        raise BenchmarkError(f"{config.test_file}: {len(texts)} sentences in split {config.split!r}, "
-                             f"--num_samples {config.num_samples} asked (at least 2 are needed).")
-    return texts[: config.num_samples]
+logger = logging.getLogger(__name__)
 
 
 def _check_counts(config: BenchmarkConfig) -> None:
@@ -128,19 +69,19 @@ def teacher_context_length(task, params) -> int:
     return -(-needed // 256) * 256
 
 
-def student_lora_buffers(student, resolved_base: str, out=print) -> LoraBuffers | None:
+def student_lora_buffers(student, resolved_base: str) -> LoraBuffers | None:
     """vLLM's LoRA buffers for the student's adapter on its base model, or None (said) when the shape is unknown."""
     if not student.adapter_path:
         return None
     found = model_config(resolved_base)
     buffers = lora_buffers(read_adapter_config(student.adapter_path), found) if found else None
     if buffers is None:
-        out(f"[benchmark] student {student.base_model}: its config.json is not readable here, so vLLM's LoRA buffers "
+        logger.info(f"[benchmark] student {student.base_model}: its config.json is not readable here, so vLLM's LoRA buffers "
             "are not counted in the memory check.")
     return buffers
 
 
-def vllm_engine_plan(config: BenchmarkConfig, teacher_model: str, student, out=print) -> EnginePlan:
+def vllm_engine_plan(config: BenchmarkConfig, teacher_model: str, student) -> EnginePlan:
     """--tensor_parallel_size and --load_engines checked against the GPUs, or the smallest tensor parallel size at
     which both engines fit together, else one at a time; the arithmetic is printed."""
     sequential = config.load_engines == "sequential"
@@ -154,11 +95,11 @@ def vllm_engine_plan(config: BenchmarkConfig, teacher_model: str, student, out=p
         resolved = resolve_model(model)
         found = model_weights(model, resolved)
         if found is None:
-            out(f"[benchmark] {role} {model}: size of its weights unknown (no local folder or reachable safetensors "
+            logger.info(f"[benchmark] {role} {model}: size of its weights unknown (no local folder or reachable safetensors "
                 f"index); GPU memory not checked, tensor parallel {unchecked.tensor_parallel_size}.")
             return unchecked
         size, source = found
-        buffers = student_lora_buffers(student, resolved, out) if role == "student" else None
+        buffers = student_lora_buffers(student, resolved) if role == "student" else None
         engines.append(Weights(f"{role} {model}", size, source, buffers))
     try:
         plan = plan_engines(engines, gpus, config.tensor_parallel_size, config.gpu_memory_utilization,
@@ -167,9 +108,9 @@ def vllm_engine_plan(config: BenchmarkConfig, teacher_model: str, student, out=p
         raise BenchmarkError(str(error)) from None
     chosen = "" if config.tensor_parallel_size else " (chosen: the smallest that fits)"
     how = "one at a time" if plan.sequential else "both engines loaded together"
-    out(f"[benchmark] tensor parallel {plan.tensor_parallel_size}{chosen} on {gpus.count} x {gpus.name}, {how}:")
+    logger.info(f"[benchmark] tensor parallel {plan.tensor_parallel_size}{chosen} on {gpus.count} x {gpus.name}, {how}:")
     for line in plan.lines:
-        out(f"[benchmark]   {line}")
+        logger.info(f"[benchmark]   {line}")
     return plan
 
 
@@ -198,26 +139,26 @@ def release_engine(engine) -> None:
         torch.cuda.empty_cache()
 
 
-def build_contenders(config: BenchmarkConfig, task, backend: str, thinking, texts: list[str],
-                     out=print) -> tuple[list[Callable[[], Contender]], bool]:
+def build_contenders(config: BenchmarkConfig, task, backend: str, thinking,
+                     texts: list[str]) -> tuple[list[Callable[[], Contender]], bool]:
     """A builder per side (teacher first), and whether to load them one at a time."""
     no_adapter = config.no_adapter or config.model_path.lower() == "none"
     default_base = DEFAULT_CPU_MODEL if backend == "transformers" and no_adapter else None
     student = resolve_student(config.model_path, config.base_model or default_base, no_adapter)
     for note in student.notes:
-        out(f"[benchmark] {note}")
+        logger.info(f"[benchmark] {note}")
     params = teacher_params(task, backend, thinking, max_tokens=config.teacher_max_tokens,
                             temperature=config.temperature, seed=config.seed)
     teacher_model = config.teacher_model or (DEFAULT_TEACHER if backend == "vllm" else DEFAULT_CPU_MODEL)
     vllm_options = {}
     sequential = config.load_engines == "sequential"
     if backend == "vllm":
-        plan = vllm_engine_plan(config, teacher_model, student, out)
+        plan = vllm_engine_plan(config, teacher_model, student)
         vllm_options = {"tensor_parallel_size": plan.tensor_parallel_size,
                         "gpu_memory_utilization": plan.gpu_memory_utilization}
         sequential = plan.sequential
     elif sequential:
-        out("[benchmark] --load_engines sequential: the teacher is loaded, measured and released, then the student.")
+        logger.info("[benchmark] --load_engines sequential: the teacher is loaded, measured and released, then the student.")
 
     def teacher() -> Contender:
         if backend == "vllm":
@@ -232,7 +173,7 @@ def build_contenders(config: BenchmarkConfig, task, backend: str, thinking, text
                          "first)")
 
     def student_side() -> Contender:
-        built = build_student_engine(backend, student, config.batch_size, out, **vllm_options)
+        built = build_student_engine(backend, student, config.batch_size, **vllm_options)
         adapter = f" + {student.adapter_path}" if student.adapter_path else " (no adapter)"
         return Contender("student", built.engine, [student.messages(text) for text in texts],
                          student_params(task, STUDENT_MAX_TOKENS, constrained=False),
@@ -242,50 +183,60 @@ def build_contenders(config: BenchmarkConfig, task, backend: str, thinking, text
 
 
 def measure_sides(builders: list[Callable[[], Contender]], sequential: bool, task, config: BenchmarkConfig,
-                  samples: int, out=print) -> tuple[list[Contender], Measurements]:
+                  samples: int) -> tuple[list[Contender], Measurements]:
     """Both engines loaded and alternating, or one at a time: built, measured, released, then the next."""
     if not sequential:
         contenders = [build() for build in builders]
         return contenders, measure(contenders, task, samples=samples, batch_size=config.batch_size,
-                                   rounds=config.rounds, log=out)
+                                   rounds=config.rounds)
     measured, contenders = Measurements(batch_size=config.batch_size), []
     for build in builders:
         contender = build()
-        measure_alone(contender, task, measured, samples=samples, rounds=config.rounds, log=out)
+        measure_alone(contender, task, measured, samples=samples, rounds=config.rounds)
         release_engine(contender.engine)
         contender.engine = None
-        out(f"[benchmark] {contender.role} measured and its engine shut down.")
+        logger.info(f"[benchmark] {contender.role} measured and its engine shut down.")
         contenders.append(contender)
     return contenders, measured
 
 
-def run(config: BenchmarkConfig, out=print) -> dict:
+def run(config: BenchmarkConfig) -> dict:
+    """Measure what ``config`` asks (teacher against student, or --student_latency) and return the results."""
     _check_counts(config)
     if config.student_latency:
-        from .student_latency import measure_student_latency
-
-        return measure_student_latency(config, out)
+        return measure_student_latency(config)
     task = load_task(config.prompt_file, config.labels)
     texts = held_out_texts(config)
     # Pre-flight, before any model is resolved: the backend, and --tensor_parallel_size against it and the GPUs.
     choice = choose_backend(config.backend, config.tensor_parallel_size)
-    out(f"[benchmark] {choice.line()}")
+    logger.info(f"[benchmark] {choice.line()}")
     backend = choice.backend
     thinking = choose_thinking(backend, config.thinking_tokens, config.teacher_meta_file)
-    out(f"[benchmark] Teacher: {thinking.describe()}")
-    builders, sequential = build_contenders(config, task, backend, thinking, texts, out)
+    logger.info(f"[benchmark] Teacher: {thinking.describe()}")
+    builders, sequential = build_contenders(config, task, backend, thinking, texts)
     load_before = os.getloadavg()[0]
-    contenders, measured = measure_sides(builders, sequential, task, config, len(texts), out)
+    contenders, measured = measure_sides(builders, sequential, task, config, len(texts))
     machine = f"{describe_machine(backend)}, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"
     split = {"split": config.split, "eval_fraction": config.eval_fraction, "split_seed": config.split_seed}
     if config.split == "eval" and config.eval_fraction == DEFAULT_EVAL_FRACTION:
         split["note"] = "held-out sentences, as evaluate.py uses"
-    results = build_results(contenders, thinking, measured, {
+    return build_results(contenders, thinking, measured, {
         "machine": machine, "backend": backend, "samples": len(texts), "rounds": config.rounds,
         "loading": "sequential" if sequential else "together",
         "test_file": str(config.test_file), "split": split})
-    out(format_table(results))
-    if config.output_file.lower() != "none":
-        write_json_atomic(Path(config.output_file), results)
-        out(f"[benchmark] Results: {config.output_file}")
-    return results
+
+
+def report(results: dict) -> str:
+    """The table benchmark.py prints: the student's latencies for --student_latency, else teacher vs student."""
+    return format_latency(results) if results.get("format") == LATENCY_FORMAT else format_table(results)
+
+
+def save_results(config: BenchmarkConfig, results: dict) -> Path | None:
+    """The results JSON at ``config.results_file`` (--output_file, else the mode's default); None for 'none'."""
+    if config.results_file is None:
+        return None
+    path = Path(config.results_file)
+    write_json_atomic(path, results)
+    tag = "latency" if config.student_latency else "benchmark"
+    logger.info(f"[{tag}] Results: {config.results_file}")
+    return path

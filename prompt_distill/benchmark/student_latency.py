@@ -14,34 +14,37 @@ sentences at --batch_size against one at a time (the same engine; only its batch
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
-from pathlib import Path
 
+from ..evaluation.run import STUDENT_MAX_TOKENS, student_params
+from ..student.check import resolve_student
 from ..student_framing import USER_ONLY, framed_messages
+from ..task import load_task
 from .config import BenchmarkConfig
+from .measure import describe_machine, held_out_texts
 
 RESULTS_FORMAT = "prompt-distill-student-latency/1"
-DEFAULT_OUTPUT_FILE = "./student_latency.json"
 TARGET_RATIO = 1.1
 METHODS = ("generate", "classify", "bare_forward")
 WARM_UP = 2  # untimed calls per method first: one-off allocations and lazy initialisation are not latency
 
 
-def measure_student_latency(config: BenchmarkConfig, out=print) -> dict:
-    import torch
+logger = logging.getLogger(__name__)
+
+
+def measure_student_latency(config: BenchmarkConfig) -> dict:
+    """The three methods' latencies, classify's throughput and the answers' agreement (``format_latency`` prints
+    them); the results file is written by ``run.save_results`` (--output_file, else ./student_latency.json)."""
+    import torch  # torch and transformers load when a measurement starts, not when benchmark.py parses its flags
 
     from ..engines.hf import HFEngine
-    from ..evaluation.run import STUDENT_MAX_TOKENS, student_params
-    from ..student.check import resolve_student
-    from ..task import load_task
-    from .measure import describe_machine
-    from .run import held_out_texts
 
     texts = held_out_texts(config)
     student = resolve_student(config.model_path, config.base_model, config.no_adapter)
     for note in student.notes:
-        out(f"[latency] {note}")
+        logger.info(f"[latency] {note}")
     task = load_task(config.prompt_file, config.labels)
     labels = tuple(((student.run_record or {}).get("task") or {}).get("labels") or task.labels)
     threads = torch.get_num_threads()
@@ -51,7 +54,7 @@ def measure_student_latency(config: BenchmarkConfig, out=print) -> dict:
         engine = HFEngine(student.base_model, adapter_path=student.adapter_path, batch_size=1, merge_adapter=True,
                           reuse_prefix=False)
         for note in engine.notes:
-            out(f"[latency] {note}")
+            logger.info(f"[latency] {note}")
         chats = [student.messages(text) for text in texts]
         prompts = [engine._prompt(chat, student_params(task, 0, False)).ids for chat in chats]
         params = student_params(task, STUDENT_MAX_TOKENS, constrained=False)
@@ -87,20 +90,7 @@ def measure_student_latency(config: BenchmarkConfig, out=print) -> dict:
         "throughput": throughput,
         "answers": answers,
     }
-    out(format_latency(results))
-    output = config.output_file if config.output_file != _benchmark_default() else DEFAULT_OUTPUT_FILE
-    if output.lower() != "none":
-        from ..labeling.run_files import write_json_atomic
-
-        write_json_atomic(Path(output), results)
-        out(f"[latency] Results: {output}")
     return results
-
-
-def _benchmark_default() -> str:
-    from .run import DEFAULT_OUTPUT_FILE as BENCHMARK_OUTPUT
-
-    return BENCHMARK_OUTPUT
 
 
 def _bare_forward(model, ids: list[int], device):

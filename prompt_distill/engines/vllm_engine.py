@@ -25,6 +25,7 @@ it merely considered.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -37,6 +38,8 @@ from ..data import read_json_object
 from ..models import resolve_model
 from .base import BatchCallback, Generation, GenerationParams, LabelScores, ScoresCallback
 from .vllm_lora import AdapterNotServable, VLLMLoraSettings, vllm_lora_settings
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from vllm import SamplingParams
@@ -320,8 +323,8 @@ class VLLMEngine:
 
         model = resolve_model(model)
         if reasoning_parser and not model_can_think(model):
-            print(f"[vllm] {model} has no {THINK_CLOSE} token, so it does not think: reasoning_parser "
-                  f"{reasoning_parser!r} is not used (a constrained answer binds from the first token).", flush=True)
+            logger.warning(f"[vllm] {model} has no {THINK_CLOSE} token, so it does not think: reasoning_parser "
+                           f"{reasoning_parser!r} is not used (a constrained answer binds from the first token).")
             reasoning_parser = None
         self.reasoning_parser = reasoning_parser
         self.max_in_flight = max_in_flight

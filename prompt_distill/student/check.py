@@ -16,10 +16,10 @@ from ..errors import PromptDistillError
 from ..models import is_embedded, resolve_model, unavailable_offline
 from ..student_framing import FRAMINGS, USER_ONLY
 from ..task import Task
+from ..training.record import RUN_RECORD
 
 DEFAULT_BASE_MODEL = "Qwen/Qwen3-30B-A3B-Instruct-2507"
 ADAPTER_CONFIG = "adapter_config.json"
-RUN_RECORD = "run_record.json"  # written by prompt_distill.training.run
 NO_ADAPTER = "none"
 
 

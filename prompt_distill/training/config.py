@@ -1,23 +1,218 @@
-"""train_sft_trl.py's flags as one typed, frozen job: what ``training.run.run`` reads.
-
-TRL's parser already turns every flag into a field of two dataclasses (``run.ScriptArguments``, the script's own
-flags, and ``run.PromptDistillationConfig``, TRL's ``SFTConfig``) and refuses an unknown flag, so the job only holds
-the pair. Frozen means the pair is never swapped; the Trainer still reads (and adjusts) the SFTConfig it is given.
+"""train_sft_trl.py's flags: ``ScriptArguments`` (the script's own), ``PromptDistillationConfig`` (TRL's
+``SFTConfig`` with the reference README's hyperparameters as defaults, so every SFTConfig field stays a flag), the
+parser over both, and ``TrainingJob``, the parsed pair that ``training.run.run`` reads. Also ``TrainingError``, the
+stage's one error: what a run refuses (a flag combination, a folder, a process group) is one ``error:`` line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import os
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from trl import SFTConfig
+from trl import SFTConfig
 
-    from .run import ScriptArguments
+from ..cli import make_parser
+from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED
+from ..errors import PromptDistillError
+from ..student_framing import FRAMINGS
+from .lora import AUTO, LoraSettings
+
+DEFAULT_STUDENT = "Qwen/Qwen3-30B-A3B-Instruct-2507"
+DEFAULT_DATA_FILE = "./data/prompt_distillation_lang.jsonl"
+DEFAULT_OUTPUT_DIR = "./models/prompt_distillation_trl"
+MERGED_SUBDIR = "merged"
+# Reference README: cosine_with_min_lr decays to min_lr_rate x learning rate.
+DEFAULT_LR_SCHEDULER_KWARGS = {"min_lr_rate": 0.1}
+# The expert rank that fits one 80 GB H100 with max_length 2048 x batch 4 (see scripts/memory_budget.py); the
+# reference README's rank 32 on every expert is --expert_lora_r 32 and needs about 85 GiB.
+DEFAULT_EXPERT_LORA_R = 8
+
+
+class TrainingError(PromptDistillError, RuntimeError):
+    """A run that cannot start or finish as asked (the output folder, a checkpoint, the process group, --merge
+    under FSDP); the message says what to pass instead."""
+
+
+@dataclass
+class ScriptArguments:
+    model_name: str = field(
+        default=DEFAULT_STUDENT,
+        metadata={"help": "Student: a Hugging Face id, a local folder, or the embedded CPU alias 'smollm2-135m-instruct'."},
+    )
+    data_file: str = field(default=DEFAULT_DATA_FILE, metadata={"help": "Training JSONL written by create_data.py."})
+    prompt_file: str | None = field(
+        default=None, metadata={"help": "Teacher prompt of a custom task (validates answers against its labels)."}
+    )
+    labels: str | None = field(
+        default=None, metadata={"help": "Label codes, comma-separated or a file; default: the language labels."}
+    )
+    split: str = field(
+        default="train",
+        metadata={"help": "'train': hold out the eval split that evaluate.py scores; 'all': train on everything.",
+                  "choices": ["train", "all"]},
+    )
+    eval_fraction: float = field(
+        default=DEFAULT_EVAL_FRACTION, metadata={"help": "Share of sentences held out (stable hash of the sentence)."}
+    )
+    split_seed: int = field(default=DEFAULT_SPLIT_SEED, metadata={"help": "Changes which sentences are held out."})
+    lora_r: int = field(default=32, metadata={"help": "LoRA rank of the attention (or dense) projections."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha, the same for every target."})
+    lora_dropout: float = field(
+        default=0.0, metadata={"help": "LoRA dropout; must be 0 when fused MoE experts are adapted."}
+    )
+    lora_target_modules: str = field(
+        default=AUTO,
+        metadata={"help": "'auto' (MoE: q/k/v/o_proj + fused experts, never the router; dense: every linear "
+                          "layer but the LM head), 'all-linear' (dense models only), or comma-separated names."},
+    )
+    expert_lora_r: int = field(
+        default=DEFAULT_EXPERT_LORA_R,
+        metadata={"help": "LoRA rank per expert on fused-MoE models (gate_up_proj, down_proj), and of their dense MLP "
+                          "layers if any (mlp_only_layers); 0 = attention only; 32 = the reference README (does not "
+                          "fit one 80 GB GPU)."},
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Weights dtype: 'auto' = bfloat16 on GPUs that support it, else float32.",
+                  "choices": ["auto", "bfloat16", "float16", "float32"]},
+    )
+    attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa, eager, flash_attention_2."})
+    experts_implementation: str | None = field(
+        default=None, metadata={"help": "MoE experts kernel (transformers): eager, grouped_mm, batched_mm; default: automatic."}
+    )
+    merge: bool = field(default=False, metadata={"help": f"Also write base+adapter merged into <output_dir>/{MERGED_SUBDIR}."})
+    student_framing: str = field(
+        default="auto",
+        metadata={"help": "What surrounds the sentence in the student's chat: auto = the fewest tokens the chat "
+                          "template allows; user_only = the user turn alone (a template's default system turn "
+                          "stays); empty_system = an empty system message first. Kept in run_record.json, so "
+                          "inference uses the same.",
+                  "choices": ["auto", *FRAMINGS]},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint "
+                          "continues its run instead)."},
+    )
+
+    def lora_settings(self) -> LoraSettings:
+        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                            target_modules=self.lora_target_modules, expert_r=self.expert_lora_r)
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def launched_processes() -> int:
+    """WORLD_SIZE as set by accelerate launch / torchrun; 1 for a plain ``python train_sft_trl.py``."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def fsdp_launched() -> bool:
+    """accelerate launch with an FSDP config (configs/accelerate_fsdp.yaml) sets ACCELERATE_USE_FSDP."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+
+
+@dataclass
+class PromptDistillationConfig(SFTConfig):
+    """SFTConfig with the reference README's table as defaults (and a few choices of ours, marked)."""
+
+    output_dir: str | None = field(default=DEFAULT_OUTPUT_DIR, metadata={"help": "Adapter, tokenizer, run record."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (AdamW)."})
+    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Learning-rate schedule."})
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: dict(DEFAULT_LR_SCHEDULER_KWARGS),
+        metadata={"help": 'Schedule arguments as JSON, e.g. \'{"min_lr_rate": 0.1}\'.'},
+    )
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Examples per device and micro-step."})
+    gradient_accumulation_steps: int = field(default=4, metadata={"help": "Micro-steps per optimizer step."})
+    max_length: int | None = field(
+        default=2048, metadata={"help": "Longest example in tokens; longer ones are dropped and reported."}
+    )
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
+    # transformers 5 has no warmup_ratio: a warmup_steps value below 1 is read as a fraction of all steps.
+    warmup_steps: float = field(default=0.03, metadata={"help": "Warmup; a value below 1 is a fraction of all steps."})
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bf16 mixed precision; default: on where the GPU supports it, off on CPU."}
+    )
+    report_to: None | str | list[str] = field(
+        default="wandb", metadata={"help": "'wandb' (offline without a login) or 'none'."}
+    )
+    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
+    # Ours: a checkpoint every 25 steps (about 400 examples) so that an interrupted run can resume; two are kept.
+    save_steps: float = field(default=25, metadata={"help": "Checkpoint every N steps (resume_from_checkpoint)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
+    # Ours: padding-free batches. Our examples are a sentence and a one-token label, so padding is a large share
+    # of a padded batch. Correct with the completion mask (TRL masks each sequence start) and with SDPA/eager
+    # attention (transformers builds a block-diagonal mask from the position ids), not only flash attention.
+    padding_free: bool = field(
+        default=True, metadata={"help": "Concatenate a batch's examples into one row without padding (off: "
+                                        "--no_padding_free)."}
+    )
+    # Ours: no MoE load-balancing loss. The router stays frozen, so the auxiliary loss could only push the
+    # adapters to reshape hidden states for balance instead of for the labels; the pretrained routing is already
+    # balanced. TRL would otherwise switch it on from the model config (0.001 for Qwen3-MoE).
+    router_aux_loss_coef: float | None = field(
+        default=0.0, metadata={"help": "MoE load-balancing loss weight; 0 = off (router is frozen)."}
+    )
+
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "Continue an interrupted run: a checkpoint-N folder, or 'last' for the newest checkpoint-N "
+                          "in --output_dir (one is saved every --save_steps steps)."},
+    )
+
+    def __post_init__(self):
+        if launched_processes() > 1 and not self.use_cpu and not _cuda_available():
+            # Started by accelerate launch / torchrun on a machine without CUDA: without use_cpu every process
+            # would train alone (accelerate joins CPU processes into one gloo group only when asked for the CPU).
+            self.use_cpu = True
+        if self.bf16 is None:
+            self.bf16 = (not self.fp16) and (not self.use_cpu) and _bf16_supported()
+        super().__post_init__()
+        scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        if scheduler != "cosine_with_min_lr" and self.lr_scheduler_kwargs == DEFAULT_LR_SCHEDULER_KWARGS:
+            # min_lr_rate belongs to cosine_with_min_lr only; other schedules reject the argument.
+            self.lr_scheduler_kwargs = {}
+
+
+DESCRIPTION = (
+    "Stage 2: train the student's LoRA adapter on create_data.py's JSONL with TRL's SFTTrainer. Every SFTConfig "
+    "and TrainingArguments field is a flag; --config FILE.yaml sets any of them from a file (flags given on the "
+    "command line win); --resume_from_checkpoint last continues an interrupted run from the newest checkpoint "
+    "in --output_dir."
+)
+NO_PADDING_FREE_HELP = "Pad every example of a batch to the batch's longest instead of concatenating them."
+
+
+def parser():
+    """train_sft_trl.py's parser: both dataclasses' fields are the flags, ``--config FILE.yaml`` sets any of them."""
+    built = make_parser([ScriptArguments, PromptDistillationConfig], DESCRIPTION)
+    for action in built._actions:
+        if action.dest == "padding_free" and action.option_strings[0].startswith("--no_"):
+            action.help = NO_PADDING_FREE_HELP
+    return built
+
+
+def parse_job(argv=None) -> TrainingJob:
+    """The job from train_sft_trl.py's command line (and ``--config``): argparse's one line and exit 2 on a bad flag."""
+    return TrainingJob.from_args(parser().parse_args_and_config(argv))
 
 
 @dataclass(frozen=True)
 class TrainingJob:
+    """The parsed flags as one typed, frozen job: what ``training.run.run`` reads. Frozen means the pair is never
+    swapped; the Trainer still reads (and adjusts) the SFTConfig it is given."""
+
     script: ScriptArguments
     sft: SFTConfig
 

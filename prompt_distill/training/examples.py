@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..data import DataError, example_from_record, in_split, iter_jsonl
 from ..duplicates import distinct_examples
+from ..preflight import PreflightError
 from ..student_framing import USER_ONLY, chat_ids
 from ..task import Task
 
@@ -48,7 +49,7 @@ def load_distinct_examples(path, task: Task) -> tuple[list[Example], int]:
 
 def select_split(examples: list[Example], split: str, eval_fraction: float, seed: int, path="") -> list[Example]:
     if not 0.0 <= eval_fraction < 1.0:
-        raise ValueError(f"--eval_fraction must be in [0, 1), got {eval_fraction}.")
+        raise PreflightError(f"--eval_fraction must be in [0, 1), got {eval_fraction}.")
     selected = [example for example in examples if in_split(example.text, split, eval_fraction, seed)]
     if not selected:
         raise DataError(

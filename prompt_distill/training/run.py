@@ -1,240 +1,41 @@
 """Stage 2: train the student's LoRA adapter with TRL's SFTTrainer on the distilled labels.
 
-``ScriptArguments`` holds the script's own flags; ``PromptDistillationConfig`` is TRL's ``SFTConfig`` with the
-reference README's hyperparameters as defaults, so every SFTConfig field stays a flag of train_sft_trl.py.
+``run(job)`` reads the parsed flags (``config.TrainingJob``), checks the data before any model loads, trains, and
+writes the adapter, tokenizer and run record (``record``). Progress is logged (``logging``; only the main process
+logs INFO under ``accelerate launch``, see ``cli.setup_logging``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import logging
 import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 from trl import SFTConfig
 
-from ..cli_help import DefaultsOnceFormatter
-from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, DataError
+from ..cli import is_main_process
+from ..data import DataError
 from ..duplicates import repeats_dropped_note
-from ..errors import PromptDistillError
 from ..models import default_dtype, load_tokenizer, resolve_model
-from ..student_framing import FRAMINGS, choose_framing
+from ..student_framing import choose_framing
 from ..task import load_task
-from .config import TrainingJob
+from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
-from .examples import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
-from .lora import AUTO, LoraSettings, build_lora_config, summarize_adapters
-from .tracking import configure_wandb, finish_wandb, logged_losses, start_wandb_run, trained_tokens
-
-DEFAULT_STUDENT = "Qwen/Qwen3-30B-A3B-Instruct-2507"
-DEFAULT_DATA_FILE = "./data/prompt_distillation_lang.jsonl"
-DEFAULT_OUTPUT_DIR = "./models/prompt_distillation_trl"
-RUN_RECORD = "run_record.json"
-MERGED_SUBDIR = "merged"
-# Reference README: cosine_with_min_lr decays to min_lr_rate x learning rate.
-DEFAULT_LR_SCHEDULER_KWARGS = {"min_lr_rate": 0.1}
-# The expert rank that fits one 80 GB H100 with max_length 2048 x batch 4 (see scripts/memory_budget.py); the
-# reference README's rank 32 on every expert is --expert_lora_r 32 and needs about 85 GiB.
-DEFAULT_EXPERT_LORA_R = 8
-
-
-class TrainingError(PromptDistillError, RuntimeError):
-    pass
-
-
-@dataclass
-class ScriptArguments:
-    model_name: str = field(
-        default=DEFAULT_STUDENT,
-        metadata={"help": "Student: a Hugging Face id, a local folder, or the embedded CPU alias 'smollm2-135m-instruct'."},
-    )
-    data_file: str = field(default=DEFAULT_DATA_FILE, metadata={"help": "Training JSONL written by create_data.py."})
-    prompt_file: str | None = field(
-        default=None, metadata={"help": "Teacher prompt of a custom task (validates answers against its labels)."}
-    )
-    labels: str | None = field(
-        default=None, metadata={"help": "Label codes, comma-separated or a file; default: the language labels."}
-    )
-    split: str = field(
-        default="train",
-        metadata={"help": "'train': hold out the eval split that evaluate.py scores; 'all': train on everything.",
-                  "choices": ["train", "all"]},
-    )
-    eval_fraction: float = field(
-        default=DEFAULT_EVAL_FRACTION, metadata={"help": "Share of sentences held out (stable hash of the sentence)."}
-    )
-    split_seed: int = field(default=DEFAULT_SPLIT_SEED, metadata={"help": "Changes which sentences are held out."})
-    lora_r: int = field(default=32, metadata={"help": "LoRA rank of the attention (or dense) projections."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha, the same for every target."})
-    lora_dropout: float = field(
-        default=0.0, metadata={"help": "LoRA dropout; must be 0 when fused MoE experts are adapted."}
-    )
-    lora_target_modules: str = field(
-        default=AUTO,
-        metadata={"help": "'auto' (MoE: q/k/v/o_proj + fused experts, never the router; dense: every linear "
-                          "layer but the LM head), 'all-linear' (dense models only), or comma-separated names."},
-    )
-    expert_lora_r: int = field(
-        default=DEFAULT_EXPERT_LORA_R,
-        metadata={"help": "LoRA rank per expert on fused-MoE models (gate_up_proj, down_proj), and of their dense MLP "
-                          "layers if any (mlp_only_layers); 0 = attention only; 32 = the reference README (does not "
-                          "fit one 80 GB GPU)."},
-    )
-    dtype: str = field(
-        default="auto",
-        metadata={"help": "Weights dtype: 'auto' = bfloat16 on GPUs that support it, else float32.",
-                  "choices": ["auto", "bfloat16", "float16", "float32"]},
-    )
-    attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa, eager, flash_attention_2."})
-    experts_implementation: str | None = field(
-        default=None, metadata={"help": "MoE experts kernel (transformers): eager, grouped_mm, batched_mm; default: automatic."}
-    )
-    merge: bool = field(default=False, metadata={"help": f"Also write base+adapter merged into <output_dir>/{MERGED_SUBDIR}."})
-    student_framing: str = field(
-        default="auto",
-        metadata={"help": "What surrounds the sentence in the student's chat: auto = the fewest tokens the chat "
-                          "template allows; user_only = the user turn alone (a template's default system turn "
-                          "stays); empty_system = an empty system message first. Kept in run_record.json, so "
-                          "inference uses the same.",
-                  "choices": ["auto", *FRAMINGS]},
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint "
-                          "continues its run instead)."},
-    )
-
-    def lora_settings(self) -> LoraSettings:
-        return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
-                            target_modules=self.lora_target_modules, expert_r=self.expert_lora_r)
-
-
-def _bf16_supported() -> bool:
-    import torch
-
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def launched_processes() -> int:
-    """WORLD_SIZE as set by accelerate launch / torchrun; 1 for a plain ``python train_sft_trl.py``."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def fsdp_launched() -> bool:
-    """accelerate launch with an FSDP config (configs/accelerate_fsdp.yaml) sets ACCELERATE_USE_FSDP."""
-    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
-
-
-def is_main_process() -> bool:
-    """Global rank 0: the one process, across all nodes, that prints and writes files."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def silent(*_):
-    pass
-
-
-@dataclass
-class PromptDistillationConfig(SFTConfig):
-    """SFTConfig with the reference README's table as defaults (and a few choices of ours, marked)."""
-
-    output_dir: str | None = field(default=DEFAULT_OUTPUT_DIR, metadata={"help": "Adapter, tokenizer, run record."})
-    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (AdamW)."})
-    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Learning-rate schedule."})
-    lr_scheduler_kwargs: dict | str | None = field(
-        default_factory=lambda: dict(DEFAULT_LR_SCHEDULER_KWARGS),
-        metadata={"help": 'Schedule arguments as JSON, e.g. \'{"min_lr_rate": 0.1}\'.'},
-    )
-    per_device_train_batch_size: int = field(default=4, metadata={"help": "Examples per device and micro-step."})
-    gradient_accumulation_steps: int = field(default=4, metadata={"help": "Micro-steps per optimizer step."})
-    max_length: int | None = field(
-        default=2048, metadata={"help": "Longest example in tokens; longer ones are dropped and reported."}
-    )
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
-    # transformers 5 has no warmup_ratio: a warmup_steps value below 1 is read as a fraction of all steps.
-    warmup_steps: float = field(default=0.03, metadata={"help": "Warmup; a value below 1 is a fraction of all steps."})
-    bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; default: on where the GPU supports it, off on CPU."}
-    )
-    report_to: None | str | list[str] = field(
-        default="wandb", metadata={"help": "'wandb' (offline without a login) or 'none'."}
-    )
-    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
-    # Ours: a checkpoint every 25 steps (about 400 examples) so that an interrupted run can resume; two are kept.
-    save_steps: float = field(default=25, metadata={"help": "Checkpoint every N steps (resume_from_checkpoint)."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
-    # Ours: padding-free batches. Our examples are a sentence and a one-token label, so padding is a large share
-    # of a padded batch. Correct with the completion mask (TRL masks each sequence start) and with SDPA/eager
-    # attention (transformers builds a block-diagonal mask from the position ids), not only flash attention.
-    padding_free: bool = field(
-        default=True, metadata={"help": "Concatenate a batch's examples into one row without padding (off: "
-                                        "--no_padding_free)."}
-    )
-    # Ours: no MoE load-balancing loss. The router stays frozen, so the auxiliary loss could only push the
-    # adapters to reshape hidden states for balance instead of for the labels; the pretrained routing is already
-    # balanced. TRL would otherwise switch it on from the model config (0.001 for Qwen3-MoE).
-    router_aux_loss_coef: float | None = field(
-        default=0.0, metadata={"help": "MoE load-balancing loss weight; 0 = off (router is frozen)."}
-    )
-
-    resume_from_checkpoint: str | None = field(
-        default=None,
-        metadata={"help": "Continue an interrupted run: a checkpoint-N folder, or 'last' for the newest checkpoint-N "
-                          "in --output_dir (one is saved every --save_steps steps)."},
-    )
-
-    def __post_init__(self):
-        if launched_processes() > 1 and not self.use_cpu and not _cuda_available():
-            # Started by accelerate launch / torchrun on a machine without CUDA: without use_cpu every process
-            # would train alone (accelerate joins CPU processes into one gloo group only when asked for the CPU).
-            self.use_cpu = True
-        if self.bf16 is None:
-            self.bf16 = (not self.fp16) and (not self.use_cpu) and _bf16_supported()
-        super().__post_init__()
-        scheduler = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
-        if scheduler != "cosine_with_min_lr" and self.lr_scheduler_kwargs == DEFAULT_LR_SCHEDULER_KWARGS:
-            # min_lr_rate belongs to cosine_with_min_lr only; other schedules reject the argument.
-            self.lr_scheduler_kwargs = {}
-
-
-DESCRIPTION = (
-    "Stage 2: train the student's LoRA adapter on create_data.py's JSONL with TRL's SFTTrainer. Every SFTConfig "
-    "and TrainingArguments field is a flag; --config FILE.yaml sets any of them from a file (flags given on the "
-    "command line win); --resume_from_checkpoint last continues an interrupted run from the newest checkpoint "
-    "in --output_dir."
+from .examples import drop_too_long, load_distinct_examples, select_split, to_dataset, tokenize_lengths
+from .lora import build_lora_config, summarize_adapters
+from .record import (
+    RUN_RECORD,
+    build_record,
+    distributed_summary,
+    examples_per_optimizer_step,
+    write_record,
 )
-NO_PADDING_FREE_HELP = "Pad every example of a batch to the batch's longest instead of concatenating them."
+from .tracking import configure_wandb, finish_wandb, start_wandb_run
 
-
-def parser():
-    from trl import TrlParser
-
-    built = TrlParser((ScriptArguments, PromptDistillationConfig), description=DESCRIPTION,
-                      formatter_class=DefaultsOnceFormatter)
-    # TRL reads --config itself before parsing (parse_args_and_config); listed here so that --help shows it.
-    # SUPPRESS: never an attribute of the parsed namespace, so the dataclasses are all that parsing returns.
-    config_action = built.add_argument(
-        "--config", metavar="FILE.yaml", default=argparse.SUPPRESS,
-        help="YAML file of flag: value pairs (an 'env:' mapping sets environment variables); command-line flags win.",
-    )
-    for actions in (built._actions, built._optionals._group_actions):  # listed first, after --help
-        actions.remove(config_action)
-        actions.insert(1, config_action)
-    for action in built._actions:
-        # transformers gives a --no_X switch the help of --X; say what the switch does instead.
-        if isinstance(action, argparse._StoreFalseAction) and action.option_strings[0].startswith("--no_"):
-            action.help = NO_PADDING_FREE_HELP if action.dest == "padding_free" else f"Same as --{action.dest} false."
-    return built
+logger = logging.getLogger(__name__)
 
 
 def training_steps(config: SFTConfig, examples: int) -> int:
@@ -343,7 +144,7 @@ def resolve_student_framing(script_args: ScriptArguments, tokenizer) -> str:
     return choose_framing(tokenizer) if chosen == "auto" else chosen
 
 
-def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log=print,
+def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer,
                  selected: SelectedData | None = None) -> PreparedData:
     """Check the chat template and drop examples longer than max_length. No model involved."""
     selected = selected or read_data(script_args)
@@ -351,11 +152,11 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer, log
     lengths = tokenize_lengths(selected.selected, tokenizer, script_args.data_file, framing)
     report = drop_too_long(selected.selected, lengths, config.max_length)
     held_out = selected.examples_in_file - len(selected.selected)
-    log(f"[train] {script_args.data_file}: {selected.examples_in_file} examples, {len(selected.selected)} in split "
+    logger.info(f"[train] {script_args.data_file}: {selected.examples_in_file} examples, {len(selected.selected)} in split "
         f"'{script_args.split}' ({held_out} held out for evaluation).")
     if selected.repeats_dropped:
-        log(f"[train] {repeats_dropped_note(script_args.data_file, selected.repeats_dropped)}")
-    log("[train] " + report.describe(config.max_length, script_args.data_file))
+        logger.info(f"[train] {repeats_dropped_note(script_args.data_file, selected.repeats_dropped)}")
+    logger.info("[train] " + report.describe(config.max_length, script_args.data_file))
     if not report.kept:
         raise DataError(f"{script_args.data_file}: every example is longer than max_length={config.max_length}.")
     return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept, framing),
@@ -446,34 +247,34 @@ class TrainingResult:
     output_dir: Path
 
 
-def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), log=print) -> TrainingResult:
+def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) -> TrainingResult:
     """Train and save. Under ``accelerate launch`` every process trains its share of each batch; only the main
-    process prints, starts wandb and writes the adapter, tokenizer, run record and merged model."""
+    process logs progress, starts wandb and writes the adapter, tokenizer, run record and merged model. The
+    summary to print is ``record.format_summary(result.record, result.output_dir)``."""
     main_process = is_main_process()
-    log = log if main_process else silent
     requested_max_length = config.max_length
     resume = resolve_resume(config)
     check_output_dir(Path(config.output_dir), script_args.overwrite_output_dir, resume)
     selected = read_data(script_args)  # data errors surface before anything is downloaded or loaded
     tokenizer = load_tokenizer(script_args.model_name)
-    data = prepare_data(script_args, config, tokenizer, log, selected)
+    data = prepare_data(script_args, config, tokenizer, selected)
     if script_args.merge and (config.fsdp or fsdp_launched()):
         raise TrainingError("--merge does not work under FSDP (each process holds a slice of the base); train, "
                             "then merge the saved adapter in one process (see docs/training.md).")
     wandb_settings = configure_wandb(config.report_to, config.output_dir)
     if wandb_settings:
-        log("[train] " + wandb_settings.note)
+        logger.info("[train] " + wandb_settings.note)
     if resume:
-        log(f"[train] Resuming from {resume}")
-    log(f"[train] Loading {script_args.model_name} ...")
+        logger.info(f"[train] Resuming from {resume}")
+    logger.info(f"[train] Loading {script_args.model_name} ...")
     trainer = build_trainer(script_args, config, tokenizer, data, callbacks=callbacks)
     check_process_group(trainer)
-    log("[train] " + describe_batch(trainer))
+    logger.info("[train] " + describe_batch(trainer))
     warning = warmup_warning(config, training_steps(config, len(trainer.train_dataset)))
     if warning:
-        log(f"[train] ⚠️  {warning}")
+        logger.warning(f"[train] ⚠️  {warning}")
     summary = summarize_adapters(trainer.model)
-    log("[train] " + summary.describe())
+    logger.info("[train] " + summary.describe())
 
     wandb_dir = start_wandb_run(wandb_settings, config.run_name) if wandb_settings and main_process else None
     try:
@@ -487,18 +288,18 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=(), 
     save_adapter(trainer, output_dir)  # every process takes part, the main one writes
     order = gathered_order(trainer)  # a collective: every process calls it
 
+    dtype = str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch.")
     record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
-                          resume, wandb_dir)
+                          resume, wandb_dir, dtype)
     record["distributed"] = distributed_summary(trainer, order)
     record["student_framing"] = resolve_student_framing(script_args, tokenizer)  # what prepare_data trained on
     if script_args.merge:
         record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
     if main_process:
         tokenizer.save_pretrained(str(output_dir))
-        (output_dir / RUN_RECORD).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        write_record(output_dir, record)
         if script_args.merge:
-            merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR, log)
-    log(format_summary(record, output_dir))
+            merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR)
     return TrainingResult(trainer, record, output_dir)
 
 
@@ -527,9 +328,9 @@ def use_full_state_dict(plugin) -> bool:
     return True
 
 
-def run(job: TrainingJob, callbacks=(), log=print) -> TrainingResult:
+def run(job: TrainingJob, callbacks=()) -> TrainingResult:
     """train_sft_trl.py's one entry: train and save what ``job`` says (see ``run_training``)."""
-    return run_training(job.script, job.sft, callbacks=callbacks, log=log)
+    return run_training(job.script, job.sft, callbacks=callbacks)
 
 
 def check_process_group(trainer) -> None:
@@ -540,10 +341,6 @@ def check_process_group(trainer) -> None:
             f"Started as {launched} processes (WORLD_SIZE) but the trainer sees a world of {trainer.args.world_size} "
             f"({trainer.accelerator.distributed_type}); on a machine without CUDA pass --use_cpu true."
         )
-
-
-def examples_per_optimizer_step(args) -> int:
-    return args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
 
 
 def describe_batch(trainer) -> str:
@@ -567,119 +364,12 @@ def gathered_order(trainer) -> dict | None:
     return summarize_order(per_process, trainer.examples_before_filler)
 
 
-def distributed_summary(trainer, order: dict | None) -> dict:
-    args = trainer.args
-    return {
-        "world_size": args.world_size,
-        "distributed_type": str(trainer.accelerator.distributed_type).removeprefix("DistributedType."),
-        "per_device_train_batch_size": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "examples_per_optimizer_step": examples_per_optimizer_step(args),
-        "data_order": order,
-    }
-
-
-def merge_adapter(peft_model, tokenizer, target: Path, log=print) -> None:
+def merge_adapter(peft_model, tokenizer, target: Path) -> None:
     """Fold the adapter into the base weights (in place) and save a plain model for serving without LoRA."""
-    log(f"[train] Merging the adapter into the base weights -> {target}")
+    logger.info(f"[train] Merging the adapter into the base weights -> {target}")
     merged = peft_model.merge_and_unload()
     # The Trainer set config.use_cache from TrainingArguments.use_cache (False: no KV cache while training); the
     # merged model is for serving, where generation without a KV cache recomputes the whole sequence each step.
     merged.config.use_cache = True
     merged.save_pretrained(str(target))
     tokenizer.save_pretrained(str(target))
-
-
-def build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length, resume,
-                 wandb_dir) -> dict:
-    import peft
-    import torch
-    import transformers
-    import trl
-
-    history = trainer.state.log_history
-    losses = logged_losses(history)
-    tokens = trained_tokens(history)
-    runtime = output.metrics.get("train_runtime", wall)
-    scheduler = getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type)
-    return {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "base_model": script_args.model_name,
-        "base_model_resolved": resolve_model(script_args.model_name),
-        "data_file": str(script_args.data_file),
-        "data_sha256": file_sha256(script_args.data_file),
-        "split": {
-            "split": script_args.split,
-            "eval_fraction": script_args.eval_fraction,
-            "split_seed": script_args.split_seed,
-            "examples_in_file": data.examples_in_file,
-            "examples_in_split": len(data.selected),
-            "examples_trained": len(data.report.kept),
-            "dropped_too_long": len(data.report.too_long),
-            "dropped_too_long_lines": [example.line for example in data.report.too_long],
-        },
-        "task": {"name": data.task.name, "fingerprint": data.task.fingerprint(), "labels": list(data.task.labels)},
-        "lora": {
-            "r": script_args.lora_r,
-            "alpha": script_args.lora_alpha,
-            "dropout": script_args.lora_dropout,
-            "expert_r": script_args.expert_lora_r,
-            "target_modules": sorted({name.rsplit(".", 1)[-1] for name in summary.modules}),
-            "target_parameters": sorted({".".join(name.split(".")[-3:]) for name in summary.parameters}),
-            "trainable_parameters": summary.trainable_parameters,
-        },
-        "hyperparameters": {
-            "learning_rate": config.learning_rate,
-            "lr_scheduler_type": scheduler,
-            "lr_scheduler_kwargs": config.lr_scheduler_kwargs,
-            "per_device_train_batch_size": config.per_device_train_batch_size,
-            "gradient_accumulation_steps": config.gradient_accumulation_steps,
-            "num_train_epochs": config.num_train_epochs,
-            "max_steps": config.max_steps,
-            "warmup_steps": config.warmup_steps,
-            "max_length": requested_max_length,
-            "gradient_checkpointing": config.gradient_checkpointing,
-            "bf16": config.bf16,
-            "dtype": str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch."),
-            "padding_free": config.padding_free,
-            "packing": config.packing,
-            "router_aux_loss_coef": config.router_aux_loss_coef,
-            "seed": config.seed,
-        },
-        "results": {
-            "global_step": trainer.state.global_step,
-            "final_train_loss": losses[-1] if losses else None,
-            "mean_train_loss": output.training_loss,
-            "loss_history": losses,
-            "train_tokens": tokens,
-            "train_runtime_s": round(runtime, 3),
-            "train_tokens_per_second": round(tokens / runtime, 2) if tokens and runtime else None,
-            "resumed_from": resume,
-        },
-        "wandb_run_dir": wandb_dir,
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__,
-                     "peft": peft.__version__},
-    }
-
-
-def format_summary(record: dict, output_dir: Path) -> str:
-    results, split = record["results"], record["split"]
-    lines = [
-        "=" * 80,
-        f"Adapter saved to {output_dir} (run record: {output_dir / RUN_RECORD})",
-        f"  trained on {split['examples_trained']} examples (split '{split['split']}', "
-        f"{split['dropped_too_long']} dropped as too long), {results['global_step']} optimizer steps",
-        f"  final train loss {_rounded(results['final_train_loss'])}, {_rounded(results['train_tokens_per_second'])} "
-        "train tokens/s",
-    ]
-    if record.get("wandb_run_dir"):
-        lines.append(f"  wandb run folder: {record['wandb_run_dir']}")
-    if record.get("merged_model_dir"):
-        lines.append(f"  merged model: {record['merged_model_dir']}")
-    lines.append("=" * 80)
-    return "\n".join(lines)
-
-
-def _rounded(value) -> str:
-    """4 significant digits for the printed summary (the run record keeps the full value)."""
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -144,13 +144,8 @@ def short_examples(tokenizer, count: int, cap: int) -> list[tuple[str, str]]:
 def build(args, rank: int, tokenizer_dir: Path, data_file: Path, workdir: Path, model, timer):
     """build_trainer (run_training's own) with the prebuilt model, the defaults but a few steps and no wandb."""
     from prompt_distill.models import load_tokenizer
-    from prompt_distill.training.run import (
-        PromptDistillationConfig,
-        ScriptArguments,
-        build_trainer,
-        describe_batch,
-        prepare_data,
-    )
+    from prompt_distill.training.config import PromptDistillationConfig, ScriptArguments
+    from prompt_distill.training.run import build_trainer, describe_batch, prepare_data
 
     script_args = ScriptArguments(model_name=str(tokenizer_dir), data_file=str(data_file), split="all",
                                   expert_lora_r=rank)
@@ -222,8 +217,9 @@ def release(device: str) -> None:
 
 
 def run_rank(args, rank: int, config_kwargs: dict, tokenizer, tokenizer_dir: Path, workdir: Path, checks: Checks):
+    from prompt_distill.training.config import ScriptArguments
     from prompt_distill.training.memory_budget import RUNTIME_RESERVE_GIB, Shape, count_parameters, estimate
-    from prompt_distill.training.run import ScriptArguments, resolve_student_framing
+    from prompt_distill.training.run import resolve_student_framing
     from prompt_distill.training.tracking import trained_tokens
 
     defaults = ScriptArguments()
@@ -332,7 +328,7 @@ def run_rank(args, rank: int, config_kwargs: dict, tokenizer, tokenizer_dir: Pat
 
 
 def run_part(args, workdir: Path, checks: Checks) -> None:
-    from prompt_distill.training.run import ScriptArguments
+    from prompt_distill.training.config import ScriptArguments
 
     config_kwargs = student_config(args.device)
     banner(f"Part B: the student architecture on {args.device} ({config_kwargs['num_hidden_layers']} layers, hidden "

@@ -102,7 +102,8 @@ def _answer_label(answer) -> str:
 
 def train(args, model_dir: Path, data_file: Path, workdir: Path, checks: Checks):
     """(b) run_training, the function train_sft_trl.py calls, with the defaults but a few steps and no wandb."""
-    from prompt_distill.training.run import PromptDistillationConfig, ScriptArguments, run_training
+    from prompt_distill.training.config import PromptDistillationConfig, ScriptArguments
+    from prompt_distill.training.run import run_training
 
     timer = StepTimer(args.device)
     script_args = ScriptArguments(model_name=str(model_dir), data_file=str(data_file), split="all",

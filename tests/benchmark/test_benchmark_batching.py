@@ -32,7 +32,7 @@ class RecordingEngine:
 def test_both_modes_run_the_chats_in_the_given_framing(framing):
     engine = RecordingEngine()
     texts = ["Hello there", "Guten Tag", "Bonjour"]
-    result = measure_batching(engine, texts, TASK, GenerationParams(max_tokens=2), 3, framing=framing, log=lambda _: 0)
+    result = measure_batching(engine, texts, TASK, GenerationParams(max_tokens=2), 3, framing=framing)
     expected = [framed_messages(text, framing) for text in texts]
     assert [size for size, _ in engine.calls] == [2, 1, 3]  # warm-up, one at a time, batched
     assert engine.calls[0][1] == expected[:2] and engine.calls[1][1] == expected and engine.calls[2][1] == expected

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-import benchmark as benchmark_cli
 from prompt_distill.benchmark.config import BenchmarkConfig
 from prompt_distill.benchmark.memory import (
     GIB,
@@ -19,6 +18,7 @@ from prompt_distill.benchmark.memory import (
     plan_engines,
     weights_in_folder,
 )
+from prompt_distill.cli import parse_config
 
 # Qwen3-30B-A3B in bf16: 30,532,122,624 parameters x 2 bytes (its safetensors index says 61,064,245,248).
 QWEN3_30B = 61_064_245_248
@@ -53,7 +53,7 @@ def machine(gpu: Gpus, count: int) -> Gpus:
 
 
 def defaults():
-    args = benchmark_cli.build_parser().parse_args([])
+    args = parse_config(BenchmarkConfig, [])
     return args.tensor_parallel_size, args.gpu_memory_utilization
 
 
@@ -199,7 +199,7 @@ def adapter_folder(path, config):
 
 @pytest.mark.parametrize("count, expected", [(None, (1, 0.45, False)), (4, (2, 0.45, False)),
                                              (1, (1, 0.9, True)), ("together", "refused")])
-def test_benchmark_plans_the_engines_for_the_gpus_it_sees(tmp_path, monkeypatch, count, expected):
+def test_benchmark_plans_the_engines_for_the_gpus_it_sees(tmp_path, monkeypatch, capsys, count, expected):
     import prompt_distill.benchmark.run as benchmark_run
     from prompt_distill.student.check import Student
 
@@ -209,13 +209,13 @@ def test_benchmark_plans_the_engines_for_the_gpus_it_sees(tmp_path, monkeypatch,
     student = Student(model_folder(tmp_path / "student", QWEN3_30B, QWEN3_30B_CONFIG), "--base_model",
                       adapter_folder(tmp_path / "adapter", DEFAULT_ADAPTER))
     flags = ["--backend", "vllm"] + (["--load_engines", "together"] if count == "together" else [])
-    config = BenchmarkConfig.from_args(benchmark_cli.build_parser().parse_args(flags))
-    lines = []
+    config = parse_config(BenchmarkConfig, flags)
     if expected == "refused":
         with pytest.raises(benchmark_run.BenchmarkError, match="This machine has 1 x NVIDIA H100"):
-            benchmark_run.vllm_engine_plan(config, teacher, student, out=lines.append)
+            benchmark_run.vllm_engine_plan(config, teacher, student)
         return
-    plan = benchmark_run.vllm_engine_plan(config, teacher, student, out=lines.append)
+    plan = benchmark_run.vllm_engine_plan(config, teacher, student)
+    lines = capsys.readouterr().out.splitlines()
     assert (plan.tensor_parallel_size, plan.gpu_memory_utilization, plan.sequential) == expected
     if count == 4:
         assert lines[0] == ("[benchmark] tensor parallel 2 (chosen: the smallest that fits) on 4 x NVIDIA H100 80GB "

@@ -13,10 +13,10 @@ import pytest
 
 vllm = pytest.importorskip("vllm")
 
-import benchmark as benchmark_cli  # noqa: E402
 import prompt_distill.benchmark.run as benchmark_run  # noqa: E402
 from prompt_distill.benchmark.config import BenchmarkConfig  # noqa: E402
 from prompt_distill.benchmark.measure import Thinking, choose_thinking, teacher_params  # noqa: E402
+from prompt_distill.cli import parse_config  # noqa: E402
 from prompt_distill.engines.vllm_engine import build_sampling_params  # noqa: E402
 from prompt_distill.student.engine import DEFAULT_STUDENT_MAX_MODEL_LEN  # noqa: E402
 from prompt_distill.task import language_task  # noqa: E402
@@ -31,15 +31,14 @@ TASK = language_task()
 
 
 def parse(*flags):
-    return BenchmarkConfig.from_args(benchmark_cli.build_parser().parse_args(["--backend", "vllm", *flags]))
+    return parse_config(BenchmarkConfig, ["--backend", "vllm", *flags])
 
 
 def engine_args(args, monkeypatch, thinking=None):
     stop_at_engine_construction(monkeypatch)
     thinking = thinking or choose_thinking("vllm", args.thinking_tokens, None)
     with pytest.raises(EngineArgsCaptured) as caught:
-        builders, _ = benchmark_run.build_contenders(args, TASK, "vllm", thinking, ["Wie spät ist es?"],
-                                                     out=lambda line: None)
+        builders, _ = benchmark_run.build_contenders(args, TASK, "vllm", thinking, ["Wie spät ist es?"])
         for build in builders:  # teacher first; the first real LLM stops there
             build()
     return caught.value.engine_args

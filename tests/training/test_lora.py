@@ -9,8 +9,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora.layer import ParamWrapper
 from transformers import AutoModelForCausalLM
 
+from prompt_distill.training.config import ScriptArguments
 from prompt_distill.training.lora import LoraSettings, LoraTargetError, build_lora_config, summarize_adapters
-from prompt_distill.training.run import ScriptArguments, build_trainer, prepare_data
+from prompt_distill.training.run import build_trainer, prepare_data
 from tests.tiny_models import fast_config, save_model_dir, tiny_llama, tiny_qwen3_moe, write_fixture_jsonl
 
 LAYERS = (0, 1)
@@ -98,7 +99,7 @@ def trained_moe(tmp_path_factory, smollm2_tokenizer):
     script_args = ScriptArguments(model_name=str(base_dir), data_file=str(data_file), split="all",
                                   lora_r=4, expert_lora_r=2)
     config = fast_config(root / "out", max_steps=2, per_device_train_batch_size=4)
-    data = prepare_data(script_args, config, smollm2_tokenizer, log=lambda *_: None)
+    data = prepare_data(script_args, config, smollm2_tokenizer)
     trainer = build_trainer(script_args, config, smollm2_tokenizer, data, model=model)
     before = {name: param.detach().clone() for name, param in trainer.model.named_parameters()}
     trainer.train()

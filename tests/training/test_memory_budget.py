@@ -2,6 +2,7 @@
 
 import pytest
 
+from prompt_distill.training.config import DEFAULT_EXPERT_LORA_R
 from prompt_distill.training.memory_budget import (
     BF16,
     GIB,
@@ -13,7 +14,6 @@ from prompt_distill.training.memory_budget import (
     count_parameters,
     estimate,
 )
-from prompt_distill.training.run import DEFAULT_EXPERT_LORA_R
 
 C = QWEN3_30B_A3B
 H, L, E = C["hidden_size"], C["num_hidden_layers"], C["num_experts"]

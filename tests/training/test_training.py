@@ -20,16 +20,9 @@ from prompt_distill.data import DataError, split_of, training_record
 from prompt_distill.models import load_causal_lm
 from prompt_distill.student_framing import EMPTY_SYSTEM, USER_ONLY, choose_framing
 from prompt_distill.task import Task, language_task
+from prompt_distill.training.config import ScriptArguments, TrainingError, parser
 from prompt_distill.training.examples import tokenize_lengths
-from prompt_distill.training.run import (
-    ScriptArguments,
-    TrainingError,
-    build_trainer,
-    parser,
-    prepare_data,
-    read_data,
-    run_training,
-)
+from prompt_distill.training.run import build_trainer, prepare_data, read_data, run_training
 from prompt_distill.training.tracking import configure_wandb
 from tests.tiny_models import (
     ROOT,
@@ -45,10 +38,6 @@ from tests.tiny_models import (
 
 END_OF_TURN = "<|im_end|>\n"  # both ChatML templates close the assistant turn this way
 TEMPLATES = {"smollm2": None, "qwen3_instruct_2507": "qwen3"}
-
-
-def quiet(*_):
-    pass
 
 
 def template_tokenizer(smollm2_tokenizer, name):
@@ -107,7 +96,7 @@ def label_trainer(tokenizer, tmp_path, count=6, **config_overrides):
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", count)
     script_args = ScriptArguments(data_file=str(data_file), split="all")
     config = fast_config(tmp_path / "out", **{"padding_free": False, **config_overrides})
-    data = prepare_data(script_args, config, tokenizer, log=quiet)
+    data = prepare_data(script_args, config, tokenizer)
     return build_trainer(script_args, config, tokenizer, data, model=tiny_llama(len(tokenizer)))
 
 
@@ -179,11 +168,11 @@ def test_a_template_that_changes_the_prompt_is_refused(smollm2_tokenizer, tmp_pa
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 3)
     script_args = ScriptArguments(data_file=str(data_file), split="all")
     with pytest.raises(DataError, match=r"train\.jsonl:1: .*not a prefix"):
-        prepare_data(script_args, fast_config(tmp_path / "out"), tokenizer, log=quiet)
+        prepare_data(script_args, fast_config(tmp_path / "out"), tokenizer)
 
 
 # -- lengths and padding-free -----------------------------------------------------------------------------
-def test_examples_longer_than_max_length_are_dropped_counted_and_named(smollm2_tokenizer, tmp_path):
+def test_examples_longer_than_max_length_are_dropped_counted_and_named(smollm2_tokenizer, tmp_path, capsys):
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 12)
     script_args = ScriptArguments(data_file=str(data_file), split="all")
     selected = read_data(script_args).selected
@@ -193,9 +182,9 @@ def test_examples_longer_than_max_length_are_dropped_counted_and_named(smollm2_t
     expected_lines = [example.line for example, length in zip(selected, lengths, strict=True) if length > max_length]
     assert expected_lines, "fixture needs examples on both sides of the limit"
 
-    messages = []
     config = fast_config(tmp_path / "out", max_length=max_length, padding_free=False)
-    data = prepare_data(script_args, config, smollm2_tokenizer, log=messages.append)
+    data = prepare_data(script_args, config, smollm2_tokenizer)
+    messages = capsys.readouterr().out.splitlines()
     assert [example.line for example in data.report.too_long] == expected_lines
     assert f"Dropped {len(expected_lines)} of 12 examples" in "\n".join(messages)
     trainer = build_trainer(script_args, config, smollm2_tokenizer, data, model=tiny_llama(len(smollm2_tokenizer)))
@@ -211,7 +200,7 @@ def test_padding_free_batch_has_the_same_loss_as_a_padded_one(make_model, smollm
         data_file = write_fixture_jsonl(tmp_path / f"train{padding_free}.jsonl", 4)
         script_args = ScriptArguments(data_file=str(data_file), split="all", expert_lora_r=2)
         config = fast_config(tmp_path / f"out{padding_free}", padding_free=padding_free)
-        data = prepare_data(script_args, config, smollm2_tokenizer, log=quiet)
+        data = prepare_data(script_args, config, smollm2_tokenizer)
         trainer = build_trainer(script_args, config, smollm2_tokenizer, data, model=make_model(len(smollm2_tokenizer)))
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
         assert ("attention_mask" in batch) is not padding_free
@@ -237,13 +226,13 @@ def test_bad_record_stops_with_file_and_line_before_loading_a_model(case, tmp_pa
     data_file.write_text(GOOD + "\n" + line + "\n", "utf-8")
     script_args = ScriptArguments(model_name="/nonexistent/model", data_file=str(data_file), split="all")
     with pytest.raises(DataError, match=rf"train\.jsonl:2: .*{message}"):
-        run_training(script_args, fast_config(tmp_path / "out"), log=quiet)
+        run_training(script_args, fast_config(tmp_path / "out"))
 
 
 def test_missing_data_file_is_one_clear_sentence(tmp_path):
     script_args = ScriptArguments(model_name="/nonexistent/model", data_file=str(tmp_path / "nope.jsonl"))
     with pytest.raises(DataError, match=r"nope\.jsonl: file not found\.$"):
-        run_training(script_args, fast_config(tmp_path / "out"), log=quiet)
+        run_training(script_args, fast_config(tmp_path / "out"))
 
 
 def test_training_split_holds_out_the_eval_sentences(tmp_path):
@@ -273,7 +262,7 @@ def test_run_writes_adapter_record_and_merged_model_that_reload_identically(tiny
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 16)
     out = tmp_path / "out"
     script_args = ScriptArguments(model_name=str(tiny_base), data_file=str(data_file), lora_r=4, merge=True)
-    result = run_training(script_args, fast_config(out, max_steps=2), log=quiet)
+    result = run_training(script_args, fast_config(out, max_steps=2))
 
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "run_record.json"):
         assert (out / name).is_file(), name
@@ -309,10 +298,10 @@ def test_resume_from_the_last_checkpoint(tiny_base, tmp_path):
     out = tmp_path / "out"
     script_args = ScriptArguments(model_name=str(tiny_base), data_file=str(data_file), split="all", lora_r=4)
     with pytest.raises(TrainingError, match="no checkpoint"):
-        run_training(script_args, fast_config(out, resume_from_checkpoint="last"), log=quiet)
-    run_training(script_args, fast_config(out, max_steps=2, save_strategy="steps", save_steps=1), log=quiet)
+        run_training(script_args, fast_config(out, resume_from_checkpoint="last"))
+    run_training(script_args, fast_config(out, max_steps=2, save_strategy="steps", save_steps=1))
     resumed = run_training(script_args, fast_config(out, max_steps=3, save_strategy="steps", save_steps=1,
-                                                    resume_from_checkpoint="last"), log=quiet)
+                                                    resume_from_checkpoint="last"))
     assert resumed.record["results"]["resumed_from"].endswith("checkpoint-2")
     assert resumed.record["results"]["global_step"] == 3
 
@@ -327,12 +316,12 @@ def no_wandb_login(monkeypatch, tmp_path):
     return empty
 
 
-def test_wandb_without_login_logs_offline_for_real(no_wandb_login, tiny_base, tmp_path):
+def test_wandb_without_login_logs_offline_for_real(no_wandb_login, tiny_base, tmp_path, capsys):
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 8)
     out = tmp_path / "out"
-    lines = []
     script_args = ScriptArguments(model_name=str(tiny_base), data_file=str(data_file), split="all", lora_r=4)
-    result = run_training(script_args, fast_config(out, max_steps=2, report_to="wandb"), log=lines.append)
+    result = run_training(script_args, fast_config(out, max_steps=2, report_to="wandb"))
+    lines = capsys.readouterr().out.splitlines()
     assert os.environ["WANDB_MODE"] == "offline"
     assert any("logging offline" in line for line in lines)
     run_dir = result.record["wandb_run_dir"]
@@ -427,7 +416,7 @@ def test_an_existing_adapter_is_not_replaced_unless_asked(tmp_path, capsys):
 def test_the_printed_summary_rounds_the_loss_and_speed():
     from pathlib import Path
 
-    from prompt_distill.training.run import format_summary
+    from prompt_distill.training.record import format_summary
 
     record = {"results": {"final_train_loss": 10.934041023254395, "train_tokens_per_second": 12.891234,
                           "global_step": 4},

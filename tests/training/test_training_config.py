@@ -4,8 +4,7 @@ import dataclasses
 
 import pytest
 
-from prompt_distill.training.config import TrainingJob
-from prompt_distill.training.run import PromptDistillationConfig, ScriptArguments, parser
+from prompt_distill.training.config import PromptDistillationConfig, ScriptArguments, TrainingJob, parser
 
 
 def test_the_job_holds_both_parsed_dataclasses_and_is_frozen():

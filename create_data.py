@@ -16,15 +16,20 @@ and prompt_distill/labeling/teacher_run.py.
 
 import sys
 
-from prompt_distill.cli import parse_config, report_error, setup_logging
+from prompt_distill.cli import make_parser, report_error, setup_logging
 from prompt_distill.errors import PromptDistillError
 from prompt_distill.labeling.config import CreateDataConfig
 from prompt_distill.labeling.summary import format_summary
 from prompt_distill.labeling.teacher_run import LabelingInterrupted, run
 
 
+def build_parser():
+    """create_data.py's parser (what ``main`` parses with), for --help and the tests."""
+    return make_parser(CreateDataConfig, __doc__.split("\n\n")[0])
+
+
 def main(argv=None) -> int:
-    config = parse_config(CreateDataConfig, argv, __doc__.split("\n\n")[0])
+    (config,) = build_parser().parse_args_and_config(argv)
     setup_logging()
     try:
         summary = run(config)

@@ -8,37 +8,28 @@
     python evaluate.py --teacher_file ./data/prompt_distillation_lang.jsonl --defer_below 0.9   # + a cascade
     python evaluate.py --answer_mode generate            # free generation instead of scoring the labels
 
-See ``python evaluate.py --help`` and prompt_distill/evaluation/run.py.
+See ``python evaluate.py --help``, prompt_distill/evaluation/config.py (the flags) and evaluation/run.py.
 """
 
-import argparse
 import sys
 
-from prompt_distill.cli_help import DefaultsOnceFormatter
-from prompt_distill.evaluation.config import EvaluationConfig
-from prompt_distill.evaluation.run import ERRORS, add_arguments, run
-from prompt_distill.models import ModelNotFoundError
-from prompt_distill.task import TaskError
+from prompt_distill.cli import make_parser, parse_config, report_error, setup_logging
+from prompt_distill.errors import PromptDistillError
+from prompt_distill.evaluation.config import DESCRIPTION, EvaluationConfig
+from prompt_distill.evaluation.run import run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Evaluate the distilled student: per-sample lines, confusion matrix, per-label accuracy, "
-        "teacher fidelity, confidence (accuracy at coverage, calibration error) and an optional cascade to the "
-        "teacher; results as JSON, a confusion-matrix PNG and a reliability-diagram PNG.",
-        formatter_class=DefaultsOnceFormatter,
-    )
-    add_arguments(parser)
-    return parser
+def build_parser():
+    return make_parser(EvaluationConfig, DESCRIPTION)
 
 
 def main(argv=None) -> int:
-    config = EvaluationConfig.from_args(build_parser().parse_args(argv))
+    config = parse_config(EvaluationConfig, argv, DESCRIPTION)
+    setup_logging()
     try:
         run(config)
-    except (*ERRORS, TaskError, ModelNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except PromptDistillError as error:
+        return report_error(error)
     return 0
 
 

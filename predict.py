@@ -10,52 +10,29 @@ and chat framing are the adapter's own, read from its run_record.json. Blank inp
 stderr. The Python API behind this script is ``prompt_distill.Student`` (prompt_distill/student/classifier.py).
 """
 
-import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from prompt_distill.cli_help import DefaultsOnceFormatter
+from prompt_distill.cli import make_parser, parse_config, report_error, setup_logging
 from prompt_distill.data import DataError, Sentences, read_sentences
-from prompt_distill.engines import BACKENDS
-from prompt_distill.models import ModelNotFoundError
-from prompt_distill.preflight import PreflightError
-from prompt_distill.student.check import StudentError
-from prompt_distill.student.classifier import DEFAULT_BATCH_SIZE, Student
-from prompt_distill.task import TaskError, parse_labels_flag
+from prompt_distill.errors import PromptDistillError
+from prompt_distill.student.classifier import Student
+from prompt_distill.student.config import DESCRIPTION, PredictConfig
+from prompt_distill.task import parse_labels_flag
 
 # Below this many sentences the answers come back in seconds and a bar would only flicker.
 PROGRESS_MIN_SENTENCES = 100
 STDIN_NAME = "<stdin>"
+logger = logging.getLogger("prompt_distill.predict")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Label sentences with a trained student (LoRA adapter): one JSON line per sentence with its "
-        "most probable label and that label's probability, in input order.",
-        formatter_class=DefaultsOnceFormatter,
-    )
-    parser.add_argument("--model_path", required=True,
-                        help="Adapter folder written by train_sft_trl.py (its run_record.json gives the labels).")
-    parser.add_argument("--input_file", default=None,
-                        help="Sentences, one per line, UTF-8; blank lines are skipped. Default: stdin.")
-    parser.add_argument("--output_file", default=None, help="Where the JSON lines go. Default: stdout.")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto: vLLM when importable and a CUDA GPU is present, else transformers.")
-    parser.add_argument("--batch_size", type=int, default=DEFAULT_BATCH_SIZE,
-                        help="Sentences per forward pass (transformers).")
-    parser.add_argument("--base_model", default=None,
-                        help="Base model; default: the one in the adapter's run record. Only to point at a local "
-                             "copy of it.")
-    parser.add_argument("--labels", default=None,
-                        help="Only for an adapter without run_record.json: the labels it was trained with "
-                             "(comma-separated or a file). Refused when the run record names them.")
-    parser.add_argument("--all_probabilities", action="store_true",
-                        help="Add every label's probability to each line (\"probabilities\").")
-    return parser
+def build_parser():
+    return make_parser(PredictConfig, DESCRIPTION)
 
 
 def read_input(input_file: str | None) -> Sentences:
@@ -127,18 +104,17 @@ def open_results(output_file: str | None, stdout):
         raise DataError(f"--output_file {output_file}: {error.strerror}.") from None
 
 
-def predict(args, stdout) -> None:
-    check_output_file(args.output_file, args.input_file)
-    sentences = read_input(args.input_file)
+def predict(config: PredictConfig, stdout) -> None:
+    check_output_file(config.output_file, config.input_file)
+    sentences = read_input(config.input_file)
     if sentences.blank_lines:
-        print(f"[predict] Skipped {sentences.blank_lines} blank line(s); each JSON line carries its sentence.",
-              file=sys.stderr)
-    labels = parse_labels_flag(args.labels) if args.labels is not None else None
-    student = Student.load(args.model_path, backend=args.backend, batch_size=args.batch_size,
-                           base_model=args.base_model, labels=labels)
-    print(f"[predict] {student.description}; labels {','.join(student.labels)}", file=sys.stderr)
-    with open_results(args.output_file, stdout) as results:
-        writer = InputOrderWriter(results, len(sentences.texts), args.all_probabilities)
+        logger.info(f"[predict] Skipped {sentences.blank_lines} blank line(s); each JSON line carries its sentence.")
+    labels = parse_labels_flag(config.labels) if config.labels is not None else None
+    student = Student.load(config.model_path, backend=config.backend, batch_size=config.batch_size,
+                           base_model=config.base_model, labels=labels)
+    logger.info(f"[predict] {student.description}; labels {','.join(student.labels)}")
+    with open_results(config.output_file, stdout) as results:
+        writer = InputOrderWriter(results, len(sentences.texts), config.all_probabilities)
         try:
             predictions = student.classify(sentences.texts, on_batch=writer)
             writer(range(len(predictions)), predictions)  # any the engine did not report through on_batch
@@ -147,18 +123,19 @@ def predict(args, stdout) -> None:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    config = parse_config(PredictConfig, argv, DESCRIPTION)
+    setup_logging()
     # vLLM logs to stdout unless told otherwise (it is imported only when the engine is made, and its engine
     # process inherits this): stdout is for results only.
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     stdout = sys.stdout
     try:
-        # Anything a library prints goes to stderr while the model loads and runs: stdout carries JSON only.
+        # Anything a library prints, and the log lines, go to stderr while the model loads and runs: stdout carries
+        # JSON only.
         with contextlib.redirect_stdout(sys.stderr):
-            predict(args, stdout)
-    except (StudentError, PreflightError, DataError, TaskError, ModelNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+            predict(config, stdout)
+    except PromptDistillError as error:
+        return report_error(error)
     except BrokenPipeError:
         # The reader stopped early (`| head`): end quietly as other command-line tools do, and keep Python from
         # reporting the same broken pipe again when it flushes stdout at exit.

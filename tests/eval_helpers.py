@@ -7,13 +7,12 @@ exactly as it loads a trained one.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
+from prompt_distill.cli import parse_config
 from prompt_distill.data import in_split, training_record
 from prompt_distill.evaluation.config import EvaluationConfig
-from prompt_distill.evaluation.run import add_arguments
 from prompt_distill.task import language_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,9 +22,7 @@ EXAMPLE_GOLD = ROOT / "example-data" / "multilingual.gold.tsv"
 
 def evaluation_config(*argv: str) -> EvaluationConfig:
     """The config evaluate.py builds from these flags (the defaults for the rest)."""
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return EvaluationConfig.from_args(parser.parse_args(list(argv)))
+    return parse_config(EvaluationConfig, list(argv))
 
 
 def gold_pairs() -> list[tuple[str, str]]:

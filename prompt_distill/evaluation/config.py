@@ -1,47 +1,84 @@
-"""evaluate.py's flags as one typed, frozen config: what ``evaluation.run.run`` and everything below it read.
+"""evaluate.py's flags: one typed, frozen config whose fields are the flags (help, group and choices in each field's
+metadata, ``cli.flag``); what ``evaluation.run.run`` and everything below it read.
 
-The script parses its flags (``evaluation.run.add_arguments``: each flag's help and default live there) and builds
-this once with ``from_args``; a flag without a field here, or a field without a flag, fails there by name.
+evaluate.py parses it with ``cli.parse_config`` (a ``TrlParser``, so ``--config file.yaml`` works too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..flags import config_from_flags
+from ..cli import flag
+from ..data import SplitFlags, split_flag
+from ..engines import BACKENDS
+from ..student.check import DEFAULT_BASE_MODEL
+from ..task import TaskFlags
+
+DEFAULT_MODEL_PATH = "./models/prompt_distillation_trl"
+DEFAULT_TEST_FILE = "./example-data/multilingual.txt"
+DEFAULT_OUTPUT_FILE = "./evaluation_results.json"
+DEFAULT_BATCH_SIZE = 32
+STUDENT_MAX_TOKENS = 8  # a label is one to three tokens; the rest shows what an unparseable answer looked like
+SCORED, GENERATE = "scored", "generate"  # --answer_mode
+REPORT_TO = ("none", "wandb")
+
+DESCRIPTION = (
+    "Evaluate the distilled student: per-sample lines, confusion matrix, per-label accuracy, teacher fidelity, "
+    "confidence (accuracy at coverage, calibration error) and an optional cascade to the teacher; results as JSON, "
+    "a confusion-matrix PNG and a reliability-diagram PNG."
+)
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
+class EvaluationConfig(SplitFlags, TaskFlags):
     # which student
-    model_path: str
-    no_adapter: bool
-    base_model: str | None
-    backend: str
-    batch_size: int
+    model_path: str = flag(
+        DEFAULT_MODEL_PATH, "LoRA adapter folder from train_sft_trl.py; 'none' evaluates the base model alone.",
+        group="model")
+    no_adapter: bool = flag(False, "Evaluate the base model alone (a baseline).", group="model")
+    base_model: str | None = flag(
+        None, f"Base model; default: the adapter's own (run_record.json or adapter_config.json), else "
+              f"{DEFAULT_BASE_MODEL}. Must match the adapter.", group="model")
     # which sentences, graded against what
-    test_file: str
-    max_samples: int | None
-    split: str
-    eval_fraction: float
-    split_seed: int
-    prompt_file: str | None
-    labels: str | None
-    teacher_file: str | None
+    test_file: str = flag(
+        DEFAULT_TEST_FILE, "Sentences, one per line; gold labels are read from <name>.gold.tsv beside it.",
+        group="data")
+    max_samples: int | None = flag(None, "Evaluate only the first N sentences of the split.", group="data")
+    split: str = split_flag("eval")
+    teacher_file: str | None = flag(
+        None, "create_data.py's JSONL: adds student-vs-teacher agreement and teacher accuracy.", group="data")
+    predictions_file: str | None = flag(
+        None, "Re-score a results JSON written by this script, without loading a model.", group="data")
     # how the student answers
-    answer_mode: str
-    max_tokens: int | None
-    constrained: bool
-    # what the report adds
-    defer_below: float | None
-    target_accuracy: float | None
-    baseline: str | None
-    predictions_file: str | None
+    answer_mode: str = flag(
+        SCORED, "scored: every label scored in one forward pass, the most probable is the answer, and its probability "
+                "is saved (confidence block, cascade). generate: greedy free generation read with the task's parser "
+                "(unparseable answers stay visible).", group="sampling", choices=[SCORED, GENERATE])
+    max_tokens: int | None = flag(
+        None, f"--answer_mode generate: tokens generated per answer (default {STUDENT_MAX_TOKENS}).", group="sampling")
+    constrained: bool = flag(
+        False, "--answer_mode generate: choose the best-scoring label when the reply is not one.", group="sampling")
+    # which engine
+    backend: str = flag(
+        "auto", "auto: vLLM when importable and a CUDA GPU is present, else transformers.", group="engine",
+        choices=list(BACKENDS))
+    batch_size: int = flag(DEFAULT_BATCH_SIZE, "Sentences per forward pass (transformers).", group="engine")
     # where results go
-    output_file: str
-    report_to: str
-
-    @classmethod
-    def from_args(cls, args) -> EvaluationConfig:
-        """The config from parsed flags (an ``argparse.Namespace``); the only place that reads one."""
-        return config_from_flags(cls, args, "evaluate.py")
+    output_file: str = flag(
+        DEFAULT_OUTPUT_FILE, "Results JSON; the confusion-matrix PNG is written beside it. 'none' skips both.",
+        group="output")
+    report_to: str = flag(
+        "none", "wandb: log the numbers and the confusion-matrix PNG (offline without a login). An already active "
+                "wandb run is always logged to.", group="output", choices=list(REPORT_TO))
+    # what the report adds
+    defer_below: float | None = flag(
+        None, "Cascade: sentences whose student probability is below this take the teacher's label (needs "
+              "--teacher_file); the report adds the cascade's accuracy, share deferred and tokens per request.",
+        group="report")
+    target_accuracy: float | None = flag(
+        None, "Cascade: pick the smallest deferral whose accuracy reaches this fraction (e.g. 0.95) on the evaluated "
+              "sentences themselves (optimistic; the report says so).", group="report")
+    baseline: str | None = flag(
+        None, "Results JSON of an 'evaluate.py --no_adapter' run on the same test file: with --teacher_file and gold "
+              "labels, adds the distillation block (base vs teacher vs student, 95%% bootstrap intervals, tokens per "
+              "request, gain kept).", group="report")

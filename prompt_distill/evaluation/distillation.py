@@ -26,6 +26,7 @@ from pathlib import Path
 from ..data import DataError, iter_jsonl, read_json_object
 from ..labeling.run_files import SIDECAR_SUFFIX
 from ..task import UNPARSEABLE, Task
+from .outputs import RESULTS_FORMAT
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
@@ -152,8 +153,6 @@ def distillation_summary(
 # -- inputs from files ------------------------------------------------------------------------------------
 def read_baseline(path, task: Task) -> tuple[dict[str, dict], dict]:
     """Sentence -> saved prediction of a ``evaluate.py --no_adapter`` results file, and the file's header."""
-    from .run import RESULTS_FORMAT
-
     try:
         saved = read_json_object(path)
     except (FileNotFoundError, ValueError) as error:

@@ -9,6 +9,9 @@ from ..data import read_json_object
 from ..labeling.run_files import write_json_atomic
 from .metrics import ConfusionMatrix
 
+# What a results JSON says it is ("format"): evaluate.py writes it; --predictions_file and --baseline check it.
+RESULTS_FORMAT = "prompt-distill-evaluation/1"
+
 
 def png_path_for(json_path) -> Path:
     """``results.json`` -> ``results.confusion.png`` in the same folder."""

@@ -8,6 +8,7 @@ a file written before probabilities were saved, or by ``--answer_mode generate``
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 
@@ -15,7 +16,7 @@ from ..engines.base import LabelScores
 from ..task import Task
 from .config import EvaluationConfig
 from .outputs import read_json
-from .run import (
+from .results import (
     META_KEYS,
     RESULTS_FORMAT,
     EvaluationError,
@@ -25,6 +26,8 @@ from .run import (
     read_answer,
     read_teacher_labels,
 )
+
+logger = logging.getLogger(__name__)
 
 # What each saved prediction must hold (key: allowed types, None meaning JSON null), in the order checked.
 PREDICTION_FIELDS = {
@@ -142,7 +145,7 @@ def _cascade_settings(config: EvaluationConfig, saved: dict) -> EvaluationConfig
     return replace(config, defer_below=previous.get("defer_below"), target_accuracy=previous.get("target_accuracy"))
 
 
-def rescore(config: EvaluationConfig, task: Task, out=print) -> dict:
+def rescore(config: EvaluationConfig, task: Task) -> dict:
     """Recompute every number from a saved results JSON; with the same parser the numbers are identical."""
     try:
         saved = read_json(config.predictions_file)
@@ -171,9 +174,9 @@ def rescore(config: EvaluationConfig, task: Task, out=print) -> dict:
         else:  # parsed again: a fixed parser re-reads old answers
             p.predicted = read_answer(task, p.raw, p.finish_reason)
     changed = sum(p.predicted != old.get("predicted") for p, old in zip(predictions, saved["predictions"], strict=True))
-    out(f"[evaluate] Re-scoring {len(predictions)} saved predictions from {config.predictions_file} (no model loaded).")
+    logger.info(f"[evaluate] Re-scoring {len(predictions)} saved predictions from {config.predictions_file} (no model loaded).")
     if changed:
-        out(f"[evaluate] The parser now reads {changed} saved answers differently than when they were scored.")
+        logger.info(f"[evaluate] The parser now reads {changed} saved answers differently than when they were scored.")
     meta = {key: saved.get(key) for key in META_KEYS} | {"teacher_file": teacher_file}
     results, scores, fidelity_result = build_results(predictions, task, saved["reference"], meta)
-    return finish(results, scores, fidelity_result, task, _cascade_settings(config, saved), out)
+    return finish(results, scores, fidelity_result, task, _cascade_settings(config, saved))

@@ -15,7 +15,7 @@ from prompt_distill.evaluation.distillation import (
     percentile,
 )
 from prompt_distill.evaluation.report import distillation_block
-from prompt_distill.evaluation.run import RESULTS_FORMAT, add_distillation
+from prompt_distill.evaluation.results import RESULTS_FORMAT, add_distillation
 from prompt_distill.task import UNPARSEABLE, Task
 from tests.eval_helpers import evaluation_config
 
@@ -186,7 +186,7 @@ def test_evaluate_adds_the_block_only_with_what_it_needs(tmp_path):
     add_distillation(results, TASK, evaluation_config("--baseline", str(_baseline_file(tmp_path))))
     assert results["distillation"]["gain_kept"] == pytest.approx(0.8)
     assert results["distillation"]["split"] == "eval"
-    from prompt_distill.evaluation.run import EvaluationError
+    from prompt_distill.evaluation.results import EvaluationError
 
     with pytest.raises(EvaluationError, match="needs gold labels"):
         add_distillation({**results, "teacher_file": None}, TASK, evaluation_config("--baseline", "b.json"))

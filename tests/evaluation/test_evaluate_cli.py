@@ -156,7 +156,7 @@ def write_results(path, mutate=None, scored=False) -> Path:
     """A results file as evaluate.py writes it (build_results on four predictions, no model), then ``mutate``;
     ``scored``: with the label probabilities of --answer_mode scored."""
     from prompt_distill.evaluation.outputs import write_json
-    from prompt_distill.evaluation.run import META_KEYS, Prediction, build_results
+    from prompt_distill.evaluation.results import META_KEYS, Prediction, build_results
     from prompt_distill.task import load_task
 
     task = load_task(None, None)

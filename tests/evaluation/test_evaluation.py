@@ -6,14 +6,8 @@ import time
 import pytest
 
 from prompt_distill.data import DataError, in_split
-from prompt_distill.evaluation.run import (
-    EvaluationError,
-    Prediction,
-    build_results,
-    finish,
-    run,
-    select_predictions,
-)
+from prompt_distill.evaluation.results import EvaluationError, Prediction, build_results, finish
+from prompt_distill.evaluation.run import run, select_predictions
 from prompt_distill.student.check import StudentError, check_training_match, resolve_student
 from prompt_distill.task import UNPARSEABLE, language_task
 from tests.eval_helpers import (
@@ -143,7 +137,7 @@ def _scored(tmp_path, answers):
     return build_results(predictions, TASK, "gold", meta), pairs
 
 
-def test_results_json_and_png_and_rescoring_reproduce_every_number(tmp_path):
+def test_results_json_and_png_and_rescoring_reproduce_every_number(tmp_path, capsys):
     (results, scores, fid), pairs = _scored(tmp_path, ["ar", "ru", "Hello! How can I help?", "en.", "xx"])
     golds = [gold for _, gold in pairs]
     assert results["predictions"][2]["predicted"] == UNPARSEABLE
@@ -152,14 +146,14 @@ def test_results_json_and_png_and_rescoring_reproduce_every_number(tmp_path):
                                                                        strict=True))
     assert results["confusion_matrix"]["array"][0][-1] == results["confusion_matrix"]["dict"]["ar"]["?"]
     assert fid.with_teacher == 4
-    lines = []
     out_file = tmp_path / "out" / "results.json"
-    finish(results, scores, fid, TASK, parse("--output_file", str(out_file)), out=lines.append)
+    capsys.readouterr()
+    finish(results, scores, fid, TASK, parse("--output_file", str(out_file)))
+    lines = capsys.readouterr().out.splitlines()
     assert (tmp_path / "out" / "results.confusion.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads(out_file.read_text("utf-8"))
-    rescored_lines = []
-    again = run(parse("--predictions_file", str(out_file), "--output_file", str(tmp_path / "again.json")),
-                out=rescored_lines.append)
+    again = run(parse("--predictions_file", str(out_file), "--output_file", str(tmp_path / "again.json")))
+    rescored_lines = capsys.readouterr().out.splitlines()
     for key in ("summary", "confusion_matrix", "per_label", "error_examples", "fidelity", "predictions"):
         assert again[key] == saved[key], key
     report = [line for line in lines if "saved to" not in line and "image" not in line]
@@ -170,12 +164,12 @@ def test_results_json_and_png_and_rescoring_reproduce_every_number(tmp_path):
 
 def test_rescoring_refuses_other_labels_and_foreign_files(tmp_path):
     (results, scores, fid), _ = _scored(tmp_path, ["ar"])
-    finish(results, scores, fid, TASK, parse("--output_file", str(tmp_path / "r.json")), out=lambda line: None)
+    finish(results, scores, fid, TASK, parse("--output_file", str(tmp_path / "r.json")))
     with pytest.raises(EvaluationError, match="pass the same --labels"):
-        run(parse("--predictions_file", str(tmp_path / "r.json"), "--labels", "en,fr"), out=lambda line: None)
+        run(parse("--predictions_file", str(tmp_path / "r.json"), "--labels", "en,fr"))
     (tmp_path / "other.json").write_text('{"a": 1}')
     with pytest.raises(EvaluationError, match="not a results file written by evaluate.py"):
-        run(parse("--predictions_file", str(tmp_path / "other.json")), out=lambda line: None)
+        run(parse("--predictions_file", str(tmp_path / "other.json")))
 
 
 def _eventually_contains(path, needles, timeout_s=60.0) -> bool:
@@ -219,7 +213,7 @@ def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
 
 
 def test_teacher_file_with_two_labels_for_one_sentence_is_an_error(tmp_path):
-    from prompt_distill.evaluation.run import read_teacher_labels
+    from prompt_distill.evaluation.results import read_teacher_labels
 
     path = write_teacher_file(tmp_path / "t.jsonl", [("Hola", "es"), ("Hello", "en"), ("Hola", "en")])
     with pytest.raises(DataError, match="'Hola' has two teacher labels, 'es' and 'en'"):
@@ -257,7 +251,7 @@ def _scored_with_probabilities(tmp_path):
     return build_results(predictions, TASK, "gold", meta)
 
 
-def test_probabilities_give_the_confidence_block_and_a_reliability_png(tmp_path):
+def test_probabilities_give_the_confidence_block_and_a_reliability_png(tmp_path, capsys):
     results, scores, fid = _scored_with_probabilities(tmp_path)
     confidence = results["confidence"]
     # Coverage: 5, ceil(4.5) = 5, 4, ceil(3.5) = 4, ceil(2.5) = 3 answered; right: 3/5, 3/5, 3/4, 3/4, 2/3.
@@ -266,8 +260,9 @@ def test_probabilities_give_the_confidence_block_and_a_reliability_png(tmp_path)
     # Each confidence sits in its own bin: ECE = mean |right - confidence| = (0.1+0.2+0.6+0.6+0.3)/5.
     assert confidence["ece"] == pytest.approx(0.36)
     assert results["predictions"][2]["probability"] == 0.6 and len(results["predictions"][2]["probabilities"]) == 13
-    lines = []
-    finish(results, scores, fid, TASK, parse("--output_file", str(tmp_path / "r.json")), out=lines.append)
+    capsys.readouterr()
+    finish(results, scores, fid, TASK, parse("--output_file", str(tmp_path / "r.json")))
+    lines = capsys.readouterr().out.splitlines()
     text = "\n".join(lines)
     assert "CONFIDENCE (the student's probability of its label, 5 sentences)" in text
     assert "Expected calibration error (15 equal-width bins): 0.3600" in text
@@ -277,11 +272,12 @@ def test_probabilities_give_the_confidence_block_and_a_reliability_png(tmp_path)
     assert any(line.startswith("🖼️  Reliability diagram image:") for line in lines)
 
 
-def test_cascade_block_and_its_rescoring_from_saved_probabilities(tmp_path):
+def test_cascade_block_and_its_rescoring_from_saved_probabilities(tmp_path, capsys):
     results, scores, fid = _scored_with_probabilities(tmp_path)
-    lines = []
     out_file = tmp_path / "r.json"
-    finish(results, scores, fid, TASK, parse("--output_file", str(out_file), "--defer_below", "0.5"), lines.append)
+    capsys.readouterr()
+    finish(results, scores, fid, TASK, parse("--output_file", str(out_file), "--defer_below", "0.5"))
+    lines = capsys.readouterr().out.splitlines()
     cascade = results["cascade"]
     # Below 0.5: the 0.4 (student right) and 0.3 (student wrong) sentences, both with a teacher label (= gold).
     assert (cascade["deferred"], cascade["correct"], cascade["below_without_teacher"]) == (2, 4, 0)
@@ -291,8 +287,8 @@ def test_cascade_block_and_its_rescoring_from_saved_probabilities(tmp_path):
            "alone 32.0, teacher alone 1,501.0" in "\n".join(lines).splitlines()
     saved = json.loads(out_file.read_text("utf-8"))
     # Re-scoring without the flag reproduces the saved cascade; with another flag, it computes that one.
-    rescored_lines = []
-    again = run(parse("--predictions_file", str(out_file), "--output_file", "none"), out=rescored_lines.append)
+    again = run(parse("--predictions_file", str(out_file), "--output_file", "none"))
+    rescored_lines = capsys.readouterr().out.splitlines()
     for key in ("summary", "confidence", "cascade", "predictions", "fidelity"):
         assert again[key] == saved[key], key
     def report(printed):  # from the confusion matrix to the closing hint; output paths differ
@@ -300,12 +296,12 @@ def test_cascade_block_and_its_rescoring_from_saved_probabilities(tmp_path):
                        next(i for i, line in enumerate(printed) if line.startswith("💡"))]
 
     assert report(rescored_lines) == report(lines)
-    picked = run(parse("--predictions_file", str(out_file), "--output_file", "none", "--target_accuracy", "0.8"),
-                 out=lambda line: None)["cascade"]
+    picked = run(parse("--predictions_file", str(out_file), "--output_file", "none", "--target_accuracy", "0.8"))[
+        "cascade"]
     assert (picked["threshold"], picked["deferred"], picked["target_reached"]) == (0.4, 1, True)  # 0.3 deferred
 
 
-def test_an_older_results_file_without_probabilities_is_rescored_and_says_so_once(tmp_path):
+def test_an_older_results_file_without_probabilities_is_rescored_and_says_so_once(tmp_path, capsys):
     (results, scores, fid), _ = _scored(tmp_path, ["ar", "ru", "en", "fr", "de"])
     for prediction in results["predictions"]:  # as written before probabilities were saved
         del prediction["probability"], prediction["probabilities"]
@@ -313,15 +309,14 @@ def test_an_older_results_file_without_probabilities_is_rescored_and_says_so_onc
     from prompt_distill.evaluation.outputs import write_json
 
     write_json(tmp_path / "old.json", results)
-    lines = []
-    again = run(parse("--predictions_file", str(tmp_path / "old.json"), "--output_file", str(tmp_path / "n.json")),
-                out=lines.append)
+    capsys.readouterr()
+    again = run(parse("--predictions_file", str(tmp_path / "old.json"), "--output_file", str(tmp_path / "n.json")))
+    lines = capsys.readouterr().out.splitlines()
     assert again["confidence"] is None and again["summary"] == results["summary"]
     assert sum("no label probabilities" in line for line in lines) == 1
     assert not (tmp_path / "n.reliability.png").exists()
     with pytest.raises(EvaluationError, match="needs the student's label probabilities"):
-        run(parse("--predictions_file", str(tmp_path / "old.json"), "--output_file", "none", "--defer_below", "0.5"),
-            out=lambda line: None)
+        run(parse("--predictions_file", str(tmp_path / "old.json"), "--output_file", "none", "--defer_below", "0.5"))
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -336,5 +331,5 @@ def test_flags_that_cannot_work_together_fail_before_the_model_loads(argv, messa
     from prompt_distill.evaluation.cascade import CascadeError
 
     with pytest.raises((EvaluationError, CascadeError)) as raised:
-        run(parse("--model_path", "/nonexistent", "--output_file", "none", *argv), out=lambda line: None)
+        run(parse("--model_path", "/nonexistent", "--output_file", "none", *argv))
     assert message in str(raised.value)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prompt_distill.cli import setup_logging  # noqa: E402
 from prompt_distill.data import DataError, add_split_arguments, in_split, read_sentences  # noqa: E402
 from prompt_distill.evaluation.answer_agreement import compare, format_agreement  # noqa: E402
 from prompt_distill.evaluation.run import STUDENT_MAX_TOKENS, student_params  # noqa: E402
@@ -37,6 +38,7 @@ def main(argv=None) -> int:
     add_split_arguments(parser, default_split="eval")
     add_task_arguments(parser)
     args = parser.parse_args(argv)
+    setup_logging()  # build_student_engine logs its notes
     try:
         student = resolve_student(args.model_path, args.base_model)
         task = load_task(args.prompt_file, args.labels)
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
             raise DataError(f"{args.test_file}: no sentence in split {args.split!r}.")
         for note in student.notes:
             print(f"[agreement] {note}")
-        built = build_student_engine("transformers", student, args.batch_size, out=print)
+        built = build_student_engine("transformers", student, args.batch_size)
         params = student_params(task, STUDENT_MAX_TOKENS, constrained=False)
         agreement = compare(built.engine, [student.messages(text) for text in texts], texts, task, labels, params)
     except (DataError, StudentError, TaskError, ModelNotFoundError) as error:

@@ -140,7 +140,7 @@ def test_benchmark_runs_teacher_and_student_engines_in_one_process(adapter, tmp_
     assert "vllm with the LoRA adapter" in run.stdout
 
 
-def test_moe_lora_on_cpu_falls_back_to_the_merged_model_with_peft_logprobs(tmp_path):
+def test_moe_lora_on_cpu_falls_back_to_the_merged_model_with_peft_logprobs(tmp_path, capsys):
     """Tiny random Qwen3-MoE + a project-configured adapter with non-zero weights (PEFT initialises B to zero)."""
     import torch
     from peft import PeftModel
@@ -163,9 +163,9 @@ def test_moe_lora_on_cpu_falls_back_to_the_merged_model_with_peft_logprobs(tmp_p
                 parameter.normal_(std=0.5)
     peft_model.save_pretrained(adapter_dir)
 
-    lines = []
-    built = build_student_engine("vllm", resolve_student(str(adapter_dir), None), batch_size=1, out=lines.append,
-                                 dtype="float32")
+    capsys.readouterr()
+    built = build_student_engine("vllm", resolve_student(str(adapter_dir), None), batch_size=1, dtype="float32")
+    lines = capsys.readouterr().out.splitlines()  # the log lines
     assert "merged model" in built.description and "Triton" in built.description, built.description
     assert any("Triton" in line for line in lines)
 

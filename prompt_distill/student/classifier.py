@@ -10,11 +10,12 @@ predict.py is a thin command line over this module, so the CLI and the API give 
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engines import choose_backend
 from ..task import Task, TaskError
 
 # student.check's ``Student`` is the *resolved setup* of a student (base model, adapter folder, run record): it is
@@ -22,9 +23,16 @@ from ..task import Task, TaskError
 # the public classifier below and never that internal record.
 from .check import ADAPTER_CONFIG, RUN_RECORD, StudentError, resolve_student
 from .check import Student as StudentSetup
+from .engine import build_student_engine
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 32
 PredictionsCallback = Callable[[list[int], list["Prediction"]], None]
+
+
+class BlankTextError(StudentError, ValueError):
+    """``Student.classify`` was given a blank text: no label describes it."""
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,6 @@ class Prediction:
         if all_probabilities:
             record["probabilities"] = dict(self.probabilities)
         return record
-
-
-def _stderr(line: str) -> None:
-    # Notes go to stderr: a caller's stdout may be a JSONL stream (predict.py) that a stray line would corrupt.
-    print(line, file=sys.stderr, flush=True)
 
 
 def _check_labels(labels: Iterable[str], where: str) -> tuple[str, ...]:
@@ -110,26 +113,23 @@ class Student:
         batch_size: int = DEFAULT_BATCH_SIZE,
         base_model: str | None = None,
         labels: Iterable[str] | None = None,
-        out: Callable[[str], None] = _stderr,
     ) -> Student:
         """Load the adapter in ``path`` on the base model its run record names (or ``base_model``, a local copy).
 
         ``backend``: "vllm" (GPU), "transformers", or "auto" (vLLM when installed and a GPU is present).
-        ``labels``: only for an adapter without a run record. ``out`` receives notes (default: stderr).
+        ``labels``: only for an adapter without a run record. Notes (the backend, the framing) are logged at INFO
+        on the ``prompt_distill`` logger.
         Raises ``StudentError`` or ``engines.BackendError`` (their message says what to pass instead) before any
         model loads, and ``ModelNotFoundError`` when the base model is not available.
         """
-        from ..engines import choose_backend
-        from .engine import build_student_engine
-
         if batch_size < 1:
             raise StudentError(f"batch_size must be at least 1; got {batch_size}.")
         choice = choose_backend(backend)  # pre-flight: before the adapter's base model is resolved
         setup = resolve_adapter(path, base_model)
         task = task_labels(setup, labels)
         for note in [*setup.notes, choice.line()]:  # said once the adapter is accepted: a refusal stays one line
-            out(f"[predict] {note}")
-        built = build_student_engine(choice.backend, setup, batch_size, out=out)
+            logger.info(f"[predict] {note}")
+        built = build_student_engine(choice.backend, setup, batch_size)
         return cls(setup, built.engine, task, built.description)
 
     def classify(self, texts: Iterable[str], on_batch: PredictionsCallback | None = None) -> list[Prediction]:
@@ -145,7 +145,7 @@ class Student:
         blank = [index for index, text in enumerate(texts) if not text.strip()]
         if blank:
             shown = ", ".join(str(index) for index in blank[:10]) + (" ..." if len(blank) > 10 else "")
-            raise ValueError(f"{len(blank)} blank text(s) at position(s) {shown}: a blank text has no label.")
+            raise BlankTextError(f"{len(blank)} blank text(s) at position(s) {shown}: a blank text has no label.")
         if not texts:
             return []
         chats = [self.setup.messages(text.strip()) for text in texts]

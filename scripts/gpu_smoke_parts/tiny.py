@@ -211,7 +211,7 @@ def reload_and_classify(args, model_dir: Path, adapter_dir: Path, checks: Checks
     checks.add(f"A(c) classify equals peft's probabilities within {CLASSIFY_TOLERANCE:g} (float32)",
                difference < CLASSIFY_TOLERANCE, f"max difference {difference:.2e}")
 
-    student = Student.load(str(adapter_dir), backend="transformers", batch_size=8, out=print)
+    student = Student.load(str(adapter_dir), backend="transformers", batch_size=8)
     print(f"[A] reloaded: {student}", flush=True)
     started = time.perf_counter()
     predictions = student.classify(texts)

@@ -98,7 +98,7 @@ def test_an_adapter_without_run_record_is_refused_unless_labels_are_named(tmp_pa
 def test_labels_named_for_an_adapter_without_run_record_are_used(tmp_path, smollm2_dir):
     adapter = make_adapter(tmp_path / "adapter", smollm2_dir)
     (adapter / "run_record.json").unlink()
-    student = Student.load(adapter, backend="transformers", labels=TRIAGE_LABELS, out=lambda line: None)
+    student = Student.load(adapter, backend="transformers", labels=TRIAGE_LABELS)
     [prediction] = student.classify([SENTENCES[0]])
     assert student.labels == tuple(TRIAGE_LABELS) and set(prediction.probabilities) == set(TRIAGE_LABELS)
 

@@ -2,7 +2,7 @@
 
 ``LLM.__init__`` runs for real; only ``LLMEngine.from_engine_args`` (where GPU work starts) is replaced, to capture
 the ``EngineArgs``. Checked: the adapter is served with LoRA when vLLM can, and when it cannot the merged model is
-served instead, with the reason printed.
+served instead, with the reason logged.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.usefixtures("gpu_platform")]
 def engine_args_of(monkeypatch):
     stop_at_engine_construction(monkeypatch)
 
-    def run(student, log=None):
+    def run(student):
         with pytest.raises(EngineArgsCaptured) as caught:
-            build_student_engine("vllm", student, batch_size=8, out=log or (lambda line: None))
+            build_student_engine("vllm", student, batch_size=8)
         return caught.value.engine_args
 
     return run
@@ -51,19 +51,21 @@ def test_base_model_alone(tiny_moe_dir, engine_args_of):
     assert args.model == str(tiny_moe_dir) and not args.enable_lora
 
 
-def test_unservable_adapter_falls_back_to_the_merged_model_and_says_why(tiny_moe_dir, tmp_path, engine_args_of):
+def test_unservable_adapter_falls_back_to_the_merged_model_and_says_why(tiny_moe_dir, tmp_path, engine_args_of,
+                                                                       capsys):
     from peft import LoraConfig
 
     # vLLM serves no DoRA adapters; transformers + PEFT merge them fine.
     adapter = save_adapter(tiny_moe_dir, tmp_path / "dora", LoraConfig(r=4, target_modules=["q_proj"], use_dora=True))
-    lines = []
-    args = engine_args_of(resolve_student(str(adapter), None), lines.append)
+    capsys.readouterr()
+    args = engine_args_of(resolve_student(str(adapter), None))
+    lines = capsys.readouterr().out.splitlines()  # the log lines
     merged = adapter / "merged"
     assert (merged / "config.json").is_file() and (merged / "tokenizer_config.json").is_file()
     assert args.model == str(merged) and not args.enable_lora
     assert any("vLLM cannot serve the adapter" in line for line in lines)
     assert any(f"Serving the merged model {merged}" in line for line in lines)
     # The merged folder is reused, not merged again.
-    lines.clear()
-    engine_args_of(resolve_student(str(adapter), None), lines.append)
-    assert not any(line.startswith("[evaluate] Merging") for line in lines)
+    engine_args_of(resolve_student(str(adapter), None))
+    lines = capsys.readouterr().out.splitlines()
+    assert not any(line.startswith("[student] Merging") for line in lines)

@@ -155,7 +155,7 @@ def read_baseline(path, task: Task) -> tuple[dict[str, dict], dict]:
     """Sentence -> saved prediction of a ``evaluate.py --no_adapter`` results file, and the file's header."""
     try:
         saved = read_json_object(path)
-    except (FileNotFoundError, ValueError) as error:
+    except DataError as error:  # read_json_object: a missing file or one that is not a JSON object
         raise DistillationError(f"--baseline: {error}") from None
     if saved.get("format") != RESULTS_FORMAT or not isinstance(saved.get("predictions"), list):
         raise DistillationError(f"--baseline {path}: not a results file written by evaluate.py ({RESULTS_FORMAT}).")

@@ -12,6 +12,7 @@ import logging
 import math
 from dataclasses import replace
 
+from ..data import DataError
 from ..engines.base import LabelScores
 from ..task import Task
 from .config import EvaluationConfig
@@ -149,7 +150,7 @@ def rescore(config: EvaluationConfig, task: Task) -> dict:
     """Recompute every number from a saved results JSON; with the same parser the numbers are identical."""
     try:
         saved = read_json(config.predictions_file)
-    except (FileNotFoundError, ValueError) as error:
+    except DataError as error:  # read_json_object: a missing file or one that is not a JSON object
         raise EvaluationError(str(error)) from None
     if saved.get("format") != RESULTS_FORMAT or not isinstance(saved.get("predictions"), list):
         raise EvaluationError(f"{config.predictions_file}: not a results file written by evaluate.py ({RESULTS_FORMAT}).")

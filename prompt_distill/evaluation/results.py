@@ -50,7 +50,8 @@ META_KEYS = ("model", "adapter", "backend", "test_file", "gold_file", "teacher_f
 
 
 class EvaluationError(PromptDistillError, RuntimeError):
-    pass
+    """An evaluation that cannot run as asked (flags that do not fit together, nothing to grade, a results file that
+    cannot be re-scored); the message says what to pass instead."""
 
 
 @dataclass

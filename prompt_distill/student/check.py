@@ -16,6 +16,7 @@ from ..errors import PromptDistillError
 from ..models import is_embedded, resolve_model, unavailable_offline
 from ..student_framing import FRAMINGS, USER_ONLY
 from ..task import Task
+from ..training.examples import load_examples
 from ..training.record import RUN_RECORD
 
 DEFAULT_BASE_MODEL = "Qwen/Qwen3-30B-A3B-Instruct-2507"
@@ -132,8 +133,6 @@ def _check_framing(student: Student, record_path: Path) -> None:
 
 def _trained_texts(record: dict, task: Task) -> set[str] | None:
     """The sentences the adapter was trained on, recomputed from its data file; None when the file is gone."""
-    from ..training.examples import load_examples
-
     data_file = record.get("data_file")
     split = record.get("split") or {}
     if not data_file or not Path(data_file).is_file():

@@ -18,6 +18,7 @@ def help_text(build) -> str:
 def option_blocks(text: str) -> dict[str, str]:
     """Each option's help, whitespace collapsed (wrapping differs with the terminal), by its first flag."""
     options = text.split("\noptions:\n", 1)[1]
+    options = re.sub(r"\n\S[^\n]*:\n", "\n", options)  # group headings ("data:") end a block, not extend it
     blocks = {}
     for block in re.split(r"\n  (?=-)", "\n" + options):
         block = " ".join(block.split())

@@ -89,7 +89,13 @@ def make_parser(config_classes, description: str | None = None):
 def parse_config(config_class, argv=None, description: str | None = None):
     """The script's config from its command line (and ``--config file.yaml``); argparse's one line and exit 2 on
     an unknown flag or a value of the wrong type."""
-    (config,) = make_parser(config_class, description).parse_args_and_config(argv)
+    parser = make_parser(config_class, description)
+    config, from_file, unknown = parser.parse_args_and_config(argv, return_remaining_strings=True,
+                                                               separate_remaining_strings=True)
+    if unknown:  # HfArgumentParser raises a ValueError here; argparse's own one line is what a user should see
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if from_file:
+        parser.error(f"--config: unknown flags {' '.join(from_file)}")
     return config
 
 

@@ -34,10 +34,10 @@ def test_the_config_is_frozen():
 
 def test_an_unknown_flag_is_argparse_one_line_and_exit_2(capsys, tmp_path):
     with pytest.raises(SystemExit) as stopped:
-        evaluation_config("--max_sample", "3")
-    assert stopped.value.code == 2 and "unrecognized arguments: --max_sample 3" in capsys.readouterr().err
+        evaluation_config("--max_sampels", "3")
+    assert stopped.value.code == 2 and "unrecognized arguments: --max_sampels 3" in capsys.readouterr().err
     config_file = tmp_path / "evaluate.yaml"
-    config_file.write_text("max_sample: 3\n")
+    config_file.write_text("max_sampels: 3\n")
     with pytest.raises(SystemExit) as stopped:
         evaluation_config("--config", str(config_file))
-    assert stopped.value.code == 2 and "--config: unknown flags --max_sample 3" in capsys.readouterr().err
+    assert stopped.value.code == 2 and "--config: unknown flags --max_sampels 3" in capsys.readouterr().err

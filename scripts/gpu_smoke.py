@@ -93,7 +93,6 @@ def header(device: str) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging()  # the student's load notes (Student.load logs them)
     parts = {part.strip().upper() for part in args.parts.split(",") if part.strip()}
     if not parts or parts - {"A", "B"}:
         print(f"gpu_smoke: --parts {args.parts!r}: name A, B or A,B.", file=sys.stderr)

@@ -119,9 +119,9 @@ def materialize_embedded(alias: str) -> Path:
 
 
 def default_device() -> str:
-    from .gpus import cuda_available  # counted without initialising CUDA (a vLLM engine may start later)
+    from . import gpus  # counted without initialising CUDA (a vLLM engine may start later)
 
-    return "cuda" if cuda_available() else "cpu"
+    return "cuda" if gpus.cuda_available() else "cpu"
 
 
 def default_dtype(device: str):

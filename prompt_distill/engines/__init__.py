@@ -10,7 +10,7 @@ import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
 
-from ..gpus import cuda_device_count, visible_devices_setting
+from .. import gpus
 from ..preflight import PreflightError
 from .base import Engine, Generation, GenerationParams
 
@@ -74,20 +74,20 @@ def choose_backend(requested: str = "auto", tensor_parallel_size: int | None = N
         if why is not None:
             raise BackendError(f"--backend vllm: {why}. Install vLLM (see docs/vllm.md) or pass --backend "
                                "transformers.")
-        choice = BackendChoice("vllm", f"--backend vllm, vllm {version}", cuda_device_count())
+        choice = BackendChoice("vllm", f"--backend vllm, vllm {version}", gpus.cuda_device_count())
     elif importlib.util.find_spec("vllm") is None:
         choice = BackendChoice("transformers", "auto: vllm is not installed")
     else:
-        gpus = cuda_device_count()
-        if gpus == 0:
+        visible = gpus.cuda_device_count()
+        if visible == 0:
             choice = BackendChoice("transformers", "auto: no CUDA GPU", 0)
         else:
             version, why = _import_vllm()
             if why is not None:
-                choice = BackendChoice("transformers", f"auto: {why}", gpus)
+                choice = BackendChoice("transformers", f"auto: {why}", visible)
             else:
                 choice = BackendChoice("vllm", f"auto: vllm {version} importable, "
-                                       f"{_plural(gpus, 'CUDA GPU')} visible", gpus)
+                                       f"{_plural(visible, 'CUDA GPU')} visible", visible)
     check_tensor_parallel(choice, tensor_parallel_size)
     return choice
 
@@ -103,7 +103,7 @@ def check_tensor_parallel(choice: BackendChoice, tensor_parallel_size: int | Non
     if choice.gpus and tensor_parallel_size > choice.gpus:
         raise BackendError(f"--tensor_parallel_size {tensor_parallel_size} needs {tensor_parallel_size} GPUs, but "
                            f"{_plural(choice.gpus, 'CUDA GPU')} {'is' if choice.gpus == 1 else 'are'} visible "
-                           f"({visible_devices_setting()}). Pass --tensor_parallel_size {choice.gpus} or less, or "
+                           f"({gpus.visible_devices_setting()}). Pass --tensor_parallel_size {choice.gpus} or less, or "
                            "make more GPUs visible.")
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 
+from .. import gpus
 from ..data import read_sentences
 from ..engines import BackendError, choose_backend, make_engine
-from ..gpus import cuda_available
 from ..models import DEFAULT_CPU_MODEL, default_device, is_embedded, load_config, load_tokenizer
 from ..preflight import PreflightError, check_flag_ranges
 from ..task import load_task
@@ -37,7 +37,7 @@ class LabelingInterrupted(KeyboardInterrupt):
 def default_max_tokens(backend: str) -> int:
     if backend == "vllm":
         return GPU_MAX_TOKENS
-    return GPU_MAX_TOKENS if cuda_available() else CPU_MAX_TOKENS
+    return GPU_MAX_TOKENS if gpus.cuda_available() else CPU_MAX_TOKENS
 
 
 def vllm_max_model_len(config: CreateDataConfig, task, labeling: LabelingConfig) -> int:
@@ -75,7 +75,7 @@ def cpu_refusal(config: CreateDataConfig, backend: str) -> str | None:
     one (the 30B default teacher), that would load tens of GB onto the CPU and label for days. Say so instead."""
     if config.backend != "auto" or backend != "transformers" or is_embedded(config.model_name):
         return None
-    if cuda_available():
+    if gpus.cuda_available():
         return None
     return (f"--backend auto found no CUDA GPU, so it would load {config.model_name} with transformers on the CPU. "
             f"For the CPU demo pass --model_name {DEFAULT_CPU_MODEL}; to really run this model on the CPU pass "

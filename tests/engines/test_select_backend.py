@@ -133,7 +133,7 @@ def test_tensor_parallel_above_the_visible_gpus_is_refused(tmp_path, monkeypatch
 
 def test_vllms_cpu_backend_sees_no_cuda_gpu_and_is_not_counted(tmp_path, monkeypatch):
     stand_in_vllm(tmp_path, monkeypatch)
-    monkeypatch.setattr(engines, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(engines.gpus, "cuda_device_count", lambda: 0)
     try:
         assert engines.choose_backend("vllm", tensor_parallel_size=2).backend == "vllm"
     finally:

@@ -58,6 +58,10 @@ def install_edges() -> None:
 
     import prompt_distill.gpus
 
+    # The edges are module attributes: a module that imported one by name before the patch would keep the real one.
+    early = sorted(name for name in sys.modules if name.startswith("prompt_distill.") and name != "prompt_distill.gpus")
+    if early:
+        raise SystemExit(f"dry-run: {early} were imported before the stand-in's edges (keep prompt_distill/__init__ lazy)")
     prompt_distill.gpus.cuda_device_count = visible_gpus  # first: every module that imports it must see this one
     import prompt_distill.engines
     import prompt_distill.models

@@ -70,9 +70,9 @@ def test_backend_selection(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else real_find_spec(name))
     monkeypatch.setattr(engines, "_import_vllm", lambda: ("0.33.0", None))
     assert select_backend("vllm") == "vllm"
-    monkeypatch.setattr(engines, "cuda_device_count", lambda: 8)
+    monkeypatch.setattr(engines.gpus, "cuda_device_count", lambda: 8)
     assert select_backend("auto") == "vllm"
-    monkeypatch.setattr(engines, "cuda_device_count", lambda: 0)
+    monkeypatch.setattr(engines.gpus, "cuda_device_count", lambda: 0)
     assert select_backend("auto") == "transformers"
 
 

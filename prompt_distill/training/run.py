@@ -26,6 +26,7 @@ from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, 
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
 from .examples import drop_too_long, load_distinct_examples, select_split, to_dataset, tokenize_lengths
 from .lora import build_lora_config, summarize_adapters
+from .losses import DEFAULT_LOSS, loss_function
 from .record import (
     RUN_RECORD,
     build_record,
@@ -228,7 +229,8 @@ def build_trainer(script_args: ScriptArguments, config: SFTConfig, tokenizer, da
         config.max_length = None
     trainer = distillation_trainer_class()(model=model, args=config, train_dataset=data.dataset,
                                            processing_class=tokenizer, peft_config=peft_config,
-                                           callbacks=list(callbacks))
+                                           callbacks=list(callbacks),
+                                           compute_loss_func=loss_function(getattr(script_args, "loss", DEFAULT_LOSS)))
     if not config.packing and len(trainer.train_dataset) != len(data.report.kept):
         raise TrainingError(
             f"TRL kept {len(trainer.train_dataset)} of {len(data.report.kept)} examples after tokenization; "

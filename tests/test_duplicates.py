@@ -162,3 +162,22 @@ def test_a_long_sentence_with_two_labels_is_shortened_in_the_error(length, shown
     with pytest.raises(DataError) as refused:
         distinct_examples([(1, "x" * length, "en"), (2, "x" * length, "de")], "t.jsonl")
     assert f"the sentence {shown!r} has two teacher labels" in str(refused.value)
+
+
+def test_records_of_repeats_in_the_middle_of_a_sidecar_are_skipped_and_the_rest_read(tmp_path):
+    write_input(tmp_path / "in.txt", REPEATED)
+    config = make_config(tmp_path)
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    records = [record for _, record in iter_jsonl(files.sidecar)]
+    by_index = {record["index"]: record for record in records}
+    older = [{**by_index[0], "index": 3, "line": 4}, {**by_index[1], "index": 5, "line": 6}]
+    files.sidecar.write_text("".join(json.dumps(r) + "\n" for r in records[:1] + older + records[1:]),
+                             encoding="utf-8")
+
+    def no_engine():
+        raise AssertionError("every distinct sentence has its record: nothing to label")
+
+    summary = run_labeling(config, TASK, no_engine, progress=False)
+    assert summary.resumed == 4 and len(training_pairs(files.training)) == 4
+    assert any("ignored 2 records of repeated sentences" in note for note in summary.notes)

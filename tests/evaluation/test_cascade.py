@@ -140,7 +140,7 @@ def test_the_block_counts_sentences_and_the_students_own_accuracy():
     block = cascade_at(ROWS, 0.5)
     assert (block["sentences"], block["student_accuracy"]) == (6, pytest.approx(3 / 6))
     alone = cascade_at([Row(0.9, "en", None, "en")], 0.5)
-    assert (alone["with_teacher"], alone["teacher_accuracy"]) == (0, None)
+    assert (alone["with_teacher"], alone["teacher_accuracy"], alone["student_accuracy"]) == (0, None, 1.0)
 
 
 def test_settings_at_the_edges_of_their_ranges():

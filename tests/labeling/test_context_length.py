@@ -339,6 +339,7 @@ class ParamsEngine:
 def test_check_prompts_counts_with_the_run_params_and_reports_an_unknown_context():
     params = object()
     assert check_prompts(ParamsEngine(None), BARE, {0: "ab"}, params, 16) == PromptCheck(None, ANSWER_ROOM, {})
+    assert check_prompts(ParamsEngine(100), BARE, {}, params, 16) == PromptCheck(100, ANSWER_ROOM, {})
     prefix = len(TEACHER_USER_PREFIX)
     engine = ParamsEngine(prefix + ANSWER_ROOM + 5)
     check = check_prompts(engine, BARE, {0: "ab", 1: "abcdefghijklmnop"}, params, 16)

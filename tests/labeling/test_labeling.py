@@ -20,7 +20,7 @@ from prompt_distill.labeling.run_files import (
     write_json_atomic,
     write_sidecar,
 )
-from prompt_distill.task import TEACHER_USER_PREFIX, UNPARSEABLE, language_task
+from prompt_distill.task import TEACHER_USER_PREFIX, UNPARSEABLE, Task, language_task
 
 TASK = language_task()
 SENTENCES = ["Hello there", "Guten Tag", "", "Bonjour à tous", "Hola amigo", "   ", "Merhaba dünya", "Привет"]
@@ -540,3 +540,26 @@ def test_a_sidecar_record_with_a_bad_index_or_status_is_an_error(config, change,
     files.sidecar.write_text("".join(json.dumps(r) + "\n" for r in records))
     with pytest.raises(DataError, match=message):
         run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+
+def test_a_sentence_redone_by_a_retry_is_noted_as_superseded_history(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(failures={"Hello there": 9}), progress=False)
+    run_labeling(replace(config, retry_unparseable=True), TASK, lambda: ScriptedEngine(), progress=False)
+    summary = run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    assert any(": 1 earlier records were redone later" in note for note in summary.notes), summary.notes
+
+
+def test_overwrite_leaves_nothing_of_the_old_files_to_repair(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    summary = run_labeling(replace(config, overwrite=True), TASK, lambda: ScriptedEngine(), progress=False)
+    assert summary.notes == [] and summary.labelled_now == 6
+
+
+def test_a_resume_refusal_lists_each_difference_on_its_own_line(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    other = Task(labels=TASK.labels, system_prompt=TASK.system_prompt + " Be brief.", name=TASK.name)
+    with pytest.raises(OutputMismatchError) as refused:
+        run_labeling(replace(config, model_name="teacher-b"), other, lambda: ScriptedEngine(), progress=False)
+    lines = str(refused.value).splitlines()
+    assert [line.split(" ")[2] for line in lines[1:-1]] == ["model", "task_fingerprint"]
+    assert all(line.startswith("  ") for line in lines[1:-1])

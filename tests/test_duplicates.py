@@ -11,7 +11,7 @@ import create_data
 import evaluate
 import train_sft_trl
 from prompt_distill.data import DataError, iter_jsonl, read_gold, read_training_file
-from prompt_distill.duplicates import distinct_sentences, first_occurrences
+from prompt_distill.duplicates import distinct_examples, distinct_sentences, first_occurrences, repeats_dropped_note
 from prompt_distill.labeling.run import format_summary, run_labeling
 from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.labeling.shards import merge_shards, shard_output_path
@@ -141,3 +141,43 @@ def test_a_file_with_repeats_through_the_three_stages(tmp_path, capsys, smollm2_
     assert "2 lines repeat an earlier sentence (2 sentences occur more than once); each sentence is evaluated once" in out
     saved = json.loads(results.read_text("utf-8"))
     assert sorted(p["text"] for p in saved["predictions"]) == sorted(text for text, _ in pairs)
+
+
+# -- tests added for surviving mutants (docs/testing.md, `make mutation`) -------------------------------------------
+
+
+def test_distinct_examples_counts_the_dropped_repeats():
+    rows = [(1, "Hello", "en"), (2, " Hello ", "en"), (3, "Hola", "es"), (4, "Hello", "en")]
+    assert distinct_examples(rows, "t.jsonl") == ([0, 2], 2)
+
+
+def test_repeats_dropped_note_only_when_some_were_dropped():
+    assert repeats_dropped_note("t.jsonl", 0) is None
+    assert repeats_dropped_note("t.jsonl", 2) == ("t.jsonl: 2 lines repeat an earlier sentence with the same label; "
+                                                  "each sentence is used once.")
+
+
+@pytest.mark.parametrize("length, shown", [(60, "x" * 60), (61, "x" * 57 + "...")])
+def test_a_long_sentence_with_two_labels_is_shortened_in_the_error(length, shown):
+    with pytest.raises(DataError) as refused:
+        distinct_examples([(1, "x" * length, "en"), (2, "x" * length, "de")], "t.jsonl")
+    assert f"the sentence {shown!r} has two teacher labels" in str(refused.value)
+
+
+def test_records_of_repeats_in_the_middle_of_a_sidecar_are_skipped_and_the_rest_read(tmp_path):
+    write_input(tmp_path / "in.txt", REPEATED)
+    config = make_config(tmp_path)
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    records = [record for _, record in iter_jsonl(files.sidecar)]
+    by_index = {record["index"]: record for record in records}
+    older = [{**by_index[0], "index": 3, "line": 4}, {**by_index[1], "index": 5, "line": 6}]
+    files.sidecar.write_text("".join(json.dumps(r) + "\n" for r in records[:1] + older + records[1:]),
+                             encoding="utf-8")
+
+    def no_engine():
+        raise AssertionError("every distinct sentence has its record: nothing to label")
+
+    summary = run_labeling(config, TASK, no_engine, progress=False)
+    assert summary.resumed == 4 and len(training_pairs(files.training)) == 4
+    assert any("ignored 2 records of repeated sentences" in note for note in summary.notes)

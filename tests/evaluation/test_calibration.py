@@ -119,3 +119,31 @@ def test_reliability_bins_agree_with_scikit_learns_calibration_curve_on_the_fill
     accuracy, mean_confidence = calibration_curve(correct, confidences, n_bins=15, strategy="uniform")
     assert [entry.accuracy for entry in filled] == accuracy.tolist()
     assert [entry.mean_confidence for entry in filled] == mean_confidence.tolist()
+
+
+# -- tests added for surviving mutants (docs/testing.md, `make mutation`) -------------------------------------------
+
+
+def test_answered_count_at_the_edges_of_the_coverage_range():
+    assert answered_count(200, 1) == 2
+    assert answered_count(1000, 100) == 1000
+    with pytest.raises(CalibrationError, match=r"Coverage must be in \(0, 100\] percent, not 101\."):
+        answered_count(10, 101)
+
+
+def test_points_and_bins_as_the_results_json_holds_them():
+    point = accuracy_at_coverage(CONFIDENCES, CORRECT, 50)
+    assert point.to_dict() == {"percent": 50, "answered": 5, "total": 10, "accuracy": 0.8, "lowest_confidence": 0.5}
+    first = reliability_bins([0.05, 0.95], [True, False], bins=2)[0]
+    assert first.to_dict() == {"lower": 0.0, "upper": 0.5, "count": 1, "mean_confidence": 0.05, "accuracy": 1.0}
+
+
+def test_expected_calibration_error_uses_the_bins_it_is_given():
+    # Two bins: (0, .5] holds .3 (wrong) and .4 (right), |0.5 - 0.35| = 0.15; ten bins split them: (0.3 + 0.6) / 2.
+    assert expected_calibration_error([0.3, 0.4], [False, True], bins=2) == pytest.approx(0.15)
+    assert expected_calibration_error([0.3, 0.4], [False, True]) == pytest.approx(0.45)
+
+
+def test_no_sentences_is_named_in_the_error():
+    with pytest.raises(CalibrationError, match=r"^No sentences: calibration needs at least one confidence\.$"):
+        confidence_summary([], [])

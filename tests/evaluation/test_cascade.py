@@ -12,6 +12,7 @@ from prompt_distill.evaluation.cascade import (
     cascade_at,
     check_settings,
     pick_threshold,
+    rows_from_predictions,
 )
 
 # probability, student, teacher, truth, student tokens, teacher tokens
@@ -124,3 +125,54 @@ def test_build_cascade_reads_teacher_tokens_from_the_sidecar(tmp_path):
     assert without["teacher_sidecar_found"] is False and without["tokens_per_request"]["cascade"] is None
     with pytest.raises(CascadeError, match="needs the student's probability"):
         build_cascade([{**predictions[0], "probability": None}], "gold", teacher, defer_below=0.5)
+
+
+# -- tests added for surviving mutants (docs/testing.md, `make mutation`) -------------------------------------------
+
+
+def test_no_rows_is_named_in_the_error():
+    for run in (lambda: cascade_at([], 0.5), lambda: pick_threshold([], 0.9)):
+        with pytest.raises(CascadeError, match=r"^No sentences to run the cascade on\.$"):
+            run()
+
+
+def test_the_block_counts_sentences_and_the_students_own_accuracy():
+    block = cascade_at(ROWS, 0.5)
+    assert (block["sentences"], block["student_accuracy"]) == (6, pytest.approx(3 / 6))
+    alone = cascade_at([Row(0.9, "en", None, "en")], 0.5)
+    assert (alone["with_teacher"], alone["teacher_accuracy"], alone["student_accuracy"]) == (0, None, 1.0)
+
+
+def test_settings_at_the_edges_of_their_ranges():
+    check_settings(0.0, None)
+    check_settings(1.0, None)
+    check_settings(None, 1.0)
+    for target in (0.0, 1.5):
+        with pytest.raises(CascadeError, match="must be a fraction in"):
+            check_settings(None, target)
+    with pytest.raises(CascadeError, match=r"^Give --defer_below or --target_accuracy, not both"):
+        check_settings(0.5, 0.9)
+
+
+PREDICTIONS = [
+    {"text": "Hello", "gold": "en", "teacher": "de", "predicted": "en", "probability": 0.9},
+    {"text": "Hola", "gold": "es", "teacher": "es", "predicted": "pt", "probability": 0.4},
+]
+
+
+def test_rows_are_graded_against_the_reference_asked_for():
+    assert [row.truth for row in rows_from_predictions(PREDICTIONS, "gold", {})] == ["en", "es"]
+    assert [row.truth for row in rows_from_predictions(PREDICTIONS, "teacher", {})] == ["de", "es"]
+    with pytest.raises(CascadeError, match=r"^The cascade needs the student's probability"):
+        rows_from_predictions([{**PREDICTIONS[0], "probability": None}], "gold", {})
+
+
+def test_build_cascade_names_its_settings_and_checks_them(tmp_path):
+    teacher = tmp_path / "teacher.jsonl"
+    block = build_cascade(PREDICTIONS, "gold", teacher, target_accuracy=0.9)
+    assert {key: block[key] for key in ("teacher_file", "reference", "target_accuracy", "teacher_sidecar")} == {
+        "teacher_file": str(teacher), "reference": "gold", "target_accuracy": 0.9,
+        "teacher_sidecar": str(tmp_path / "teacher.meta.jsonl")}
+    assert (block["threshold"], block["accuracy"]) == (0.9, 1.0)  # against gold, deferring Hola is enough
+    with pytest.raises(CascadeError, match="not both"):
+        build_cascade(PREDICTIONS, "gold", teacher, defer_below=0.5, target_accuracy=0.9)

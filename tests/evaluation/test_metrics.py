@@ -119,3 +119,53 @@ def test_error_examples_keep_input_order_and_the_limit():
         "b": [{"text": "t4", "reference": "b", "predicted": U, "raw": "Hello!"}],
         "c": [{"text": "t5", "reference": "c", "predicted": "a", "raw": "a"}],
     }
+
+
+# -- tests added for surviving mutants (docs/testing.md, `make mutation`) -------------------------------------------
+
+
+def test_an_unknown_reference_lists_the_labels_and_an_unknown_prediction_goes_to_the_question_mark_column():
+    with pytest.raises(ValueError, match=r"Reference label 'x' is not one of the task's labels: a, b, c\."):
+        confusion_matrix(["x"], ["a"], LABELS)
+    matrix = confusion_matrix(["a", "a"], ["a", "zz"], LABELS)
+    assert matrix.counts["a"] == {"a": 1, "b": 0, "c": 0, UNPARSEABLE_COLUMN: 1}
+
+
+def test_an_empty_confusion_matrix_is_square_and_holds_integers():
+    import json
+
+    rows = confusion_matrix([], [], LABELS).as_array()
+    assert json.dumps(rows) == json.dumps([[0, 0, 0, 0]] * 3)
+    assert label_stats([], [], LABELS)[0].support == 0
+
+
+def test_per_label_stats_do_not_warn_about_a_label_never_predicted():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stats = label_stats(["a", "b"], ["a", "a"], LABELS)
+    assert [entry.precision for entry in stats] == [0.5, 0.0, 0.0]
+
+
+def test_worst_first_orders_perfect_labels_by_name():
+    scores = score(["b", "b", "a"], ["b", "b", "a"], LABELS)
+    assert [entry.label for entry in scores.worst_first()] == ["a", "b"]
+
+
+def test_error_examples_refuse_lists_of_different_lengths_and_keep_the_limit():
+    with pytest.raises(ValueError):
+        error_examples(["t0", "t1"], ["a", "a"], ["b", "b"], ["b"], limit=5)
+    examples = error_examples(["t0", "t1", "t2"], ["a", "a", "a"], ["b", "b", "b"], ["b", "b", "b"], limit=2)
+    assert [example["text"] for example in examples["a"]] == ["t0", "t1"]
+
+
+def test_fidelity_as_the_results_json_holds_it():
+    result = fidelity(["a", "b"], ["a", "a"], ["b", "a"])
+    assert result.to_dict() == {
+        "evaluated": 2,
+        "with_teacher_label": 2,
+        "student_vs_teacher": {"matches": 1, "total": 2, "rate": 0.5},
+        "teacher_vs_gold": {"matches": 1, "total": 2, "rate": 0.5},
+        "student_vs_gold": {"matches": 0, "total": 2, "rate": 0.0},
+    }

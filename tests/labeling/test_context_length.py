@@ -1,6 +1,8 @@
 """create_data.py sizes vLLM's context from its data (the longest templated prompt + max_tokens), instead of leaving
 vLLM to take the model's whole context (262,144 tokens for the Qwen3 teacher), which one 80 GB GPU cannot hold."""
 
+from types import SimpleNamespace
+
 import pytest
 
 import create_data
@@ -12,6 +14,9 @@ from prompt_distill.labeling.context_length import (
     ANSWER_ROOM,
     CONTEXT_MARGIN,
     THOUGHT_ROOM,
+    ContextLength,
+    ContextLengthError,
+    PromptCheck,
     check_prompts,
     context_length_for,
     count_chat_tokens,
@@ -235,3 +240,108 @@ def test_the_run_labels_the_prompt_that_fits_exactly_and_records_the_others_too_
     records = sorted((r["line"], r["status"], r["prompt_tokens"]) for _, r in iter_jsonl(files.sidecar))
     assert records == [(1, "labelled", 84), (2, "too_long", 85), (3, "too_long", 95)]
     assert summary.too_long_now == 2
+
+
+# -- tests added for surviving mutants (docs/testing.md, `make mutation`) -------------------------------------------
+
+
+class CharTokenizer:
+    """A sentence's own tokens are its words; a templated chat's tokens are its characters (the template's
+    keyword arguments add their names)."""
+
+    def __call__(self, texts, add_special_tokens=True):
+        return {"input_ids": [text.split() for text in texts]}
+
+    def apply_chat_template(self, chat, tokenize=True, add_generation_prompt=False, **kwargs):
+        assert tokenize is False and add_generation_prompt is True
+        return "".join(message["content"] for message in chat) + "".join(kwargs)
+
+    def encode(self, text, add_special_tokens=True):
+        return list(text)
+
+
+BARE = Task(labels=("en", "de"), system_prompt="S", name="bare")
+
+
+def bare_tokens(text):
+    return count_chat_tokens(CharTokenizer(), BARE.teacher_messages(text))
+
+
+def test_context_length_for_with_a_stand_in_tokenizer():
+    tokenizer = CharTokenizer()
+    with pytest.raises(ContextLengthError, match=r"^no sentences to size the context for\.$"):
+        context_length_for(tokenizer, BARE, [], 16)
+    # Equal word counts: the longer text is templated first, so one candidate finds it.
+    plan = context_length_for(tokenizer, BARE, ["a b", "aaaa bbbb"], 16, candidates=1, margin=5)
+    assert (plan.longest_index, plan.prompt_tokens, plan.margin, plan.needed) == (1, bare_tokens("aaaa bbbb"), 5,
+                                                                                 bare_tokens("aaaa bbbb") + 16 + 5)
+    # One candidate: only the sentence with most words is templated, though another has a longer prompt.
+    assert context_length_for(tokenizer, BARE, ["a b c", "xxxxxxxxxx yy"], 16, candidates=1).longest_index == 0
+    # Equal prompts: the first one is named.
+    assert context_length_for(tokenizer, BARE, ["ab", "ba"], 16).longest_index == 0
+    # The template's keyword arguments are counted.
+    with_kwargs = context_length_for(tokenizer, BARE, ["ab"], 16, chat_template_kwargs={"enable_thinking": False})
+    assert with_kwargs.prompt_tokens == bare_tokens("ab") + len("enable_thinking")
+
+
+def test_a_run_that_needs_exactly_the_models_context_gets_what_it_needs():
+    tokenizer = CharTokenizer()
+    needed = bare_tokens("ab") + 16 + 4
+    plan = context_length_for(tokenizer, BARE, ["ab"], 16, margin=4, model_limit=needed)
+    assert (plan.max_model_len, plan.model_context) == (needed, None)
+
+
+def test_no_prompt_that_fits_is_an_error_saying_what_to_change():
+    with pytest.raises(ContextLengthError, match=r"Use a shorter --prompt_file or a model with a longer context\.$"):
+        context_length_for(CharTokenizer(), BARE, ["abcdef"], 16, model_limit=10)
+
+
+@pytest.mark.parametrize("key", ["max_position_embeddings", "n_positions", "max_seq_len", "seq_length",
+                                 "max_sequence_length"])
+def test_model_context_limit_reads_each_known_key(key):
+    assert model_context_limit(SimpleNamespace(**{key: 512})) == 512
+
+
+def test_model_context_limit_reads_the_text_config_and_skips_unusable_values():
+    class Multimodal:
+        max_position_embeddings = 99
+
+        def get_text_config(self):
+            return SimpleNamespace(max_position_embeddings=None, n_positions=0, max_seq_len=4096)
+
+    assert model_context_limit(Multimodal()) == 4096
+    assert model_context_limit(SimpleNamespace(max_position_embeddings=1)) == 1
+    assert model_context_limit(SimpleNamespace()) is None
+
+
+def test_describe_names_the_line_and_the_too_long_prompts():
+    plan = ContextLength(1000, 400, 3, 512, 88, too_long=2)
+    assert plan.describe(7) == (
+        "vLLM max_model_len 1,000 = longest prompt 400 tokens (input line 7) + max_tokens 512 + margin 88; 2 longer "
+        "prompts leave less than 512 tokens of the model's context and are not generated (too_long in the sidecar) "
+        "(--max_model_len overrides)")
+    assert ContextLength(1000, 400, 3, 512, 88).describe() == (
+        "vLLM max_model_len 1,000 = longest prompt 400 tokens + max_tokens 512 + margin 88 (--max_model_len overrides)")
+
+
+class ParamsEngine:
+    """Counts a prompt's characters, and records the params each count was asked with."""
+
+    def __init__(self, limit):
+        self.max_context_tokens = limit
+        self.params = []
+
+    def count_prompt_tokens(self, chat, params):
+        self.params.append(params)
+        return len("".join(message["content"] for message in chat))
+
+
+def test_check_prompts_counts_with_the_run_params_and_reports_an_unknown_context():
+    params = object()
+    assert check_prompts(ParamsEngine(None), BARE, {0: "ab"}, params, 16) == PromptCheck(None, ANSWER_ROOM, {})
+    assert check_prompts(ParamsEngine(100), BARE, {}, params, 16) == PromptCheck(100, ANSWER_ROOM, {})
+    prefix = len(TEACHER_USER_PREFIX)
+    engine = ParamsEngine(prefix + ANSWER_ROOM + 5)
+    check = check_prompts(engine, BARE, {0: "ab", 1: "abcdefghijklmnop"}, params, 16)
+    assert check.too_long == {1: 1 + prefix + 16}  # the system prompt "S", the prefix, the sentence
+    assert engine.params and all(seen is params for seen in engine.params)

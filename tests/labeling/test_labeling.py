@@ -13,8 +13,14 @@ import pytest
 from prompt_distill.data import DataError, iter_jsonl
 from prompt_distill.engines.base import Generation
 from prompt_distill.labeling.run import LabelingConfig, format_summary, run_labeling
-from prompt_distill.labeling.run_files import OutputLock, OutputMismatchError, RunFiles
-from prompt_distill.task import TEACHER_USER_PREFIX, UNPARSEABLE, language_task
+from prompt_distill.labeling.run_files import (
+    OutputLock,
+    OutputMismatchError,
+    RunFiles,
+    write_json_atomic,
+    write_sidecar,
+)
+from prompt_distill.task import TEACHER_USER_PREFIX, UNPARSEABLE, Task, language_task
 
 TASK = language_task()
 SENTENCES = ["Hello there", "Guten Tag", "", "Bonjour à tous", "Hola amigo", "   ", "Merhaba dünya", "Привет"]
@@ -366,3 +372,194 @@ def test_retry_unparseable_leaves_unfinished_sentences_to_a_resume(tmp_path):
     summary = run_labeling(make_config(tmp_path, retry_unparseable=True), TASK, lambda: engine, progress=False)
     assert [texts for texts, _ in engine.calls] == [["Guten Tag"]]
     assert any("3 selected sentences are not finished yet" in note for note in summary.notes)
+
+
+# -- tests added for surviving mutants (docs/testing.md, `make mutation`) -------------------------------------------
+
+
+class InterruptedEngine(ScriptedEngine):
+    """Reports the first batch, then is killed (KeyboardInterrupt) before the second."""
+
+    def generate(self, chats, params, on_batch=None):
+        texts = [chat[-1]["content"].removeprefix(TEACHER_USER_PREFIX) for chat in chats]
+        on_batch([0, 1], [self._reply(text) for text in texts[:2]])
+        raise KeyboardInterrupt
+
+
+def test_a_kill_mid_run_leaves_the_finished_lines_and_the_header_of_the_running_session(config):
+    """Before the final rebuild: the training file holds what the sidecar finished, the header its session."""
+    with pytest.raises(KeyboardInterrupt):
+        run_labeling(config, TASK, lambda: InterruptedEngine(), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    finished = sorted(sidecar_records(files), key=lambda r: r["index"])
+    assert [r["text"] for r in finished] == ["Hello there", "Guten Tag"]
+    assert training_pairs(files.training) == [("Hello there", "en"), ("Guten Tag", "de")]
+    header = json.loads(files.header.read_text(encoding="utf-8"))
+    assert header["sentences"] == 6 and len(header["sessions"]) == 1
+    assert header["sessions"][0]["selected"] == 6 and "finished" not in header["sessions"][0]
+
+
+class OneLabelEngine(ScriptedEngine):
+    """Answers "en" to every sentence (a label that occurs many times), or fails as ScriptedEngine does."""
+
+    def _reply(self, text):
+        if self.failures.get(text, 0) > 0:
+            return super()._reply(text)
+        return Generation("Final Answer: en", 12, 9, "stop", 0.01, cached_prompt_tokens=None)
+
+
+def test_the_summary_counts_every_label_reason_and_unparseable_sentence(config):
+    failures = {"Hello there": 9, "Hola amigo": 9}  # unparseable after every retry
+    summary = run_labeling(config, TASK, lambda: OneLabelEngine(failures=failures), progress=False)
+    assert summary.label_counts == {"en": 4}
+    assert (summary.labelled_now, summary.unparseable_now) == (4, 2)
+    assert summary.finish_reasons == {"stop": 6}
+    assert summary.cached_tokens == [8, 8]  # only the failed replies reported cached tokens
+    assert [record["index"] for record in summary.unparseable] == [0, 3]  # input order, not batch order
+    assert 0 <= summary.generation_s < 60
+    header = json.loads(RunFiles.for_output(config.output_file).header.read_text(encoding="utf-8"))
+    assert header["sessions"][-1]["finished"] == {"labelled": 4, "unparseable": 2, "too_long": 0}
+
+
+def test_the_progress_bar_is_on_by_default(config, capsys):
+    run_labeling(config, TASK, lambda: ScriptedEngine())
+    assert "Labelling" in capsys.readouterr().err
+
+
+def test_the_output_files_keep_non_ascii_text_as_is(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)  # the start-of-run rebuild rewrites it
+    assert "Привет" in files.training.read_text(encoding="utf-8")
+    assert "Привет" in files.sidecar.read_text(encoding="utf-8")
+
+
+def test_write_sidecar_writes_the_records_in_input_order_one_per_line(tmp_path):
+    files = RunFiles.for_output(tmp_path / "out" / "data.jsonl")
+    write_sidecar(files, {1: {"index": 1, "text": "Привет"}, 0: {"index": 0, "text": "Hello"}})
+    assert files.sidecar.read_text(encoding="utf-8") == (
+        '{"index": 0, "text": "Hello"}\n{"index": 1, "text": "Привет"}\n')
+
+
+def test_the_header_keeps_non_ascii_paths_as_is(tmp_path):
+    write_input(tmp_path / "entrée.txt")
+    config = make_config(tmp_path, input_file=str(tmp_path / "entrée.txt"))
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    assert "entrée.txt" in RunFiles.for_output(config.output_file).header.read_text(encoding="utf-8")
+
+
+def test_an_output_in_folders_that_do_not_exist_yet_is_created(tmp_path):
+    write_input(tmp_path / "in.txt")
+    config = make_config(tmp_path, output_file=str(tmp_path / "a" / "b" / "data.jsonl"))
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    assert len(training_pairs(RunFiles.for_output(config.output_file).training)) == 6
+
+
+def test_the_temp_file_is_written_beside_the_output_not_in_the_temp_folder(config, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    assert len(training_pairs(RunFiles.for_output(config.output_file).training)) == 6
+
+
+def test_a_failed_replace_raises_its_own_error_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    import os
+
+    from prompt_distill.labeling import run_files
+
+    def refuse(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(run_files.os, "replace", refuse)
+    with pytest.raises(OSError, match="disk full"):
+        write_json_atomic(tmp_path / "header.json", {"a": 1})
+    assert os.listdir(tmp_path) == []
+
+
+def test_overwrite_starts_from_empty_files_and_needs_no_header(config):
+    run_labeling(replace(config, overwrite=True), TASK, lambda: ScriptedEngine(), progress=False)  # no header yet
+    run_labeling(replace(config, overwrite=True, model_name="teacher-b"), TASK, lambda: ScriptedEngine(),
+                 progress=False)
+    files = RunFiles.for_output(config.output_file)
+    assert len(sidecar_records(files)) == 6 and len(training_pairs(files.training)) == 6
+
+
+@pytest.mark.parametrize("where", ["folder", "under_a_file", "not_writable"])
+def test_an_output_path_that_cannot_be_written_is_refused_naming_the_flag(config, tmp_path, monkeypatch, where):
+    import os
+
+    if where == "folder":
+        config = replace(config, output_file=str(tmp_path))
+        message = r"--output_file .* is a folder; give the path of a file\."
+    elif where == "under_a_file":
+        config = replace(config, output_file=str(tmp_path / "in.txt" / "sub" / "data.jsonl"))
+        message = r"--output_file .*: .*in\.txt is a file, so the folder for it cannot be created\."
+    else:
+        from prompt_distill.labeling import run_files
+
+        monkeypatch.setattr(run_files.os, "access", lambda path, mode: not mode & os.W_OK)
+        message = r"--output_file .*: .* is not writable\."
+    with pytest.raises(DataError, match=message):
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+
+def test_a_resume_refusal_names_the_value_on_disk_and_how_to_go_on(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    with pytest.raises(OutputMismatchError) as refused:
+        run_labeling(replace(config, model_name="teacher-b"), TASK, lambda: ScriptedEngine(), progress=False)
+    assert "on disk 'teacher-a', now 'teacher-b'" in str(refused.value)
+    assert str(refused.value).endswith("\nPass --overwrite to replace it, or choose another --output_file.")
+    files = RunFiles.for_output(config.output_file)
+    files.header.unlink()
+    with pytest.raises(OutputMismatchError, match=r"no run header .*\. Pass --overwrite to replace it"):
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{", r"data\.run\.json:1: not valid JSON \("),
+    ("[]", r"data\.run\.json: expected a JSON object\."),
+])
+def test_a_damaged_header_is_an_error_naming_it(config, text, message):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    RunFiles.for_output(config.output_file).header.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"index": 6}, r"data\.meta\.jsonl:2: 'index' 6 is not a sentence of the input \(6 sentences\)\."),
+    ({"index": "1"}, r"data\.meta\.jsonl:2: 'index' '1' is not a sentence of the input"),
+    ({"status": "done"}, r"data\.meta\.jsonl:2: 'status' must be one of labelled, unparseable, too_long\."),
+])
+def test_a_sidecar_record_with_a_bad_index_or_status_is_an_error(config, change, message):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    files = RunFiles.for_output(config.output_file)
+    records = sidecar_records(files)
+    records[1].update(change)
+    files.sidecar.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with pytest.raises(DataError, match=message):
+        run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+
+
+def test_a_sentence_redone_by_a_retry_is_noted_as_superseded_history(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(failures={"Hello there": 9}), progress=False)
+    run_labeling(replace(config, retry_unparseable=True), TASK, lambda: ScriptedEngine(), progress=False)
+    summary = run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    assert any(": 1 earlier records were redone later" in note for note in summary.notes), summary.notes
+
+
+def test_overwrite_leaves_nothing_of_the_old_files_to_repair(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    summary = run_labeling(replace(config, overwrite=True), TASK, lambda: ScriptedEngine(), progress=False)
+    assert summary.notes == [] and summary.labelled_now == 6
+
+
+def test_a_resume_refusal_lists_each_difference_on_its_own_line(config):
+    run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
+    other = Task(labels=TASK.labels, system_prompt=TASK.system_prompt + " Be brief.", name=TASK.name)
+    with pytest.raises(OutputMismatchError) as refused:
+        run_labeling(replace(config, model_name="teacher-b"), other, lambda: ScriptedEngine(), progress=False)
+    lines = str(refused.value).splitlines()
+    assert [line.split(" ")[2] for line in lines[1:-1]] == ["model", "task_fingerprint"]
+    assert all(line.startswith("  ") for line in lines[1:-1])

@@ -161,7 +161,7 @@ def test_the_default_teacher_on_a_machine_without_cuda_is_refused_before_any_mod
     def no_model(*args, **kwargs):
         raise AssertionError("nothing may load before the refusal")
 
-    monkeypatch.setattr(teacher_run, "make_engine", no_model)
+    monkeypatch.setattr(engines, "make_engine", no_model)
     monkeypatch.setattr(teacher_run, "load_config", no_model)
     code = create_data.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl")])
     error = one_error_line(capsys)

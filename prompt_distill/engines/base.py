@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..errors import PromptDistillError
+
 
 @dataclass(frozen=True)
 class GenerationParams:
@@ -77,6 +79,11 @@ class LabelScores:
 
 
 ScoresCallback = Callable[[list[int], list[LabelScores]], None]
+
+
+class AdapterNotServable(PromptDistillError, ValueError):
+    """A valid adapter that the engine cannot serve (vLLM 0.33: DoRA, say); the message says why. Raised before any
+    weights load; the student's engine then serves the merged model instead."""
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
     max_tokens = default_max_tokens(backend) if config.max_tokens is None else config.max_tokens
     scores_only = spec.scores_labels and constrained
     if max_tokens < (0 if scores_only else 1):
-        scorers = " or ".join(f"--backend {spec.name}" for spec in registry.with_capability("scores_labels"))
+        scorers = " or ".join(f"--backend {scorer.name}" for scorer in registry.with_capability("scores_labels"))
         raise PreflightError(f"--max_tokens {max_tokens}: the teacher needs at least 1 token to answer (0 works only "
                              f"with {scorers} and --constrained_answer on, which scores the labels).")
     return LabelingConfig(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import engines
 from ..engines import EngineSettings, engine_class, engine_spec, select_backend
-from ..engines.vllm_lora import AdapterNotServable
+from ..engines.base import AdapterNotServable
 from ..models import load_causal_lm, load_tokenizer
 from .check import Student
 

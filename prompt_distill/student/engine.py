@@ -5,7 +5,7 @@ the reason)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .. import engines
@@ -54,16 +54,20 @@ def student_max_model_len(student: Student) -> int:
 
 
 def build_student_engine(backend: str, student: Student, batch_size: int, *, merge_adapter: bool = False,
-                         **placement) -> StudentEngine:
-    """``placement``: more ``EngineSettings`` (the benchmark shares the GPUs between teacher and student:
-    ``tensor_parallel_size``, ``gpu_memory_utilization``). ``merge_adapter``: fold the LoRA adapter into the weights
-    in memory where the engine can (transformers), so a forward pass costs what the bare merged model costs; where
-    PEFT cannot merge it, the adapter layers stay and that is logged. An engine that cannot serve the adapter
-    (``AdapterNotServable``) serves the merged model instead."""
+                         **more) -> StudentEngine:
+    """``more``: ``EngineSettings`` fields (the benchmark shares the GPUs between teacher and student:
+    ``tensor_parallel_size``, ``gpu_memory_utilization``); any other keyword goes to the engine as it is (a test's
+    ``dtype`` for vLLM). ``merge_adapter``: fold the LoRA adapter into the weights in memory where the engine can
+    (transformers), so a forward pass costs what the bare merged model costs; where PEFT cannot merge it, the
+    adapter layers stay and that is logged. An engine that cannot serve the adapter (``AdapterNotServable``)
+    serves the merged model instead."""
     chosen = select_backend(backend)
+    known = {field.name for field in fields(EngineSettings)}
     settings = EngineSettings(batch_size=batch_size, merge_adapter=merge_adapter,
-                              context=lambda: student_max_model_len(student), **placement)
-    options = engine_class(chosen).options(settings)
+                              context=lambda: student_max_model_len(student),
+                              **{name: value for name, value in more.items() if name in known})
+    options = {**engine_class(chosen).options(settings),
+               **{name: value for name, value in more.items() if name not in known}}
     try:
         engine = engines.make_engine(chosen, student.base_model, adapter_path=student.adapter_path, **options)
     except AdapterNotServable as why:

@@ -25,6 +25,7 @@ from itertools import cycle, islice
 
 from ..data import DataError, in_split, iter_jsonl, read_sentences
 from ..engines.base import Generation, GenerationParams
+from ..engines.registry import engine_spec
 from ..preflight import PreflightError
 from ..task import ANSWER_PREFIX, Task
 from .config import DEFAULT_EMULATED_THINKING_TOKENS, BenchmarkConfig, BenchmarkError
@@ -108,7 +109,7 @@ def choose_thinking(backend: str, thinking_tokens: int | None, sidecar_path: str
         return Thinking(True, thinking_tokens, "--thinking_tokens")
     if sidecar_path:
         return Thinking(True, median_thinking_tokens(sidecar_path), f"median of {sidecar_path}")
-    if backend == "vllm":
+    if engine_spec(backend).real_thinking:
         return Thinking(False, None, "the model decides when to stop")
     return Thinking(True, DEFAULT_EMULATED_THINKING_TOKENS,
                     "an ASSUMPTION, the default of --thinking_tokens; measure it with --teacher_meta_file")
@@ -116,14 +117,15 @@ def choose_thinking(backend: str, thinking_tokens: int | None, sidecar_path: str
 
 def teacher_params(task: Task, backend: str, thinking: Thinking, *, max_tokens: int, temperature: float,
                    seed: int) -> GenerationParams:
-    """Real thinking: as create_data.py asks (free answer after the thought). Emulated: exactly N tokens, then on
-    transformers the labels are scored after ``Final Answer:`` (the answer the engine would otherwise write)."""
+    """Real thinking: as create_data.py asks (free answer after the thought). Emulated: exactly N tokens, then, on
+    an engine that scores labels (transformers), the labels are scored after ``Final Answer:`` (the answer the
+    engine would otherwise write)."""
     common = {"temperature": temperature, "seed": seed, "answer_prefix": ANSWER_PREFIX + " ",
               "answer_parser": task.parse}
     if not thinking.emulated:
         return GenerationParams(max_tokens=max_tokens, **common)
     return GenerationParams(max_tokens=thinking.tokens, min_tokens=thinking.tokens,
-                            answer_labels=task.labels if backend == "transformers" else None, **common)
+                            answer_labels=task.labels if engine_spec(backend).scores_labels else None, **common)
 
 
 # -- measuring --------------------------------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from .. import engines
 from ..data import DEFAULT_EVAL_FRACTION
-from ..engines import choose_backend, make_engine
+from ..engines import EngineSettings, choose_backend, engine_class, engine_spec
 from ..engines.vllm_lora import read_adapter_config
 from ..evaluation.run import STUDENT_MAX_TOKENS, student_params
 from ..labeling.run_files import write_json_atomic
@@ -115,23 +116,9 @@ def vllm_engine_plan(config: BenchmarkConfig, teacher_model: str, student) -> En
 
 
 def release_engine(engine) -> None:
-    """Free an engine's GPU memory before the next engine loads.
-
-    vLLM 0.33's ``LLM`` has no close(). Its engine core (the scheduler and the model's workers, in a child process
-    by default) is stopped by ``llm.llm_engine.engine_core.shutdown()`` (v1/engine/core_client.py), which frees
-    the weights, LoRA buffers and KV cache it held; ``cleanup_dist_env_and_memory()``
-    (distributed/parallel_state.py, what vLLM's own tests call between engines) then destroys this process's
-    model-parallel groups and empties the allocator caches. A transformers engine is released by dropping it."""
-    llm = getattr(engine, "llm", None)
-    if llm is not None:
-        llm.llm_engine.engine_core.shutdown()
-        engine.llm = None
-        del llm
-        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
-
-        cleanup_dist_env_and_memory()
-    elif hasattr(engine, "model"):
-        engine.model = None
+    """Free an engine's GPU memory before the next engine loads: the engine's ``close`` (vLLM's stops its engine
+    core; transformers' drops the model), then Python's garbage and torch's allocator cache."""
+    engine.close()
     gc.collect()
     import torch
 
@@ -142,38 +129,37 @@ def release_engine(engine) -> None:
 def build_contenders(config: BenchmarkConfig, task, backend: str, thinking,
                      texts: list[str]) -> tuple[list[Callable[[], Contender]], bool]:
     """A builder per side (teacher first), and whether to load them one at a time."""
+    spec = engine_spec(backend)
     no_adapter = config.no_adapter or config.model_path.lower() == "none"
-    default_base = DEFAULT_CPU_MODEL if backend == "transformers" and no_adapter else None
+    default_base = DEFAULT_CPU_MODEL if not spec.reference_scale and no_adapter else None
     student = resolve_student(config.model_path, config.base_model or default_base, no_adapter)
     for note in student.notes:
         logger.info(f"[benchmark] {note}")
     params = teacher_params(task, backend, thinking, max_tokens=config.teacher_max_tokens,
                             temperature=config.temperature, seed=config.seed)
-    teacher_model = config.teacher_model or (DEFAULT_TEACHER if backend == "vllm" else DEFAULT_CPU_MODEL)
-    vllm_options = {}
+    teacher_model = config.teacher_model or (DEFAULT_TEACHER if spec.reference_scale else DEFAULT_CPU_MODEL)
+    placement = {}  # GPUs and memory share of each engine, where one engine spans GPUs
     sequential = config.load_engines == "sequential"
-    if backend == "vllm":
+    if spec.tensor_parallel:
         plan = vllm_engine_plan(config, teacher_model, student)
-        vllm_options = {"tensor_parallel_size": plan.tensor_parallel_size,
-                        "gpu_memory_utilization": plan.gpu_memory_utilization}
+        placement = {"tensor_parallel_size": plan.tensor_parallel_size,
+                     "gpu_memory_utilization": plan.gpu_memory_utilization}
         sequential = plan.sequential
     elif sequential:
         logger.info("[benchmark] --load_engines sequential: the teacher is loaded, measured and released, then the student.")
 
     def teacher() -> Contender:
-        if backend == "vllm":
-            engine = make_engine(backend, teacher_model, seed=config.seed, reasoning_parser="qwen3",
-                                 max_model_len=config.max_model_len or teacher_context_length(task, params),
-                                 **vllm_options)
-        else:
-            engine = make_engine(backend, teacher_model, batch_size=config.batch_size)
+        settings = EngineSettings(batch_size=config.batch_size, seed=config.seed, reasoning_parser="qwen3",
+                                  context=lambda: config.max_model_len or teacher_context_length(task, params),
+                                  **placement)
+        engine = engines.make_engine(backend, teacher_model, **engine_class(backend).options(settings))
         prompt_tokens = engine.count_prompt_tokens(task.teacher_messages(texts[0]), params)
         return Contender("teacher", engine, [task.teacher_messages(text) for text in texts], params,
                          f"{teacher_model} on {backend}, the prompt + sentence ({prompt_tokens:,} tokens for the "
                          "first)")
 
     def student_side() -> Contender:
-        built = build_student_engine(backend, student, config.batch_size, **vllm_options)
+        built = build_student_engine(backend, student, config.batch_size, **placement)
         adapter = f" + {student.adapter_path}" if student.adapter_path else " (no adapter)"
         return Contender("student", built.engine, [student.messages(text) for text in texts],
                          student_params(task, STUDENT_MAX_TOKENS, constrained=False),

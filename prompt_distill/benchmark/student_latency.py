@@ -66,7 +66,7 @@ def measure_student_latency(config: BenchmarkConfig) -> dict:
         latencies = _interleaved(calls, len(texts))
         throughput = _throughput(engine, chats, labels, config.batch_size)
         answers = _agreement(engine, chats, labels, params, task)
-        machine = describe_machine("transformers")
+        machine = describe_machine(HFEngine.name)
     finally:
         torch.set_num_threads(threads)
     old_framing = [len(engine._prompt(framed_messages(text, USER_ONLY), params).ids) for text in texts]

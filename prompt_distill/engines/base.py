@@ -3,13 +3,18 @@
 An engine turns a list of chats (lists of ``{"role", "content"}`` messages) into one ``Generation`` each, in
 order. Engines batch internally; callers pass whole lists and get results back as batches complete through
 ``on_batch`` so that progress can be shown and results flushed to disk as they arrive.
+
+A stage says what it wants of its engine in ``EngineSettings`` (no engine's terms); the engine class turns them
+into its own keyword arguments (``Engine.options``). What an engine can do is in its ``registry.EngineSpec``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
+
+from ..errors import PromptDistillError
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,55 @@ class LabelScores:
 ScoresCallback = Callable[[list[int], list[LabelScores]], None]
 
 
+class AdapterNotServable(PromptDistillError, ValueError):
+    """A valid adapter that the engine cannot serve (vLLM 0.33: DoRA, say); the message says why. Raised before any
+    weights load; the student's engine then serves the merged model instead."""
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What a stage asks of its engine, whatever the engine; each engine's ``options`` takes what applies to it.
+    The defaults are the project's (create_data.py's flag defaults)."""
+
+    batch_size: int = 8  # requests per forward pass, where the engine batches by a fixed size
+    seed: int = 0  # the engine's own seed, where it has one (requests carry theirs in GenerationParams)
+    reasoning_parser: str | None = None  # splits a thinking model's thought from its answer (None: no thought)
+    # The context length this run needs, asked only by an engine that bounds its context (None: the model's own).
+    context: Callable[[], int | None] | None = None
+    tensor_parallel_size: int = 1  # GPUs per engine, where one engine spans several
+    gpu_memory_utilization: float = 0.9  # share of each GPU's memory, where the engine reserves one
+    max_num_seqs: int | None = None  # most requests run at once (None: the engine's default)
+    merge_adapter: bool = False  # fold a LoRA adapter into the weights in memory, where the engine can
+
+
 class Engine(Protocol):
-    name: str
+    """What the stages use of an engine. ``registry.ENGINES`` names each class; tests/engines/test_registry.py
+    checks that every registered class has all of it."""
+
+    name: str  # its registry name
+    tokenizer: Any  # the model's tokenizer (chat template, token counts)
+    max_context_tokens: int | None  # prompt + reply tokens the model takes (None: unknown, not checked)
+    notes: list[str]  # what did not go as asked (an adapter that could not be merged, say); the caller logs them
+
+    @classmethod
+    def options(cls, settings: EngineSettings) -> dict:
+        """The keyword arguments (after the model) that make this engine as ``settings`` ask."""
+        ...
+
+    @classmethod
+    def describe_loading(cls) -> str | None:
+        """Where a model will load, said before loading it ("transformers on cpu"); None where the engine reports
+        its own loading."""
+        ...
+
+    def describe(self) -> str:
+        """What was loaded, as results record it ("vllm with the LoRA adapter")."""
+        ...
+
+    def close(self) -> None:
+        """Free the memory the engine holds (GPU included), before another engine loads; the engine is unusable
+        after."""
+        ...
 
     def generate(
         self,

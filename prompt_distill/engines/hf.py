@@ -17,6 +17,9 @@ The student as a classifier (``classify``): the same scorer (hf_scoring) with th
 (label_tokens) after the prompt. Continuations form a trie and only its inner nodes run through the model, so
 one-token labels cost one pass over the prompt keeping one position's logits. ``merge_adapter=True`` folds the
 LoRA adapter into the weights, so that pass costs what the bare merged model costs.
+
+Over 400 lines: one engine class with the cache and mask pieces it alone uses (the shared prefix, the attention
+for a 4D mask on CPU), which read best next to the code that drives them.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
 from ..models import default_device, load_causal_lm, load_tokenizer
-from .base import BatchCallback, Generation, GenerationParams, LabelScores, ScoresCallback
+from .base import BatchCallback, EngineSettings, Generation, GenerationParams, LabelScores, ScoresCallback
 from .hf_scoring import score_continuations
 from .label_tokens import LabelTokens, label_tokens, renormalised
 
@@ -133,6 +136,18 @@ class HFEngine:
     """Engine protocol over a transformers causal LM (optionally with a PEFT LoRA adapter)."""
 
     name = "transformers"
+    tokenizer: object
+    max_context_tokens: int | None
+    notes: list[str]
+
+    @classmethod
+    def options(cls, settings: EngineSettings) -> dict:
+        """Batch size and merging: the rest of ``settings`` is vLLM's (one device here; seeds come per call)."""
+        return {"batch_size": settings.batch_size, "merge_adapter": settings.merge_adapter}
+
+    @classmethod
+    def describe_loading(cls) -> str:
+        return f"transformers on {default_device()}"
 
     def __init__(self, model, *, adapter_path=None, device=None, dtype=None, batch_size=8, reuse_prefix=True,
                  merge_adapter=False):
@@ -147,7 +162,8 @@ class HFEngine:
         network = load_causal_lm(self.model_name, device=self.device, dtype=dtype)
         if str(self.device) == "cpu" and network.config._attn_implementation == "sdpa":
             network.set_attn_implementation(CPU_MASKED_GQA)
-        self.notes: list[str] = []
+        self.notes = []
+        self.adapter_path, self.merge_adapter = adapter_path, merge_adapter
         if adapter_path is not None:
             network = _with_adapter(network, adapter_path)
             if merge_adapter:
@@ -164,6 +180,17 @@ class HFEngine:
         self._label_tokens: dict[tuple, LabelTokens] = {}
 
     # -- Engine protocol ------------------------------------------------------------------------------------
+    def describe(self) -> str:
+        adapter = "without adapter"
+        if self.adapter_path:
+            merged = self.merge_adapter and not self.notes
+            adapter = "with the LoRA adapter " + ("merged into the weights" if merged else "(PEFT)")
+        return f"transformers on {self.device}, batch size {self.batch_size}, {adapter}"
+
+    def close(self) -> None:
+        """Drop the model (its memory is freed once nothing else holds it)."""
+        self.model = None
+
     def count_prompt_tokens(self, chat: list[dict], params: GenerationParams) -> int:
         return len(self._prompt(chat, params).ids)
 

@@ -21,6 +21,9 @@ answer (the reasoning parser only steers structured outputs and the server's API
 put the opening ``<think>`` into the prompt, so we restore it in ``Generation.text``; then
 ``prompt_distill.task.Task.parse`` reads a thought cut by ``max_tokens`` as unfinished instead of taking a label
 it merely considered.
+
+Over 400 lines: the engine class and the pure pieces it is made of, kept in one module because tests reach them
+here (``running_on_cpu`` is patched on this module) and each is small.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from ..data import read_json_object
 from ..models import resolve_model
-from .base import BatchCallback, Generation, GenerationParams, LabelScores, ScoresCallback
+from .base import BatchCallback, EngineSettings, Generation, GenerationParams, LabelScores, ScoresCallback
 from .vllm_lora import AdapterNotServable, VLLMLoraSettings, vllm_lora_settings
 
 logger = logging.getLogger(__name__)
@@ -305,6 +308,26 @@ class VLLMEngine:
     """
 
     name = "vllm"
+    tokenizer: object
+    max_context_tokens: int | None
+    notes: list[str]
+
+    @classmethod
+    def options(cls, settings: EngineSettings) -> dict:
+        """GPUs, memory share, seed, reasoning parser, and a context sized for the run (``settings.context``): vLLM
+        would otherwise reserve KV cache for the model's whole context."""
+        return {
+            "tensor_parallel_size": settings.tensor_parallel_size,
+            "seed": settings.seed,
+            "reasoning_parser": settings.reasoning_parser,
+            "max_model_len": settings.context() if settings.context else None,
+            "gpu_memory_utilization": settings.gpu_memory_utilization,
+            **({"max_num_seqs": settings.max_num_seqs} if settings.max_num_seqs else {}),
+        }
+
+    @classmethod
+    def describe_loading(cls) -> None:
+        return None  # vLLM logs its own loading
 
     def __init__(
         self,
@@ -327,6 +350,7 @@ class VLLMEngine:
                            f"{reasoning_parser!r} is not used (a constrained answer binds from the first token).")
             reasoning_parser = None
         self.reasoning_parser = reasoning_parser
+        self.notes = []
         self.max_in_flight = max_in_flight
         self.refill = True
         on_cpu = running_on_cpu()
@@ -354,6 +378,24 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         # The context create_data checks each prompt against (vLLM refuses a prompt longer than max_model_len).
         self.max_context_tokens = self.llm.llm_engine.model_config.max_model_len
+
+    def describe(self) -> str:
+        return "vllm with the LoRA adapter" if self.lora else "vllm, base model without adapter"
+
+    def close(self) -> None:
+        """vLLM 0.33's ``LLM`` has no close(). Its engine core (the scheduler and the model's workers, in a child
+        process by default) is stopped by ``llm.llm_engine.engine_core.shutdown()`` (v1/engine/core_client.py),
+        which frees the weights, LoRA buffers and KV cache it held; ``cleanup_dist_env_and_memory()``
+        (distributed/parallel_state.py, what vLLM's own tests call between engines) then destroys this process's
+        model-parallel groups and empties the allocator caches."""
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+        cleanup_dist_env_and_memory()
 
     def count_prompt_tokens(self, chat: list[dict], params: GenerationParams) -> int:
         return count_chat_tokens(self.tokenizer, chat, params)

@@ -19,16 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import read_json_object
-from ..errors import PromptDistillError
+from .base import AdapterNotServable
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "adapter_model.pt")
 # The fused expert tensors PEFT adapts as parameters; vLLM loads exactly this pair per MoE layer.
 FUSED_EXPERT_TENSORS = ("experts.gate_up_proj", "experts.down_proj")
-
-
-class AdapterNotServable(PromptDistillError, ValueError):
-    """A valid adapter that vLLM 0.33 cannot serve; the message says why. Serve a merged model instead."""
 
 
 @dataclass(frozen=True)

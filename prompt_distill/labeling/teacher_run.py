@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 
-from .. import gpus
+from .. import engines
 from ..data import read_sentences
-from ..engines import BackendError, choose_backend, make_engine
-from ..models import DEFAULT_CPU_MODEL, default_device, is_embedded, load_config, load_tokenizer
+from ..engines import BackendError, EngineSettings, choose_backend, engine_class, engine_spec, registry
+from ..models import DEFAULT_CPU_MODEL, is_embedded, load_config, load_tokenizer
 from ..preflight import PreflightError, check_flag_ranges
 from ..task import load_task
 from .config import CPU_MAX_TOKENS, GPU_MAX_TOKENS, CreateDataConfig
@@ -25,24 +25,19 @@ from .summary import LabelingSummary
 
 logger = logging.getLogger(__name__)
 
-# vLLM: a strong teacher answers in the asked format, and a free answer keeps its disagreements visible;
-# transformers (a small CPU model that cannot follow a long prompt): score the labels so that it always yields one.
-DEFAULT_CONSTRAINED = {"vllm": False, "transformers": True}
-
 
 class LabelingInterrupted(KeyboardInterrupt):
     """Ctrl-C during ``run``; its message says what is on disk and the command that resumes."""
 
 
 def default_max_tokens(backend: str) -> int:
-    if backend == "vllm":
-        return GPU_MAX_TOKENS
-    return GPU_MAX_TOKENS if gpus.cuda_available() else CPU_MAX_TOKENS
+    return GPU_MAX_TOKENS if engine_spec(backend).on_gpu() else CPU_MAX_TOKENS
 
 
-def vllm_max_model_len(config: CreateDataConfig, task, labeling: LabelingConfig) -> int:
-    """--max_model_len, or what this process's sentences need. Without it vLLM takes the model's whole context
-    (262,144 tokens for the Qwen3 teacher), whose KV cache does not fit beside the weights on one 80 GB GPU."""
+def run_context_length(config: CreateDataConfig, task, labeling: LabelingConfig) -> int:
+    """--max_model_len, or what this process's sentences need; asked by an engine that bounds its context (vLLM).
+    Without it vLLM takes the model's whole context (262,144 tokens for the Qwen3 teacher), whose KV cache does not
+    fit beside the weights on one 80 GB GPU."""
     if config.max_model_len is not None:
         logger.info(f"vLLM max_model_len {config.max_model_len:,} (--max_model_len)")
         return config.max_model_len
@@ -57,41 +52,39 @@ def vllm_max_model_len(config: CreateDataConfig, task, labeling: LabelingConfig)
 
 
 def engine_options(config: CreateDataConfig, backend: str, task=None, labeling: LabelingConfig | None = None) -> dict:
-    """The engine's keyword arguments; with ``task`` and ``labeling``, vLLM's context is sized for the run."""
-    if backend == "vllm":
-        return {
-            "tensor_parallel_size": config.tensor_parallel_size,
-            "seed": config.seed,
-            "reasoning_parser": None if config.reasoning_parser == "none" else config.reasoning_parser,
-            "max_model_len": config.max_model_len if labeling is None else vllm_max_model_len(config, task, labeling),
-            "gpu_memory_utilization": config.gpu_memory_utilization,
-            **({"max_num_seqs": config.max_num_seqs} if config.max_num_seqs else {}),
-        }
-    return {"batch_size": config.batch_size}
+    """The engine's keyword arguments; with ``task`` and ``labeling``, a bounded context is sized for the run."""
+    context = (lambda: config.max_model_len) if labeling is None else (
+        lambda: run_context_length(config, task, labeling))
+    settings = EngineSettings(
+        batch_size=config.batch_size, seed=config.seed,
+        reasoning_parser=None if config.reasoning_parser == "none" else config.reasoning_parser, context=context,
+        tensor_parallel_size=config.tensor_parallel_size, gpu_memory_utilization=config.gpu_memory_utilization,
+        max_num_seqs=config.max_num_seqs)
+    return engine_class(backend).options(settings)
 
 
 def cpu_refusal(config: CreateDataConfig, backend: str) -> str | None:
     """--backend auto on a machine without CUDA picks transformers: with a model that is not the small embedded
     one (the 30B default teacher), that would load tens of GB onto the CPU and label for days. Say so instead."""
-    if config.backend != "auto" or backend != "transformers" or is_embedded(config.model_name):
+    if config.backend != "auto" or is_embedded(config.model_name) or engine_spec(backend).on_gpu():
         return None
-    if gpus.cuda_available():
-        return None
-    return (f"--backend auto found no CUDA GPU, so it would load {config.model_name} with transformers on the CPU. "
+    return (f"--backend auto found no CUDA GPU, so it would load {config.model_name} with {backend} on the CPU. "
             f"For the CPU demo pass --model_name {DEFAULT_CPU_MODEL}; to really run this model on the CPU pass "
-            "--backend transformers.")
+            f"--backend {backend}.")
 
 
 def make_teacher(config: CreateDataConfig, backend: str, task, labeling: LabelingConfig):
-    if backend == "transformers":
-        logger.info(f"Loading the teacher {config.model_name} with transformers on {default_device()}.")
-    return make_engine(backend, config.model_name, **engine_options(config, backend, task, labeling))
+    where = engine_class(backend).describe_loading()
+    if where:
+        logger.info(f"Loading the teacher {config.model_name} with {where}.")
+    return engines.make_engine(backend, config.model_name, **engine_options(config, backend, task, labeling))
 
 
 def context_tokens(config: CreateDataConfig, backend: str) -> int | None:
     """The context the teacher will have, read without loading it (a too_long sentence is redone if it grew)."""
-    if backend == "vllm" and config.max_model_len is not None:
-        return config.max_model_len
+    flag = engine_spec(backend).context_flag
+    if flag and getattr(config, flag, None) is not None:
+        return getattr(config, flag)
     return model_context_limit(load_config(config.model_name))
 
 
@@ -110,13 +103,17 @@ def check_flags(config: CreateDataConfig) -> None:
 
 def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
     """What the flags leave open, settled for this backend and shard."""
-    constrained = (DEFAULT_CONSTRAINED[backend] if config.constrained_answer == "auto"
+    spec = engine_spec(backend)
+    # A strong teacher (vLLM) answers in the asked format, and a free answer keeps its disagreements visible; a
+    # small CPU model (transformers) cannot follow a long prompt, so scoring the labels makes it always yield one.
+    constrained = (spec.constrained_by_default if config.constrained_answer == "auto"
                    else config.constrained_answer == "on")
     max_tokens = default_max_tokens(backend) if config.max_tokens is None else config.max_tokens
-    scores_only = backend == "transformers" and constrained
+    scores_only = spec.scores_labels and constrained
     if max_tokens < (0 if scores_only else 1):
+        scorers = " or ".join(f"--backend {scorer.name}" for scorer in registry.with_capability("scores_labels"))
         raise PreflightError(f"--max_tokens {max_tokens}: the teacher needs at least 1 token to answer (0 works only "
-                         "with --backend transformers and --constrained_answer on, which scores the labels).")
+                             f"with {scorers} and --constrained_answer on, which scores the labels).")
     return LabelingConfig(
         input_file=config.input_file,
         output_file=str(shard_output_path(config.output_file, config.shard_index, config.num_shards)),

@@ -1,14 +1,16 @@
-"""The engine that runs the student: vLLM with the LoRA adapter, or the merged model when vLLM cannot serve the
-adapter (said, with the reason), or transformers + PEFT with batched left-padded generation."""
+"""The engine that runs the student: the chosen engine with the LoRA adapter (vLLM's LoRA, or transformers + PEFT
+with batched left-padded generation), or the merged model when the engine cannot serve the adapter (said, with
+the reason)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ..engines import make_engine, select_backend
-from ..engines.vllm_lora import AdapterNotServable
+from .. import engines
+from ..engines import EngineSettings, engine_class, engine_spec, select_backend
+from ..engines.base import AdapterNotServable
 from ..models import load_causal_lm, load_tokenizer
 from .check import Student
 
@@ -52,32 +54,28 @@ def student_max_model_len(student: Student) -> int:
 
 
 def build_student_engine(backend: str, student: Student, batch_size: int, *, merge_adapter: bool = False,
-                         **vllm_options) -> StudentEngine:
-    """``vllm_options``: more ``vllm.LLM`` arguments (the benchmark shares a GPU between teacher and student).
-    ``merge_adapter`` (transformers): fold the LoRA adapter into the weights in memory, so a forward pass costs
-    what the bare merged model costs; where PEFT cannot merge it, the adapter layers stay and that is logged."""
+                         **more) -> StudentEngine:
+    """``more``: ``EngineSettings`` fields (the benchmark shares the GPUs between teacher and student:
+    ``tensor_parallel_size``, ``gpu_memory_utilization``); any other keyword goes to the engine as it is (a test's
+    ``dtype`` for vLLM). ``merge_adapter``: fold the LoRA adapter into the weights in memory where the engine can
+    (transformers), so a forward pass costs what the bare merged model costs; where PEFT cannot merge it, the
+    adapter layers stay and that is logged. An engine that cannot serve the adapter (``AdapterNotServable``)
+    serves the merged model instead."""
     chosen = select_backend(backend)
-    if chosen == "transformers":
-        engine = make_engine(chosen, student.base_model, adapter_path=student.adapter_path, batch_size=batch_size,
-                             merge_adapter=merge_adapter)
-        for note in engine.notes:
-            logger.info(f"[student] {note}")
-        adapter = "without adapter"
-        if student.adapter_path:
-            merged = merge_adapter and not engine.notes
-            adapter = "with the LoRA adapter " + ("merged into the weights" if merged else "(PEFT)")
-        return StudentEngine(engine, f"transformers on {engine.device}, batch size {batch_size}, {adapter}")
-    max_model_len = student_max_model_len(student)
-    if student.adapter_path is None:
-        engine = make_engine(chosen, student.base_model, max_model_len=max_model_len, **vllm_options)
-        return StudentEngine(engine, "vllm, base model without adapter")
+    known = {field.name for field in fields(EngineSettings)}
+    settings = EngineSettings(batch_size=batch_size, merge_adapter=merge_adapter,
+                              context=lambda: student_max_model_len(student),
+                              **{name: value for name, value in more.items() if name in known})
+    options = {**engine_class(chosen).options(settings),
+               **{name: value for name, value in more.items() if name not in known}}
     try:
-        engine = make_engine(chosen, student.base_model, adapter_path=student.adapter_path,
-                             max_model_len=max_model_len, **vllm_options)
-        return StudentEngine(engine, "vllm with the LoRA adapter")
+        engine = engines.make_engine(chosen, student.base_model, adapter_path=student.adapter_path, **options)
     except AdapterNotServable as why:
         logger.info(f"[student] {why}")
         merged = merged_model_dir(student)
-        logger.info(f"[student] Serving the merged model {merged} with vLLM instead.")
-        engine = make_engine(chosen, str(merged), max_model_len=max_model_len, **vllm_options)
-        return StudentEngine(engine, f"vllm, merged model {merged} (adapter not servable: {why})")
+        logger.info(f"[student] Serving the merged model {merged} with {engine_spec(chosen).label} instead.")
+        engine = engines.make_engine(chosen, str(merged), **options)
+        return StudentEngine(engine, f"{chosen}, merged model {merged} (adapter not servable: {why})")
+    for note in engine.notes:
+        logger.info(f"[student] {note}")
+    return StudentEngine(engine, engine.describe())

@@ -14,6 +14,7 @@ import pytest
 vllm = pytest.importorskip("vllm")
 
 import prompt_distill.benchmark.run as benchmark_run  # noqa: E402
+from prompt_distill import engines  # noqa: E402
 from prompt_distill.benchmark.config import BenchmarkConfig  # noqa: E402
 from prompt_distill.benchmark.measure import Thinking, choose_thinking, teacher_params  # noqa: E402
 from prompt_distill.cli import parse_config  # noqa: E402
@@ -61,7 +62,8 @@ def test_teacher_engine_args(tiny_moe_dir, moe_adapter_dir, monkeypatch):
 def test_student_engine_args_serve_the_adapter(tiny_moe_dir, moe_adapter_dir, monkeypatch):
     built = []
     teacher = SimpleNamespace(count_prompt_tokens=lambda chat, params: 6000)
-    monkeypatch.setattr(benchmark_run, "make_engine", lambda *a, **k: built.append((a, k)) or teacher)
+    real = engines.make_engine  # the teacher (built first) is a stand-in; the student's engine is the real one
+    monkeypatch.setattr(engines, "make_engine", lambda *a, **k: real(*a, **k) if built else built.append((a, k)) or teacher)
     args = parse("--teacher_model", str(tiny_moe_dir), "--model_path", str(moe_adapter_dir),
                  "--tensor_parallel_size", "2", "--gpu_memory_utilization", "0.4")
     student = engine_args(args, monkeypatch)

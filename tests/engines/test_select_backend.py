@@ -21,7 +21,6 @@ import evaluate
 import predict
 from prompt_distill import engines
 from prompt_distill.engines import select_backend
-from prompt_distill.labeling import teacher_run
 from tests.test_user_files import one_error_line
 
 STAND_IN = '__version__ = "0.33.0"\n'
@@ -86,7 +85,7 @@ def test_create_data_reaches_the_vllm_engine_with_cuda_untouched(tmp_path, monke
         built.append((backend, options["tensor_parallel_size"], list(cuda_calls)))
         raise StopAtTheEngine
 
-    monkeypatch.setattr(teacher_run, "make_engine", make_engine)
+    monkeypatch.setattr(engines, "make_engine", make_engine)
     with pytest.raises(StopAtTheEngine):
         create_data.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl"),
                           "--max_model_len", "4096", "--tensor_parallel_size", "2"])

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 import create_data
+from prompt_distill import engines
 from prompt_distill.data import iter_jsonl
 from prompt_distill.engines import BackendChoice
 from prompt_distill.engines.base import Generation
@@ -62,7 +63,7 @@ def run_create_data(tmp_path, monkeypatch, capsys, model_dir, *flags):
         return ScriptedEngine()
 
     monkeypatch.setattr(teacher_run, "choose_backend", lambda name, tensor_parallel_size: BackendChoice("vllm", "test"))
-    monkeypatch.setattr(teacher_run, "make_engine", make_engine)
+    monkeypatch.setattr(engines, "make_engine", make_engine)
     code = create_data.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl"),
                              "--model_name", str(model_dir), *flags])
     assert code == 0, capsys.readouterr().err

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import create_data
+from prompt_distill import engines
 from prompt_distill.cli import parse_config
 from prompt_distill.data import iter_jsonl, read_training_file
 from prompt_distill.engines import make_engine, select_backend
@@ -57,8 +58,6 @@ def test_counts_must_be_positive(tmp_path, capsys):
 def test_backend_selection(monkeypatch):
     import importlib.util
 
-    from prompt_distill import engines
-
     assert select_backend("transformers") == "transformers"
     with pytest.raises(ValueError, match="backend"):
         select_backend("tensorrt")
@@ -68,7 +67,7 @@ def test_backend_selection(monkeypatch):
     # tests/engines/test_select_backend.py does it at torch's own CUDA entry points.
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else real_find_spec(name))
-    monkeypatch.setattr(engines, "_import_vllm", lambda: ("0.33.0", None))
+    monkeypatch.setattr(engines.registry, "import_package", lambda package: ("0.33.0", None))
     assert select_backend("vllm") == "vllm"
     monkeypatch.setattr(engines.gpus, "cuda_device_count", lambda: 8)
     assert select_backend("auto") == "vllm"
@@ -162,7 +161,7 @@ def test_the_default_teacher_on_a_machine_without_cuda_is_refused_before_any_mod
     def no_model(*args, **kwargs):
         raise AssertionError("nothing may load before the refusal")
 
-    monkeypatch.setattr(teacher_run, "make_engine", no_model)
+    monkeypatch.setattr(engines, "make_engine", no_model)
     monkeypatch.setattr(teacher_run, "load_config", no_model)
     code = create_data.main(["--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl")])
     error = one_error_line(capsys)

@@ -29,7 +29,7 @@ def build_parser():
 
 
 def main(argv=None) -> int:
-    (config,) = build_parser().parse_args_and_config(argv)
+    (config,) = build_parser().parse_flags(argv)
     setup_logging()
     try:
         summary = run(config)

@@ -68,6 +68,17 @@ def make_parser(config_classes, description: str | None = None):
                 target = self if name is None else groups[name]
                 self._parse_dataclass_field(target, _without_group(field))
 
+        def parse_flags(self, argv=None) -> tuple:
+            """One config per dataclass, from the command line and ``--config``; an unknown flag or YAML key is
+            argparse's one line and exit 2 (HfArgumentParser would raise a ValueError with a traceback)."""
+            *configs, from_file, unknown = self.parse_args_and_config(argv, return_remaining_strings=True,
+                                                                      separate_remaining_strings=True)
+            if unknown:
+                self.error(f"unrecognized arguments: {' '.join(unknown)}")
+            if from_file:
+                self.error(f"--config: unknown flags {' '.join(from_file)}")
+            return tuple(configs)
+
     classes = list(config_classes) if isinstance(config_classes, (list, tuple)) else [config_classes]
     parser = GroupedParser(classes, description=description, formatter_class=DefaultsOnceFormatter)
     # TRL reads --config itself before parsing (parse_args_and_config); listed here, first, so that --help shows it.
@@ -89,13 +100,7 @@ def make_parser(config_classes, description: str | None = None):
 def parse_config(config_class, argv=None, description: str | None = None):
     """The script's config from its command line (and ``--config file.yaml``); argparse's one line and exit 2 on
     an unknown flag or a value of the wrong type."""
-    parser = make_parser(config_class, description)
-    config, from_file, unknown = parser.parse_args_and_config(argv, return_remaining_strings=True,
-                                                               separate_remaining_strings=True)
-    if unknown:  # HfArgumentParser raises a ValueError here; argparse's own one line is what a user should see
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if from_file:
-        parser.error(f"--config: unknown flags {' '.join(from_file)}")
+    (config,) = make_parser(config_class, description).parse_flags(argv)
     return config
 
 

@@ -68,3 +68,20 @@ def test_log_lines_reach_stdout_on_the_main_process_only(capsys):
     setup_logging(main_process=True)
     logger.info("from rank 0")
     assert capsys.readouterr().out == "from rank 0\n"
+
+
+@pytest.mark.parametrize("script", ["create_data", "train_sft_trl", "evaluate", "benchmark", "predict"])
+def test_every_script_refuses_a_mistyped_flag_and_an_unknown_yaml_key_in_one_line(script, tmp_path, capsys):
+    main = importlib.import_module(script).main
+    required = ["--model_path", "adapter"] if script == "predict" else []
+    with pytest.raises(SystemExit) as stopped:
+        main([*required, "--lerning_rate", "1e-4"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith("unrecognized arguments: --lerning_rate 1e-4") and "Traceback" not in err
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("lerning_rate: 0.0001\n")
+    with pytest.raises(SystemExit) as stopped:
+        main([*required, "--config", str(config_file)])
+    assert stopped.value.code == 2
+    assert "lerning_rate" in capsys.readouterr().err.splitlines()[-1]

@@ -205,7 +205,7 @@ def parser():
 
 def parse_job(argv=None) -> TrainingJob:
     """The job from train_sft_trl.py's command line (and ``--config``): argparse's one line and exit 2 on a bad flag."""
-    return TrainingJob.from_args(parser().parse_args_and_config(argv))
+    return TrainingJob.from_args(parser().parse_flags(argv))
 
 
 @dataclass(frozen=True)

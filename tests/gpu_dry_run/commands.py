@@ -1,7 +1,7 @@
 """The documented GPU commands, read from where users read them (not a test module).
 
-README.md: every ```bash block right after a ``<!-- gpu-dry-run: gpus=N -->`` line is a sequence of commands for an
-N-GPU machine. The shell scripts (and the FSDP config): the example lines of their header comment, written
+README.md and docs/*.md: every ```bash block right after a ``<!-- gpu-dry-run: gpus=N -->`` line is a sequence of
+commands for an N-GPU machine. The shell scripts (and the FSDP config): the example lines of their header comment, written
 ``#   COMMAND`` (three spaces), with ``\\`` continuations; a trailing ``# comment`` stays, bash ignores it.
 """
 
@@ -41,17 +41,23 @@ def join_lines(lines: list[str]) -> list[str]:
     return commands
 
 
+def documented_blocks() -> list[Block]:
+    """The marked blocks of README.md, then of every docs/ page."""
+    return [block for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))] for block in readme_blocks(path)]
+
+
 def readme_blocks(path: Path = REPO / "README.md") -> list[Block]:
     lines = path.read_text("utf-8").splitlines()
+    name = path.relative_to(REPO).as_posix()
     blocks = []
     for number, line in enumerate(lines):
         found = MARKER.search(line)
         if not found:
             continue
         start = number + 1
-        assert lines[start].strip() == "```bash", f"{path.name}:{start + 1}: the marker must precede a ```bash block"
+        assert lines[start].strip() == "```bash", f"{name}:{start + 1}: the marker must precede a ```bash block"
         end = next(i for i in range(start + 1, len(lines)) if lines[i].strip() == "```")
-        blocks.append(Block(f"{path.name}:{start + 2}", int(found.group(1)), tuple(join_lines(lines[start + 1:end]))))
+        blocks.append(Block(f"{name}:{start + 2}", int(found.group(1)), tuple(join_lines(lines[start + 1:end]))))
     return blocks
 
 

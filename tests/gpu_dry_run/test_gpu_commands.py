@@ -1,7 +1,7 @@
 """The dry-run lane: every documented GPU command runs as written on a fake 1-GPU or 8-GPU box and gets through
 its argument parsing and pre-flight checks to the point where it would load a model (see standin_python.py).
 
-A README block or a script header whose command would be refused on the machine it is written for fails here,
+A README or docs/ block, or a script header, whose command would be refused on the machine it is written for fails here,
 with the command, its exit code and its output.
 """
 
@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from tests.gpu_dry_run.commands import HEADERS, Block, header_commands, readme_blocks
+from tests.gpu_dry_run.commands import HEADERS, Block, documented_blocks, header_commands, readme_blocks
 from tests.gpu_dry_run.standin_python import STOPPED
 from tests.gpu_dry_run.world import make_world
 
@@ -40,8 +40,8 @@ def test_the_readme_has_a_one_gpu_and_an_eight_gpu_block():
     assert {block.gpus for block in readme_blocks()} >= {1, 8}
 
 
-@pytest.mark.parametrize("block", readme_blocks(), ids=lambda block: f"{block.source}-{block.gpus}gpu")
-def test_readme_gpu_block_runs_on_its_machine(block, tmp_path):
+@pytest.mark.parametrize("block", documented_blocks(), ids=lambda block: f"{block.source}-{block.gpus}gpu")
+def test_documented_gpu_block_runs_on_its_machine(block, tmp_path):
     failures = run_block(block, tmp_path)
     assert not failures, f"{block.source} ({block.gpus} GPUs):\n\n" + "\n\n".join(failures)
 

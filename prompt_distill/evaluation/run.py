@@ -21,9 +21,10 @@ from ..duplicates import distinct_sentences
 from ..engines import choose_backend
 from ..engines.base import GenerationParams, LabelScores
 from ..labeling.run_files import check_output_path
-from ..student.check import check_training_match, resolve_student
+from ..student.check import check_training_match, resolve_student, student_task
 from ..student.engine import build_student_engine
 from ..task import Task, load_task
+from ..task_source import describe
 from .cascade import check_settings
 from .config import DEFAULT_MODEL_PATH as DEFAULT_MODEL_PATH  # re-exported: benchmark/ and scripts/ import these
 from .config import DEFAULT_TEST_FILE as DEFAULT_TEST_FILE
@@ -208,12 +209,11 @@ def check_answer_settings(config: EvaluationConfig) -> None:
 
 def run(config: EvaluationConfig) -> dict:
     """The evaluation evaluate.py runs: the report printed, the results JSON and PNGs written, the results returned."""
-    task = load_task(config.prompt_file, config.labels)
     if config.output_file.lower() != "none":
         check_output_path(config.output_file, "--output_file")  # before the model runs, not after
     if config.predictions_file:
         check_settings(config.defer_below, config.target_accuracy)
-        return rescore(config, task)
+        return rescore(config, load_task(config.prompt_file, config.labels))
     if config.max_samples is not None and config.max_samples < 1:
         raise EvaluationError("--max_samples must be at least 1.")
     check_answer_settings(config)
@@ -221,6 +221,9 @@ def run(config: EvaluationConfig) -> dict:
         config = replace(config, max_tokens=STUDENT_MAX_TOKENS)
     choice = choose_backend(config.backend)  # pre-flight: before the student's base model is resolved; said below
     student = resolve_student(config.model_path, config.base_model, config.no_adapter)
+    # The adapter's own task (its run record), checked against --labels/--prompt_file; the flags for a base model.
+    task = student_task(student, config.prompt_file, config.labels)
+    logger.info(f"[evaluate] Task: {describe(task)}")
     predictions, reference, split_info, notes = select_predictions(config, task)
     if getattr(config, "baseline", None):  # checked before the model runs, not after
         if reference != "gold" or not config.teacher_file:

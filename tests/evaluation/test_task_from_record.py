@@ -49,3 +49,18 @@ def test_another_prompt_is_refused_naming_both(triage_adapter, triage_test_file,
                           "--prompt_file", str(other), "--output_file", "none"])
     line = one_error_line(capsys)
     assert code == 2 and str(other) in line and TRIAGE_PROMPT in line and triage_task().fingerprint() in line
+
+
+def test_the_teacher_file_defaults_to_the_adapters_training_data(smollm2_dir, tmp_path):
+    from tests.task_runs import label_triage_data
+
+    data = label_triage_data(tmp_path / "data", count=60).training
+    adapter = make_adapter(tmp_path / "adapter", smollm2_dir, data_file=data, task=task_entry(triage_task()))
+    held_out = [pair for pair in triage_gold(60) if in_split(pair[0], "eval", 0.2, 0)][:3]
+    test_file = write_test_file(tmp_path / "test", held_out, gold=False)  # no gold: graded against the teacher
+    output = tmp_path / "results.json"
+    code = evaluate.main(["--model_path", str(adapter), "--test_file", str(test_file), "--backend", "transformers",
+                          "--output_file", str(output)])
+    assert code == 0
+    results = json.loads(output.read_text("utf-8"))
+    assert results["teacher_file"] == str(data) and results["reference"] == "teacher"

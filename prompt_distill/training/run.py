@@ -19,9 +19,9 @@ from trl import SFTConfig
 from ..cli import is_main_process
 from ..data import DataError
 from ..duplicates import repeats_dropped_note
+from ..labeling.run_files import RunFiles, read_header
 from ..models import default_dtype, load_tokenizer, resolve_model
 from ..student_framing import choose_framing
-from ..labeling.run_files import RunFiles, read_header
 from ..task_source import TASK_KEY, describe, resolve_task
 from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order

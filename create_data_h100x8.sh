@@ -8,7 +8,16 @@
 #   bash create_data_h100x8.sh
 #   bash create_data_h100x8.sh --input_file my.txt --output_file data/my.jsonl --tensor_parallel_size 4
 #   INPUT=my.txt OUTPUT=data/my.jsonl MODEL=Qwen/Qwen3-30B-A3B-Thinking-2507 TP=4 bash create_data_h100x8.sh
+#   RUN_NAME=triage PROMPT_FILE=example-data/feedback_triage/prompt.md LABELS=example-data/feedback_triage/labels.txt \
+#       INPUT=example-data/feedback_triage/sentences.txt MAX_TOKENS=8192 bash create_data_h100x8.sh
 #
+# Your own task: PROMPT_FILE (the teacher's prompt, asking for "Final Answer: <label>") and LABELS (a,b,c or a
+# file with one label per line); LABELS without PROMPT_FILE is refused (the built-in prompt asks for language
+# codes). They are given here once: the output's run header (data/NAME.run.json) records them, and training,
+# evaluation and the benchmark take them from there. RUN_NAME names the output data/${RUN_NAME}.jsonl (OUTPUT or
+# --output_file still win); `RUN_NAME=triage bash train_trl.sh` then trains on it into models/triage. MAX_TOKENS:
+# tokens per answer, thought included (default: create_data.py's). WANDB_PROJECT is train_trl.sh's: labelling
+# logs no wandb run.
 # Any other flag goes to both create_data.py processes (e.g. --max_samples 100, --max_tokens 8192).
 # The GPUs (CUDA_VISIBLE_DEVICES's list if set, else those `nvidia-smi -L` lists, else 0-7) are split into groups
 # of TP, one process per group: TP=4 on 8 GPUs runs "0,1,2,3 4,5,6,7", TP=8 one process, TP=1 on 1 GPU "0".
@@ -21,7 +30,12 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 INPUT="${INPUT:-./example-data/multilingual.txt}"
-OUTPUT="${OUTPUT:-./data/prompt_distillation_lang.jsonl}"
+RUN_NAME="${RUN_NAME:-}"                 # names the output data/$RUN_NAME.jsonl; empty: the default output below
+if [ -n "$RUN_NAME" ]; then DEFAULT_OUTPUT="./data/$RUN_NAME.jsonl"; else DEFAULT_OUTPUT=./data/prompt_distillation_lang.jsonl; fi
+OUTPUT="${OUTPUT:-$DEFAULT_OUTPUT}"
+PROMPT_FILE="${PROMPT_FILE:-}"           # the teacher's prompt of your task; empty: the built-in language-ID prompt
+LABELS="${LABELS:-}"                     # your labels (a,b,c or a file); empty: the language codes
+MAX_TOKENS="${MAX_TOKENS:-}"             # tokens per answer, thought included; empty: create_data.py's default
 MODEL="${MODEL:-Qwen/Qwen3-30B-A3B-Thinking-2507}"
 TP="${TP:-4}"
 TEMPERATURE="${TEMPERATURE:-0.15}"
@@ -59,6 +73,11 @@ fail() {
   exit 2
 }
 
+[[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]*$ ]] || fail "RUN_NAME must be a name (letters, digits, '.', '_', '-'), got '$RUN_NAME'"
+task=()  # the task and the token budget, given to create_data.py only when set
+if [ -n "$PROMPT_FILE" ]; then task+=(--prompt_file "$PROMPT_FILE"); fi
+if [ -n "$LABELS" ]; then task+=(--labels "$LABELS"); fi
+if [ -n "$MAX_TOKENS" ]; then task+=(--max_tokens "$MAX_TOKENS"); fi
 [[ "$TP" =~ ^[1-9][0-9]*$ ]] || fail "the tensor parallel size (TP or --tensor_parallel_size) must be a positive integer, got '$TP'"
 if [ -z "$GPU_GROUPS" ]; then
   if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
@@ -131,7 +150,7 @@ for k in "${!groups[@]}"; do
   CUDA_VISIBLE_DEVICES="${groups[$k]}" "$PYTHON" "$HERE/create_data.py" \
     --input_file "$INPUT" --output_file "$OUTPUT" --model_name "$MODEL" \
     --tensor_parallel_size "$TP" --temperature "$TEMPERATURE" \
-    --shard_index "$k" --num_shards "$num_shards" ${extra[@]+"${extra[@]}"} >"$log" 2>&1 &
+    --shard_index "$k" --num_shards "$num_shards" ${task[@]+"${task[@]}"} ${extra[@]+"${extra[@]}"} >"$log" 2>&1 &
   pids+=("$!")
   logs+=("$log")
   echo "shard $k of $num_shards: GPUs ${groups[$k]}, pid $!, log $log"

@@ -6,6 +6,16 @@
 #   bash create_data_slurm.sh submit
 #   NUM_SHARDS=8 TP=4 EXTRA_SBATCH_ARGS="--partition=gpu --time=12:00:00" bash create_data_slurm.sh submit \
 #       --input_file queries.txt --output_file /shared/data/queries.jsonl
+#   RUN_NAME=triage PROMPT_FILE=example-data/feedback_triage/prompt.md LABELS=example-data/feedback_triage/labels.txt \
+#       INPUT=example-data/feedback_triage/sentences.txt MAX_TOKENS=8192 bash create_data_slurm.sh submit
+#
+# Your own task: PROMPT_FILE (the teacher's prompt, asking for "Final Answer: <label>") and LABELS (a,b,c or a
+# file with one label per line); LABELS without PROMPT_FILE is refused (the built-in prompt asks for language
+# codes). They are given here once: the output's run header (NAME.run.json) records them, and training,
+# evaluation and the benchmark take them from there. RUN_NAME names the output data/${RUN_NAME}.jsonl (OUTPUT or
+# --output_file still win); `RUN_NAME=triage bash train_trl.sh` trains on it into models/triage. MAX_TOKENS:
+# tokens per answer, thought included (default: create_data.py's). WANDB_PROJECT is train_trl.sh's: labelling
+# logs no wandb run.
 #
 # Every path must be on a filesystem that all nodes share: the input, the output folder (each shard writes
 # NAME.shard-k-of-K.jsonl and its sidecar there, and the merge reads them back) and this repository.
@@ -25,7 +35,12 @@ set -euo pipefail
 
 HERE="${PROMPT_DISTILL_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}"
 INPUT="${INPUT:-./example-data/multilingual.txt}"
-OUTPUT="${OUTPUT:-./data/prompt_distillation_lang.jsonl}"
+RUN_NAME="${RUN_NAME:-}"               # names the output data/$RUN_NAME.jsonl; empty: the default output below
+if [ -n "$RUN_NAME" ]; then DEFAULT_OUTPUT="./data/$RUN_NAME.jsonl"; else DEFAULT_OUTPUT=./data/prompt_distillation_lang.jsonl; fi
+OUTPUT="${OUTPUT:-$DEFAULT_OUTPUT}"
+PROMPT_FILE="${PROMPT_FILE:-}"         # the teacher's prompt of your task; empty: the built-in language-ID prompt
+LABELS="${LABELS:-}"                   # your labels (a,b,c or a file); empty: the language codes
+MAX_TOKENS="${MAX_TOKENS:-}"           # tokens per answer, thought included; empty: create_data.py's default
 MODEL="${MODEL:-Qwen/Qwen3-30B-A3B-Thinking-2507}"
 NUM_SHARDS="${NUM_SHARDS:-4}"          # array tasks, one node each
 TP="${TP:-4}"                          # GPUs per node, one vLLM instance over all of them
@@ -41,6 +56,7 @@ fail() {
   exit 2
 }
 
+[[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]*$ ]] || fail "RUN_NAME must be a name (letters, digits, '.', '_', '-'), got '$RUN_NAME'"
 [[ "$NUM_SHARDS" =~ ^[1-9][0-9]*$ ]] || fail "NUM_SHARDS must be a positive integer, got '$NUM_SHARDS'"
 [[ "$TP" =~ ^[1-9][0-9]*$ ]] || fail "TP must be a positive integer, got '$TP'"
 
@@ -82,7 +98,7 @@ submit() {
   done
   mkdir -p "$LOG_DIR" "$(dirname "$OUTPUT")"
   # The jobs see this environment (--export ALL); the script itself runs from a copy in Slurm's spool folder.
-  export PROMPT_DISTILL_REPO="$HERE" INPUT OUTPUT MODEL NUM_SHARDS TP TEMPERATURE PYTHON
+  export PROMPT_DISTILL_REPO="$HERE" INPUT OUTPUT MODEL NUM_SHARDS TP TEMPERATURE PYTHON PROMPT_FILE LABELS MAX_TOKENS
 
   local array="0-$((NUM_SHARDS - 1))${MAX_PARALLEL:+%$MAX_PARALLEL}"
   local label_job merge_job
@@ -110,10 +126,14 @@ label() {
     ((${#visible[@]} >= TP)) || fail "this task has ${#visible[@]} GPU(s) (CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES) but TP=$TP"
     ((${#visible[@]} == TP)) || echo "note: this task has ${#visible[@]} GPUs; vLLM uses $TP of them (TP=$TP)"
   fi
+  local task=()  # the task and the token budget, given to create_data.py only when set
+  if [ -n "$PROMPT_FILE" ]; then task+=(--prompt_file "$PROMPT_FILE"); fi
+  if [ -n "$LABELS" ]; then task+=(--labels "$LABELS"); fi
+  if [ -n "$MAX_TOKENS" ]; then task+=(--max_tokens "$MAX_TOKENS"); fi
   exec "$PYTHON" "$HERE/create_data.py" \
     --input_file "$INPUT" --output_file "$OUTPUT" --model_name "$MODEL" \
     --tensor_parallel_size "$TP" --temperature "$TEMPERATURE" \
-    --shard_index "$SLURM_ARRAY_TASK_ID" --num_shards "$NUM_SHARDS" "$@"
+    --shard_index "$SLURM_ARRAY_TASK_ID" --num_shards "$NUM_SHARDS" ${task[@]+"${task[@]}"} "$@"
 }
 
 merge() {

@@ -6,9 +6,17 @@
 # --per_device_train_batch_size and --gradient_accumulation_steps among them set the two variables below.
 #
 #   NUM_GPUS=4 bash train_trl.sh                                           # 4 GPUs, one machine
+#   RUN_NAME=triage NUM_GPUS=8 WANDB_PROJECT=triage bash train_trl.sh       # data/triage.jsonl -> models/triage
 #   NUM_GPUS=8 ACCELERATE_CONFIG=configs/accelerate_fsdp.yaml bash train_trl.sh   # the base sharded (FSDP)
 #   NUM_GPUS=8 NUM_MACHINES=2 MACHINE_RANK=0 MAIN_PROCESS_IP=10.0.0.1 bash train_trl.sh   # on the main node and
 #   NUM_GPUS=8 NUM_MACHINES=2 MACHINE_RANK=1 MAIN_PROCESS_IP=10.0.0.1 bash train_trl.sh   # on the second, together
+#
+# RUN_NAME names the data it reads, data/${RUN_NAME}.jsonl (as create_data_h100x8.sh and create_data_slurm.sh
+# write it), the adapter folder models/${RUN_NAME} and the wandb run; empty: the defaults below (DATA_FILE and
+# OUTPUT_DIR still win). The labels and the prompt come from the data's run header (data/NAME.run.json), written
+# where they were given once, when labelling; LABELS and PROMPT_FILE here are only for data without a run header
+# (or to check that the data is the task you think: a difference is refused, naming both). WANDB_PROJECT: the wandb
+# project (default: prompt-distillation).
 #
 # The per-device batch defaults to 4, lowered where needed (8 GPUs: 2; 16: 1) so that EXAMPLES_PER_STEP stays 16.
 # Under FSDP each process holds a whole bf16 base in host RAM while loading (~455 GiB on 8 GPUs; docs/training.md).
@@ -25,8 +33,17 @@ MAIN_PROCESS_IP="${MAIN_PROCESS_IP:-}"     # the main machine's address, needed 
 MAIN_PROCESS_PORT="${MAIN_PROCESS_PORT:-29500}"
 ACCELERATE_CONFIG="${ACCELERATE_CONFIG:-}" # e.g. configs/accelerate_fsdp.yaml; empty: plain data parallel
 MODEL_NAME="${MODEL_NAME:-Qwen/Qwen3-30B-A3B-Instruct-2507}"
-DATA_FILE="${DATA_FILE:-./data/prompt_distillation_lang.jsonl}"
-OUTPUT_DIR="${OUTPUT_DIR:-./models/prompt_distillation_trl}"
+RUN_NAME="${RUN_NAME:-}"                   # data/$RUN_NAME.jsonl -> models/$RUN_NAME, wandb run $RUN_NAME
+if [ -n "$RUN_NAME" ]; then
+  DEFAULT_DATA_FILE="./data/$RUN_NAME.jsonl" DEFAULT_OUTPUT_DIR="./models/$RUN_NAME"
+else
+  DEFAULT_DATA_FILE=./data/prompt_distillation_lang.jsonl DEFAULT_OUTPUT_DIR=./models/prompt_distillation_trl
+fi
+DATA_FILE="${DATA_FILE:-$DEFAULT_DATA_FILE}"
+OUTPUT_DIR="${OUTPUT_DIR:-$DEFAULT_OUTPUT_DIR}"
+LABELS="${LABELS:-}"                       # empty: the data's run header gives them
+PROMPT_FILE="${PROMPT_FILE:-}"             # empty: the data's run header gives it
+WANDB_PROJECT="${WANDB_PROJECT:-}"         # empty: prompt-distillation
 
 # Held-out split: evaluate.py recomputes the same split from the same three values.
 SPLIT="${SPLIT:-train}"                 # train | all
@@ -100,6 +117,7 @@ for name in NUM_GPUS NUM_MACHINES EXAMPLES_PER_STEP; do positive "$name"; done
 for name in PER_DEVICE_TRAIN_BATCH_SIZE GRADIENT_ACCUMULATION_STEPS; do
   if [ -n "${!name}" ]; then positive "$name"; fi
 done
+[[ "$RUN_NAME" =~ ^[A-Za-z0-9._-]*$ ]] || fail "RUN_NAME must be a name (letters, digits, '.', '_', '-'), got '$RUN_NAME'"
 processes=$((NUM_GPUS * NUM_MACHINES))
 note=""
 if [ -z "$PER_DEVICE_TRAIN_BATCH_SIZE" ]; then
@@ -141,6 +159,11 @@ fi
 
 PRECISION=()
 if [ "$BF16" != "auto" ]; then PRECISION=(--bf16 "$BF16"); fi
+RUN=()  # the run's name and task, given to train_sft_trl.py only when set
+if [ -n "$RUN_NAME" ]; then RUN+=(--run_name "$RUN_NAME"); fi
+if [ -n "$LABELS" ]; then RUN+=(--labels "$LABELS"); fi
+if [ -n "$PROMPT_FILE" ]; then RUN+=(--prompt_file "$PROMPT_FILE"); fi
+if [ -n "$WANDB_PROJECT" ]; then export WANDB_PROJECT; fi
 
 "${LAUNCH[@]}" train_sft_trl.py \
     --model_name "$MODEL_NAME" \
@@ -171,4 +194,5 @@ if [ "$BF16" != "auto" ]; then PRECISION=(--bf16 "$BF16"); fi
     --save_steps "$SAVE_STEPS" \
     --save_total_limit "$SAVE_TOTAL_LIMIT" \
     --merge "$MERGE" \
+    ${RUN[@]+"${RUN[@]}"} \
     ${passed[@]+"${passed[@]}"}

@@ -56,6 +56,8 @@ class Task:
     system_prompt: str
     label_names: dict[str, str] = field(default_factory=dict)
     name: str = "custom"
+    # Where system_prompt was read from (--prompt_file); None for the built-in prompt. Recorded, not compared.
+    prompt_file: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
         if len(self.labels) < 2:
@@ -177,20 +179,29 @@ def load_task(prompt_file: str | None = None, labels: str | None = None) -> Task
     base = language_task()
     if prompt_file is None and labels is None:
         return base
-    system_prompt = base.system_prompt
-    if prompt_file is not None:
-        path = Path(prompt_file)
-        if not path.is_file():
-            raise TaskError(f"--prompt_file {prompt_file}: no such file.")
-        system_prompt = read_text(path)
-        if ANSWER_PREFIX.lower() not in system_prompt.lower():
-            raise TaskError(
-                f"--prompt_file {prompt_file} never mentions '{ANSWER_PREFIX}'. The answer parser reads the last "
-                f"'{ANSWER_PREFIX} <label>' line, so the prompt must ask for it."
-            )
+    system_prompt = base.system_prompt if prompt_file is None else read_prompt_file(prompt_file)
     label_tuple = parse_labels_flag(labels) if labels is not None else base.labels
-    names = {code: name for code, name in base.label_names.items() if code in label_tuple}
-    return Task(labels=label_tuple, system_prompt=system_prompt, label_names=names, name="custom")
+    return Task(labels=label_tuple, system_prompt=system_prompt, label_names=language_names(label_tuple),
+                name="custom", prompt_file=prompt_file)
+
+
+def read_prompt_file(prompt_file: str) -> str:
+    """The text of ``--prompt_file``, which must ask for the answer line the parser reads."""
+    path = Path(prompt_file)
+    if not path.is_file():
+        raise TaskError(f"--prompt_file {prompt_file}: no such file.")
+    system_prompt = read_text(path)
+    if ANSWER_PREFIX.lower() not in system_prompt.lower():
+        raise TaskError(
+            f"--prompt_file {prompt_file} never mentions '{ANSWER_PREFIX}'. The answer parser reads the last "
+            f"'{ANSWER_PREFIX} <label>' line, so the prompt must ask for it."
+        )
+    return system_prompt
+
+
+def language_names(labels) -> dict[str, str]:
+    """The language names of those labels that are language codes (the parser also reads "Spanish" as es)."""
+    return {code: name for code, name in LANGUAGE_LABEL_NAMES.items() if code in labels}
 
 
 PROMPT_FILE_HELP = "Teacher system prompt (text file). Default: the built-in language-classification prompt."

@@ -118,3 +118,87 @@ def test_the_fsdp_config_is_valid_for_accelerate_and_names_the_student_s_layer()
     assert hasattr(modeling_qwen3_moe, fsdp["fsdp_transformer_layer_cls_to_wrap"])
     assert fsdp["fsdp_cpu_ram_efficient_loading"] and fsdp["fsdp_sync_module_states"]  # accelerate requires both
     assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT" and fsdp["fsdp_activation_checkpointing"] is True
+
+
+# -- the run's name and task (issue 21, item 3): RUN_NAME, PROMPT_FILE, LABELS, MAX_TOKENS, WANDB_PROJECT ----------
+# Appends one line per call: the wandb project it saw, then its arguments (NUL-separated).
+APPENDING_RECORDER = """#!/usr/bin/env bash
+{{ printf '%s\\0' "${{WANDB_PROJECT-unset}}" "$@"; printf '\\n'; }} >> "{calls}"
+"""
+TRIAGE_TASK = {"PROMPT_FILE": "example-data/feedback_triage/prompt.md",
+               "LABELS": "example-data/feedback_triage/labels.txt"}
+RUN_VARIABLES = ("RUN_NAME", "PROMPT_FILE", "LABELS", "MAX_TOKENS", "WANDB_PROJECT", "OUTPUT", "DATA_FILE",
+                 "OUTPUT_DIR", "CUDA_VISIBLE_DEVICES", "NUM_GPUS", "GPU_GROUPS", "TP")
+
+
+def run_recorded(tmp_path, script, *args, **variables):
+    """The script with a recording python; [(WANDB_PROJECT, argv)] of each call, in order."""
+    stub = tmp_path / "python-stub"
+    stub.write_text(APPENDING_RECORDER.format(calls=tmp_path / "calls"))
+    stub.chmod(0o755)
+    (tmp_path / "calls").unlink(missing_ok=True)
+    env = {key: value for key, value in os.environ.items() if key not in RUN_VARIABLES and not key.startswith("SLURM_")}
+    env.update(PYTHON=str(stub), **variables)
+    finished = subprocess.run(["bash", str(REPO / script), *args], env=env, capture_output=True, text=True,
+                              cwd=tmp_path)
+    lines = (tmp_path / "calls").read_bytes().decode().split("\0\n")[:-1] if (tmp_path / "calls").exists() else []
+    return finished, [(line.split("\0")[0], line.split("\0")[1:]) for line in lines]
+
+
+def flags_of(argv):
+    return {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+
+
+def test_train_trl_run_name_names_the_data_the_adapter_and_the_wandb_run(tmp_path):
+    finished, calls = run_recorded(tmp_path, "train_trl.sh", RUN_NAME="triage", WANDB_PROJECT="triage")
+    assert finished.returncode == 0, finished.stderr
+    (project, argv), = calls
+    flags = flags_of(argv)
+    assert (flags["--data_file"], flags["--output_dir"], flags["--run_name"]) == (
+        "./data/triage.jsonl", "./models/triage", "triage")
+    assert project == "triage" and "--labels" not in flags and "--prompt_file" not in flags  # the run header's
+
+
+def test_train_trl_without_the_variables_keeps_the_defaults_and_passes_a_task_when_given(tmp_path):
+    finished, calls = run_recorded(tmp_path, "train_trl.sh")
+    (project, argv), = calls
+    flags = flags_of(argv)
+    assert (flags["--data_file"], flags["--output_dir"]) == (
+        "./data/prompt_distillation_lang.jsonl", "./models/prompt_distillation_trl")
+    assert project == "unset" and "--run_name" not in flags and "--labels" not in flags
+    finished, calls = run_recorded(tmp_path, "train_trl.sh", **TRIAGE_TASK)
+    flags = flags_of(calls[0][1])
+    assert (flags["--prompt_file"], flags["--labels"]) == (TRIAGE_TASK["PROMPT_FILE"], TRIAGE_TASK["LABELS"])
+
+
+@pytest.mark.parametrize("script", ["train_trl.sh", "create_data_h100x8.sh", "create_data_slurm.sh"])
+def test_a_run_name_that_is_a_path_is_refused(tmp_path, script):
+    finished, calls = run_recorded(tmp_path, script, "submit", RUN_NAME="a/b")
+    assert finished.returncode == 2 and "RUN_NAME must be a name" in finished.stderr and not calls
+
+
+def test_create_data_h100x8_gives_every_shard_the_run_name_task_and_token_budget(tmp_path):
+    finished, calls = run_recorded(tmp_path, "create_data_h100x8.sh", RUN_NAME="triage", MAX_TOKENS="8192",
+                                   GPU_GROUPS="0 1", TP="1", **TRIAGE_TASK)
+    assert finished.returncode == 0, finished.stderr
+    shards = [flags_of(argv) for _, argv in calls if argv[0].endswith("create_data.py")]
+    merge = [flags_of(argv) for _, argv in calls if argv[:2] == ["-m", "prompt_distill.labeling.shards"]]
+    assert len(shards) == 2 and merge == [{"--output_file": "./data/triage.jsonl", "--num_shards": "2"}]
+    for flags in shards:
+        assert flags["--output_file"] == "./data/triage.jsonl" and flags["--max_tokens"] == "8192"
+        assert (flags["--prompt_file"], flags["--labels"]) == (TRIAGE_TASK["PROMPT_FILE"], TRIAGE_TASK["LABELS"])
+    finished, calls = run_recorded(tmp_path, "create_data_h100x8.sh", GPU_GROUPS="0", TP="1")
+    flags = flags_of(calls[0][1])
+    assert flags["--output_file"] == "./data/prompt_distillation_lang.jsonl"
+    assert not {"--prompt_file", "--labels", "--max_tokens"} & set(flags)
+
+
+def test_create_data_slurm_tasks_get_the_run_name_task_and_token_budget(tmp_path):
+    finished, calls = run_recorded(tmp_path, "create_data_slurm.sh", "label", RUN_NAME="triage", MAX_TOKENS="8192",
+                                   SLURM_ARRAY_TASK_ID="1", NUM_SHARDS="2", TP="1", **TRIAGE_TASK)
+    assert finished.returncode == 0, finished.stderr
+    (_, argv), = calls
+    flags = flags_of(argv)
+    assert (flags["--output_file"], flags["--shard_index"], flags["--max_tokens"]) == (
+        "./data/triage.jsonl", "1", "8192")
+    assert (flags["--prompt_file"], flags["--labels"]) == (TRIAGE_TASK["PROMPT_FILE"], TRIAGE_TASK["LABELS"])

@@ -21,9 +21,9 @@ from ..evaluation.run import STUDENT_MAX_TOKENS, student_params
 from ..labeling.run_files import write_json_atomic
 from ..models import DEFAULT_CPU_MODEL, resolve_model
 from ..preflight import check_flag_ranges
-from ..student.check import resolve_student
+from ..student.check import resolve_student, student_task
 from ..student.engine import build_student_engine
-from ..task import load_task
+from ..task_source import describe
 from .config import DEFAULT_TEACHER, BenchmarkConfig, BenchmarkError
 from .measure import (
     Contender,
@@ -126,15 +126,21 @@ def release_engine(engine) -> None:
         torch.cuda.empty_cache()
 
 
-def build_contenders(config: BenchmarkConfig, task, backend: str, thinking,
-                     texts: list[str]) -> tuple[list[Callable[[], Contender]], bool]:
-    """A builder per side (teacher first), and whether to load them one at a time."""
-    spec = engine_spec(backend)
+def benchmark_student(config: BenchmarkConfig, backend: str):
+    """The student's setup (base model, adapter, run record), read before anything loads."""
     no_adapter = config.no_adapter or config.model_path.lower() == "none"
-    default_base = DEFAULT_CPU_MODEL if not spec.reference_scale and no_adapter else None
+    default_base = DEFAULT_CPU_MODEL if not engine_spec(backend).reference_scale and no_adapter else None
     student = resolve_student(config.model_path, config.base_model or default_base, no_adapter)
     for note in student.notes:
         logger.info(f"[benchmark] {note}")
+    return student
+
+
+def build_contenders(config: BenchmarkConfig, task, backend: str, thinking,
+                     texts: list[str], student=None) -> tuple[list[Callable[[], Contender]], bool]:
+    """A builder per side (teacher first), and whether to load them one at a time."""
+    spec = engine_spec(backend)
+    student = student if student is not None else benchmark_student(config, backend)
     params = teacher_params(task, backend, thinking, max_tokens=config.teacher_max_tokens,
                             temperature=config.temperature, seed=config.seed)
     teacher_model = config.teacher_model or (DEFAULT_TEACHER if spec.reference_scale else DEFAULT_CPU_MODEL)
@@ -191,15 +197,19 @@ def run(config: BenchmarkConfig) -> dict:
     _check_counts(config)
     if config.student_latency:
         return measure_student_latency(config)
-    task = load_task(config.prompt_file, config.labels)
     texts = held_out_texts(config)
     # Pre-flight, before any model is resolved: the backend, and --tensor_parallel_size against it and the GPUs.
     choice = choose_backend(config.backend, config.tensor_parallel_size)
     logger.info(f"[benchmark] {choice.line()}")
     backend = choice.backend
+    student = benchmark_student(config, backend)
+    # Both sides run the adapter's own task (its run record: the teacher gets the prompt the student learned),
+    # checked against --labels/--prompt_file; with a base model alone, the flags' (custom labels need a prompt).
+    task = student_task(student, config.prompt_file, config.labels, teacher=True)
+    logger.info(f"[benchmark] Task: {describe(task)}")
     thinking = choose_thinking(backend, config.thinking_tokens, config.teacher_meta_file)
     logger.info(f"[benchmark] Teacher: {thinking.describe()}")
-    builders, sequential = build_contenders(config, task, backend, thinking, texts)
+    builders, sequential = build_contenders(config, task, backend, thinking, texts, student)
     load_before = os.getloadavg()[0]
     contenders, measured = measure_sides(builders, sequential, task, config, len(texts))
     machine = f"{describe_machine(backend)}, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}"

@@ -19,9 +19,8 @@ import statistics
 import time
 
 from ..evaluation.run import STUDENT_MAX_TOKENS, student_params
-from ..student.check import resolve_student
+from ..student.check import resolve_student, student_task
 from ..student_framing import USER_ONLY, framed_messages
-from ..task import load_task
 from .config import BenchmarkConfig
 from .measure import describe_machine, held_out_texts
 
@@ -45,8 +44,8 @@ def measure_student_latency(config: BenchmarkConfig) -> dict:
     student = resolve_student(config.model_path, config.base_model, config.no_adapter)
     for note in student.notes:
         logger.info(f"[latency] {note}")
-    task = load_task(config.prompt_file, config.labels)
-    labels = tuple(((student.run_record or {}).get("task") or {}).get("labels") or task.labels)
+    task = student_task(student, config.prompt_file, config.labels)  # the run record's, checked against the flags
+    labels = task.labels
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -11,19 +11,22 @@ numbers. The flags are prompt_distill.evaluation.config's ``EvaluationConfig``.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from ..data import gold_path_for, in_split, read_gold, read_sentences
 from ..duplicates import distinct_sentences
 from ..engines import choose_backend
 from ..engines.base import GenerationParams, LabelScores
 from ..labeling.run_files import check_output_path
-from ..student.check import check_training_match, resolve_student
+from ..student.check import RUN_RECORD, check_training_match, resolve_student, student_task
 from ..student.engine import build_student_engine
 from ..task import Task, load_task
+from ..task_source import describe
 from .cascade import check_settings
 from .config import DEFAULT_MODEL_PATH as DEFAULT_MODEL_PATH  # re-exported: benchmark/ and scripts/ import these
 from .config import DEFAULT_TEST_FILE as DEFAULT_TEST_FILE
@@ -206,21 +209,43 @@ def check_answer_settings(config: EvaluationConfig) -> None:
                                   "sentences take the teacher's label.")
 
 
+def recorded_teacher_file(config: EvaluationConfig) -> EvaluationConfig:
+    """--teacher_file not given: the adapter's training data (its run record's data_file, create_data.py's output),
+    when that file is still there; ``--teacher_file none`` evaluates without the teacher's labels."""
+    if config.teacher_file is not None:
+        return replace(config, teacher_file=None) if config.teacher_file.lower() == "none" else config
+    record = Path(config.model_path) / RUN_RECORD
+    if config.no_adapter or not record.is_file():
+        return config
+    try:
+        data_file = json.loads(record.read_text("utf-8")).get("data_file")
+    except (ValueError, AttributeError):  # resolve_student names an unreadable run record
+        return config
+    if not isinstance(data_file, str) or not Path(data_file).is_file():
+        return config
+    logger.info(f"[evaluate] Teacher labels: {data_file}, the adapter's training data ({RUN_RECORD}); "
+                "--teacher_file none leaves them out.")
+    return replace(config, teacher_file=data_file)
+
+
 def run(config: EvaluationConfig) -> dict:
     """The evaluation evaluate.py runs: the report printed, the results JSON and PNGs written, the results returned."""
-    task = load_task(config.prompt_file, config.labels)
     if config.output_file.lower() != "none":
         check_output_path(config.output_file, "--output_file")  # before the model runs, not after
     if config.predictions_file:
         check_settings(config.defer_below, config.target_accuracy)
-        return rescore(config, task)
+        return rescore(config, load_task(config.prompt_file, config.labels))
     if config.max_samples is not None and config.max_samples < 1:
         raise EvaluationError("--max_samples must be at least 1.")
+    config = recorded_teacher_file(config)
     check_answer_settings(config)
     if config.answer_mode == GENERATE and config.max_tokens is None:
         config = replace(config, max_tokens=STUDENT_MAX_TOKENS)
     choice = choose_backend(config.backend)  # pre-flight: before the student's base model is resolved; said below
     student = resolve_student(config.model_path, config.base_model, config.no_adapter)
+    # The adapter's own task (its run record), checked against --labels/--prompt_file; the flags for a base model.
+    task = student_task(student, config.prompt_file, config.labels)
+    logger.info(f"[evaluate] Task: {describe(task)}")
     predictions, reference, split_info, notes = select_predictions(config, task)
     if getattr(config, "baseline", None):  # checked before the model runs, not after
         if reference != "gold" or not config.teacher_file:

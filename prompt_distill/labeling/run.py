@@ -21,6 +21,7 @@ from ..data import JsonlAppender, read_sentences, training_record
 from ..duplicates import first_occurrences
 from ..engines.base import Engine, Generation, GenerationParams
 from ..task import ANSWER_PREFIX, UNPARSEABLE, Task, strip_thinking
+from ..task_source import TASK_KEY, task_entry
 from .context_length import check_prompts
 from .run_files import (
     LABELLED,
@@ -131,7 +132,8 @@ def run_labeling(
         if records:
             refuse_changed_settings(files, sessions, session)
         sessions = sessions + [session]
-        header = {**identity, "input_file": str(config.input_file), "sentences": len(sentences.texts)}
+        header = {**identity, "input_file": str(config.input_file), "sentences": len(sentences.texts),
+                  TASK_KEY: task_entry(task)}  # what training reads: the labels and the prompt
         write_json_atomic(files.header, {**header, "sessions": sessions})
 
         pending, attempts_before = pending_sentences(config, distinct, records, summary, context_tokens)

@@ -10,7 +10,8 @@
   it is labelled once, at its first occurrence in the input (``duplicates.first_occurrences``), and reuses that label.
 - ``NAME.run.json``: the run header. What the output was made from (input file and its sha256, model, task
   fingerprint, labels, shard) plus one entry per session (backend, sampling settings). Resuming onto an output made
-  from something else is refused.
+  from something else is refused. Its ``task`` (``task_source.task_entry``: labels, prompt text and file) is
+  where training takes the task from.
 """
 
 from __future__ import annotations

@@ -129,6 +129,7 @@ def merge_shards(output_file, num_shards: int, *, overwrite: bool = False) -> Me
                 **identity,
                 "input_file": input_file,
                 "sentences": len(texts),
+                **({"task": first["task"]} if "task" in first else {}),
                 "merged_from": [str(files.training) for files in shard_files],
                 "sessions": sessions,
             },

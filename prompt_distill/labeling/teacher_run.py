@@ -15,7 +15,7 @@ from ..data import read_sentences
 from ..engines import BackendError, EngineSettings, choose_backend, engine_class, engine_spec, registry
 from ..models import DEFAULT_CPU_MODEL, is_embedded, load_config, load_tokenizer
 from ..preflight import PreflightError, check_flag_ranges
-from ..task import load_task
+from ..task_source import teacher_task
 from .config import CPU_MAX_TOKENS, GPU_MAX_TOKENS, CreateDataConfig
 from .context_length import context_length_for, model_context_limit
 from .run import CUT_THOUGHT_SAMPLING, LabelingConfig, run_labeling
@@ -140,7 +140,7 @@ def run(config: CreateDataConfig) -> LabelingSummary:
     check_flags(config)
     labeling = None
     try:
-        task = load_task(config.prompt_file, config.labels)
+        task = teacher_task(config.prompt_file, config.labels)  # custom labels need their own prompt
         # Pre-flight, before any tokenizer, config or model loads: the backend, and --tensor_parallel_size against it
         # and the visible GPUs (counted without initialising CUDA).
         choice = choose_backend(config.backend, config.tensor_parallel_size)

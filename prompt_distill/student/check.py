@@ -16,6 +16,7 @@ from ..errors import PromptDistillError
 from ..models import is_embedded, resolve_model, unavailable_offline
 from ..student_framing import FRAMINGS, USER_ONLY
 from ..task import Task
+from ..task_source import TASK_KEY, resolve_task
 from ..training.examples import load_examples
 from ..training.record import RUN_RECORD
 
@@ -119,6 +120,16 @@ def resolve_student(model_path: str | None, base_model: str | None, no_adapter: 
     elif trained_on:
         student.base_model, student.base_model_source = trained_on[0]
     return student
+
+
+def student_task(student: Student, prompt_file: str | None, labels: str | None, teacher: bool = False) -> Task:
+    """The task of this student: its run record's (labels and prompt, recorded by training), checked against
+    --labels/--prompt_file when they are given (a difference is refused, naming both); the flags for a base model
+    alone or an adapter without a recorded task. ``teacher``: the task also asks a teacher (benchmark.py), so
+    custom labels from the flags need their own prompt."""
+    entry = (student.run_record or {}).get(TASK_KEY)
+    where = str(Path(student.adapter_path) / RUN_RECORD) if student.adapter_path else None
+    return resolve_task(prompt_file, labels, entry, where, teacher=teacher)
 
 
 def _check_framing(student: Student, record_path: Path) -> None:

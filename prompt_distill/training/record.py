@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..models import resolve_model
+from ..task_source import task_entry
 from .examples import file_sha256
 from .tracking import logged_losses, trained_tokens
 
@@ -70,7 +71,7 @@ def build_record(script_args, config, data, summary, trainer, output, wall, requ
             "dropped_too_long": len(data.report.too_long),
             "dropped_too_long_lines": [example.line for example in data.report.too_long],
         },
-        "task": {"name": data.task.name, "fingerprint": data.task.fingerprint(), "labels": list(data.task.labels)},
+        "task": task_entry(data.task),  # what evaluate.py, benchmark.py and predict.py take the task from
         "lora": {
             "r": script_args.lora_r,
             "alpha": script_args.lora_alpha,

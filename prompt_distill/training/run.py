@@ -19,9 +19,10 @@ from trl import SFTConfig
 from ..cli import is_main_process
 from ..data import DataError
 from ..duplicates import repeats_dropped_note
+from ..labeling.run_files import RunFiles, read_header
 from ..models import default_dtype, load_tokenizer, resolve_model
 from ..student_framing import choose_framing
-from ..task import load_task
+from ..task_source import TASK_KEY, describe, resolve_task
 from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
 from .examples import drop_too_long, load_distinct_examples, select_split, to_dataset, tokenize_lengths
@@ -130,9 +131,25 @@ class PreparedData(SelectedData):
     dataset: object
 
 
+def data_task(script_args: ScriptArguments):
+    """The task of the data: the one create_data.py recorded in the data's run header (NAME.run.json), checked
+    against --labels/--prompt_file when they are given; the flags only for data without a run header."""
+    header_path = RunFiles.for_output(script_args.data_file).header
+    header = read_header(RunFiles.for_output(script_args.data_file))
+    entry = None
+    if header is not None:
+        entry = header.get(TASK_KEY)
+        if entry is None and "labels" in header:  # written before the run header held the prompt
+            entry = {"labels": header["labels"], "fingerprint": header.get("task_fingerprint")}
+    task = resolve_task(script_args.prompt_file, script_args.labels, entry, str(header_path))
+    where = f"from {header_path}" if entry is not None else "from the flags (the data has no run header)"
+    logger.info(f"[train] Task {where}: {describe(task)}")
+    return task
+
+
 def read_data(script_args: ScriptArguments) -> SelectedData:
     """Validate every record and apply the split: errors name file and line, and come before any download."""
-    task = load_task(script_args.prompt_file, script_args.labels)
+    task = data_task(script_args)
     examples, repeats_dropped = load_distinct_examples(script_args.data_file, task)
     selected = select_split(examples, script_args.split, script_args.eval_fraction, script_args.split_seed,
                             script_args.data_file)

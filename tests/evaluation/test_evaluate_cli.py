@@ -46,7 +46,8 @@ def test_unknown_gold_label(capsys, adapter, tmp_path):
 
 def test_test_file_without_gold_or_teacher(capsys, adapter, tmp_path):
     test_file = write_test_file(tmp_path, gold_pairs()[:5], gold=False)
-    err = fails_with(capsys, "--model_path", str(adapter), "--test_file", str(test_file))
+    # The adapter's training data would be the teacher's labels (its run record's data_file): "none" leaves them out.
+    err = fails_with(capsys, "--model_path", str(adapter), "--test_file", str(test_file), "--teacher_file", "none")
     assert "has no gold labels" in err and "--teacher_file" in err
 
 

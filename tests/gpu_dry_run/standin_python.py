@@ -125,9 +125,20 @@ def launch(argv: list[str]) -> list[str]:
     return [args.training_script, *args.training_script_args]
 
 
+def record_call(argv: list[str]) -> None:
+    """One line per script run (world.World.calls): its argv and the wandb project in its environment."""
+    log = os.environ.get("DRY_RUN_ARGV_LOG")
+    if log:
+        import json
+
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"argv": argv, "WANDB_PROJECT": os.environ.get("WANDB_PROJECT")}) + "\n")
+
+
 def main(argv: list[str]) -> int:
     if argv[:2] == ["-m", "accelerate.commands.launch"]:
         argv = launch(argv[2:])
+    record_call(argv)
     install_edges()
     try:
         if argv[:1] == ["-m"]:

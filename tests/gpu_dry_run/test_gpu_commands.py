@@ -52,3 +52,32 @@ def test_script_header_examples_run_on_an_eight_gpu_box(name, tmp_path):
     assert block.commands, f"{name}: no example commands found in its header"
     failures = run_block(block, tmp_path)
     assert not failures, f"{block.source}:\n\n" + "\n\n".join(failures)
+
+
+def flag_values(argv: list[str]) -> dict[str, str]:
+    return {argv[i]: argv[i + 1] for i in range(len(argv) - 1) if argv[i].startswith("--")}
+
+
+def test_the_run_variables_of_the_header_examples_reach_each_script(tmp_path):
+    """RUN_NAME, PROMPT_FILE, LABELS and MAX_TOKENS reach create_data.py; RUN_NAME and WANDB_PROJECT reach
+    train_sft_trl.py, which takes the task from the data's run header (issue 21, item 3)."""
+    labelling = [command for command in header_commands("create_data_h100x8.sh").commands if "RUN_NAME=" in command]
+    training = [command for command in header_commands("train_trl.sh").commands if "RUN_NAME=" in command]
+    assert labelling and training
+    world = make_world(tmp_path, 8)
+    outputs = [world.run(command) for command in (labelling[0], training[0])]
+    assert all(finished.returncode == 0 for finished in outputs), [f.stdout + f.stderr for f in outputs]
+    calls = world.calls()
+    shards = [flag_values(call["argv"]) for call in calls if call["argv"][0].endswith("create_data.py")]
+    assert len(shards) == 2
+    for flags in shards:
+        assert flags["--output_file"] == "./data/triage.jsonl" and flags["--max_tokens"] == "8192"
+        assert flags["--prompt_file"] == "example-data/feedback_triage/prompt.md"
+        assert flags["--labels"] == "example-data/feedback_triage/labels.txt"
+    trained = [call for call in calls if call["argv"][0].endswith("train_sft_trl.py")]
+    assert len(trained) == 1 and trained[0]["WANDB_PROJECT"] == "triage"
+    flags = flag_values(trained[0]["argv"])
+    assert (flags["--data_file"], flags["--output_dir"], flags["--run_name"]) == (
+        "./data/triage.jsonl", "./models/triage", "triage")
+    assert "--labels" not in flags and "--prompt_file" not in flags
+    assert "Task from data/triage.run.json: labels K,M,T, prompt example-data/feedback_triage/prompt.md" in outputs[1].stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -98,12 +99,17 @@ class World:
         dry run stopped it before it wrote anything), so the next stage finds what it would on the GPU box."""
         stages = [stage for stage in STAGES if any(script in command for script in stage.scripts)]
         for stage in stages:
-            stage.remove(self.root)
+            stage.remove(self.root, command)
         finished = subprocess.run(["bash", "-c", command], cwd=self.root, env=self.env, capture_output=True,
                                   text=True, timeout=timeout)
         for stage in stages:
-            stage.seed(self.root)
+            stage.seed(self.root, command)
         return finished
+
+    def calls(self) -> list[dict]:
+        """Every project script the stand-in python ran, in order: its argv and the wandb project it saw."""
+        log = Path(self.env[ARGV_LOG])
+        return [json.loads(line) for line in log.read_text("utf-8").splitlines()] if log.is_file() else []
 
 
 def tracked_files() -> list[str]:
@@ -138,29 +144,71 @@ EXAMPLE_INPUTS = ("my.txt", "queries.txt")
 
 ADAPTER = "models/prompt_distillation_trl"
 LABELS = "data/prompt_distillation_lang.jsonl"
+ARGV_LOG = "DRY_RUN_ARGV_LOG"  # where the stand-in python records each script's argv (World.calls)
+# The custom task the documented examples use, as its run is named there: its data and adapter are in the world
+# from the start, like the default run's, for the commands that name it without labelling it first.
+EXAMPLE_RUN = ("RUN_NAME=triage PROMPT_FILE=example-data/feedback_triage/prompt.md "
+               "LABELS=example-data/feedback_triage/labels.txt")
 
 
-def seed_labels(root: Path) -> None:
-    """What stage 1 would have written: the teacher's labels (here the gold labels of example-data)."""
+def command_variable(command: str, name: str) -> str | None:
+    """A ``NAME=value`` a command sets for the script it runs (``RUN_NAME=triage bash train_trl.sh``)."""
+    found = re.search(rf"(?:^|\s){name}=(\S+)", command)
+    return found.group(1) if found else None
+
+
+def labels_path(command: str = "") -> str:
+    run = command_variable(command, "RUN_NAME")
+    return f"data/{run}.jsonl" if run else LABELS
+
+
+def adapter_path(command: str = "") -> str:
+    run = command_variable(command, "RUN_NAME")
+    return f"models/{run}" if run else ADAPTER
+
+
+def command_task(root: Path, command: str):
+    """The task the command gives (PROMPT_FILE, LABELS) and the gold file of its sentences."""
+    from prompt_distill.task import load_task
+
+    prompt, labels = command_variable(command, "PROMPT_FILE"), command_variable(command, "LABELS")
+    if labels is None:
+        return load_task(), root / "example-data" / "multilingual.gold.tsv"
+    task = load_task(prompt and str(root / prompt), str(root / labels))
+    return task, (root / labels).parent / "sentences.gold.tsv"
+
+
+def seed_labels(root: Path, command: str = "") -> None:
+    """What stage 1 would have written: the teacher's labels (here the gold labels of example-data) and the run
+    header with the task the command gave."""
     from prompt_distill.data import training_record
+    from prompt_distill.task_source import TASK_KEY, task_entry
 
     for name in EXAMPLE_INPUTS:
         shutil.copy(root / "example-data" / "multilingual.txt", root / name)
-    lines = (root / "example-data" / "multilingual.gold.tsv").read_text("utf-8").splitlines()
-    with (root / LABELS).open("w", encoding="utf-8") as handle:
+    task, gold = command_task(root, command)
+    lines = gold.read_text("utf-8").splitlines()
+    output = root / labels_path(command)
+    with output.open("w", encoding="utf-8") as handle:
         for line in lines:
             label, _, text = line.partition("\t")
             handle.write(json.dumps(training_record(text.strip(), label), ensure_ascii=False) + "\n")
+    entry = task_entry(task) | {"prompt_file": command_variable(command, "PROMPT_FILE")}
+    output.with_suffix(".run.json").write_text(json.dumps({
+        "labels": list(task.labels), "task_fingerprint": task.fingerprint(), TASK_KEY: entry}))
 
 
-def seed_adapter(root: Path) -> None:
+def seed_adapter(root: Path, command: str = "") -> None:
     """What stage 2 would have written: the adapter's two JSON files, as train_sft_trl.py writes them (no
-    weights: every command stops before loading them)."""
+    weights: every command stops before loading them), with the task of its data's run header."""
     from prompt_distill.student.check import DEFAULT_BASE_MODEL
     from prompt_distill.task import language_task
+    from prompt_distill.task_source import TASK_KEY, recorded_task, task_entry
 
-    task = language_task()
-    adapter = root / ADAPTER
+    header = root / labels_path(command).replace(".jsonl", ".run.json")
+    task = (recorded_task(None, None, json.loads(header.read_text("utf-8"))[TASK_KEY], str(header))
+            if header.is_file() else language_task())
+    adapter = root / adapter_path(command)
     adapter.mkdir(parents=True, exist_ok=True)
     (adapter / "adapter_config.json").write_text(json.dumps({
         "peft_type": "LORA", "base_model_name_or_path": DEFAULT_BASE_MODEL, "r": 32, "lora_alpha": 16,
@@ -169,9 +217,9 @@ def seed_adapter(root: Path) -> None:
         "rank_pattern": {}, "alpha_pattern": {}}))
     (adapter / "run_record.json").write_text(json.dumps({
         "base_model": DEFAULT_BASE_MODEL, "base_model_resolved": DEFAULT_BASE_MODEL,
-        "data_file": "./data/prompt_distillation_lang.jsonl",
+        "data_file": "./" + labels_path(command),
         "split": {"split": "train", "eval_fraction": 0.2, "split_seed": 0},
-        "task": {"name": task.name, "fingerprint": task.fingerprint(), "labels": list(task.labels)},
+        "task": task_entry(task),
         "hyperparameters": {"max_length": 2048}, "student_framing": "user_only"}))
 
 
@@ -183,19 +231,19 @@ HUB_MODELS = {"Qwen/Qwen3-30B-A3B-Thinking-2507": 61_064_245_248, "Qwen/Qwen3-30
 @dataclass(frozen=True)
 class Stage:
     scripts: tuple[str, ...]  # a command that names one of these runs the stage
-    output: str
-    seed: Callable[[Path], None]
+    output: Callable[[str], str]  # the command -> the stage's output (its RUN_NAME names it)
+    seed: Callable[[Path, str], None]
 
-    def remove(self, root: Path) -> None:
-        target = root / self.output
+    def remove(self, root: Path, command: str = "") -> None:
+        target = root / self.output(command)
         if target.is_dir():
             shutil.rmtree(target)
         for path in target.parent.glob(target.stem + "*"):  # the JSONL's sidecar, run header and shards
             path.unlink() if path.is_file() else shutil.rmtree(path)
 
 
-STAGES = (Stage(("create_data.py", "create_data_h100x8.sh", "create_data_slurm.sh"), LABELS, seed_labels),
-          Stage(("train_trl.sh", "train_sft_trl.py"), ADAPTER, seed_adapter))
+STAGES = (Stage(("create_data.py", "create_data_h100x8.sh", "create_data_slurm.sh"), labels_path, seed_labels),
+          Stage(("train_trl.sh", "train_sft_trl.py"), adapter_path, seed_adapter))
 
 
 def hub_cache(home: Path) -> Path:
@@ -213,12 +261,13 @@ def hub_cache(home: Path) -> Path:
 def make_world(tmp: Path, gpus: int) -> World:
     root = copy_repository(tmp / "repo")
     bin_dir = standins(tmp / "bin")
-    seed_labels(root)
-    seed_adapter(root)
+    for command in ("", EXAMPLE_RUN):
+        seed_labels(root, command)
+        seed_adapter(root, command)
     env = {key: value for key, value in os.environ.items()
            if key not in ("CUDA_VISIBLE_DEVICES", "PYTHON", "PYTHONPATH", "VIRTUAL_ENV", "HF_HUB_CACHE")
            and not key.startswith(("SLURM_", "ACCELERATE_", "NUM_", "WORLD_SIZE", "RANK", "LOCAL_RANK"))}
     env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", DRY_RUN_GPUS=str(gpus), HF_HUB_OFFLINE="1",
                WANDB_MODE="offline", PYTHONPATH=f"{tmp / 'site'}:{root}", OMP_NUM_THREADS="1",
-               PYTHONUNBUFFERED="1", HF_HOME=str(hub_cache(tmp / "hf-home")))
+               PYTHONUNBUFFERED="1", HF_HOME=str(hub_cache(tmp / "hf-home")), **{ARGV_LOG: str(tmp / "argv.jsonl")})
     return World(root, env)

@@ -271,7 +271,8 @@ def test_run_writes_adapter_record_and_merged_model_that_reload_identically(tiny
     assert record["base_model"] == str(tiny_base)
     assert record["data_sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
     task = language_task()
-    assert record["task"] == {"name": "language", "fingerprint": task.fingerprint(), "labels": list(task.labels)}
+    assert record["task"] == {"name": "language", "fingerprint": task.fingerprint(), "labels": list(task.labels),
+                              "prompt_file": None, "prompt": task.system_prompt}
     expected_train = sum(split_of(text) == "train" for text, _ in gold_rows(16))
     assert record["split"]["examples_in_file"] == 16
     assert record["split"]["examples_trained"] == expected_train

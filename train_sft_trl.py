@@ -2,7 +2,7 @@
 """Stage 2: train the student's LoRA adapter on the distilled labels (TRL SFTTrainer).
 
 Every SFTConfig / TrainingArguments field is a flag (``--learning_rate``, ``--max_steps``, ``--report_to none``,
-``--resume_from_checkpoint last`` ...), plus the script's own: ``--model_name``, ``--data_file``, the LoRA flags,
+``--resume_from_checkpoint last`` ...), plus the script's own: ``--base_model`` (old names ``--model_name``, ``--model_name_or_path``), ``--data_file``, the LoRA flags,
 the split flags and ``--merge``. ``--config file.yaml`` sets any of them from a file. Defaults are the reference
 hyperparameters; see ``python train_sft_trl.py --help``.
 """

@@ -16,6 +16,13 @@ def states_default(help_text: str) -> bool:
 
 
 class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    def _format_action_invocation(self, action):
+        """``--base_model, --base-model, --model_name BASE_MODEL``: every spelling, then the value once (argparse
+        repeats the value after each spelling, which an old name kept as an alias makes long)."""
+        if not action.option_strings or action.nargs == 0:
+            return super()._format_action_invocation(action)
+        return f"{', '.join(action.option_strings)} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
     def _get_help_string(self, action):
         help_text = action.help or ""
         if states_default(help_text) or action.default is None or action.default is argparse.SUPPRESS:

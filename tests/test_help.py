@@ -91,3 +91,46 @@ def test_the_config_flag_is_still_read_by_trl_and_parsing_returns_the_two_datacl
     parsed = training_parser().parse_args_and_config(["--config", str(config_file), "--learning_rate", "0.01"])
     assert len(parsed) == 2
     assert parsed[1].max_steps == 3 and parsed[1].learning_rate == 0.01
+
+
+# -- issue 21: --help grouped in every script, training's own flags before TRL's ------------------------------
+TRL_HEADING = "TRL / transformers training arguments"
+
+
+def headings(text: str) -> list[str]:
+    return [line[:-1] for line in text.splitlines() if line.endswith(":") and line[:1].isalpha()
+            and not line.startswith("usage")]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_groups_its_flags_under_the_fixed_headings(script):
+    from prompt_distill.cli import GROUP_ORDER
+
+    found = headings(help_text(SCRIPTS[script]))
+    assert found[0] == "options" and len(found) >= 5, found
+    ordered = [name for name in found[1:] if name in GROUP_ORDER]
+    assert ordered == [name for name in GROUP_ORDER if name in ordered]
+    assert {"data", "model", "engine" if script != "train_sft_trl" else "training", "output"} <= set(found)
+    options = help_text(SCRIPTS[script]).split("\noptions:\n", 1)[1].split("\n\n", 1)[0]
+    assert set(option_blocks("\noptions:\n" + options)) <= {"-h", "--config"}  # every flag is under a heading
+
+
+def test_training_help_leads_with_the_project_flags_and_lists_trl_after_them():
+    text = help_text(training_parser)
+    assert headings(text) == ["options", "data", "task", "model", "training", "output", TRL_HEADING]
+    ours, trl = text.split(f"\n{TRL_HEADING}:")
+    for flag in ("--base_model", "--data_file", "--lora_r", "--learning_rate", "--output_dir", "--report_to"):
+        assert f"\n  {flag}" in ours, flag
+    for flag in ("--max_steps", "--save_strategy", "--gradient_checkpointing"):
+        assert f"\n  {flag}" in trl, flag
+    assert text.startswith("usage: ") and len(text.split("\n\n", 1)[0].splitlines()) == 1  # one usage line
+
+
+def test_every_engine_building_script_offers_the_vllm_engine_flags():
+    for script in ("create_data", "evaluate", "benchmark", "predict"):
+        blocks = option_blocks(help_text(SCRIPTS[script]))
+        for flag in ("--dtype", "--enforce_eager", "--quantization", "--trust_remote_code",
+                     "--gpu_memory_utilization", "--max_model_len", "--vllm_engine_kwargs"):
+            assert flag in blocks, (script, flag)
+    for script in ("create_data", "benchmark"):
+        assert "--top_k" in option_blocks(help_text(SCRIPTS[script]))

@@ -116,11 +116,11 @@ def choose_thinking(backend: str, thinking_tokens: int | None, sidecar_path: str
 
 
 def teacher_params(task: Task, backend: str, thinking: Thinking, *, max_tokens: int, temperature: float,
-                   seed: int) -> GenerationParams:
+                   seed: int, top_k: int = 0) -> GenerationParams:
     """Real thinking: as create_data.py asks (free answer after the thought). Emulated: exactly N tokens, then, on
     an engine that scores labels (transformers), the labels are scored after ``Final Answer:`` (the answer the
     engine would otherwise write)."""
-    common = {"temperature": temperature, "seed": seed, "answer_prefix": ANSWER_PREFIX + " ",
+    common = {"temperature": temperature, "top_k": top_k, "seed": seed, "answer_prefix": ANSWER_PREFIX + " ",
               "answer_parser": task.parse}
     if not thinking.emulated:
         return GenerationParams(max_tokens=max_tokens, **common)

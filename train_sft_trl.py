@@ -9,14 +9,26 @@ hyperparameters; see ``python train_sft_trl.py --help``.
 
 import sys
 
-from prompt_distill.cli import is_main_process, report_error, setup_logging
-from prompt_distill.errors import PromptDistillError
-from prompt_distill.training.config import parse_job
-from prompt_distill.training.record import format_summary
-from prompt_distill.training.run import run
+from prompt_distill.cli_help import print_help_cached
+
+
+def build_parser():
+    from prompt_distill.training.config import parser
+
+    return parser()
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # --help from the cache when current: building the parser imports TRL, transformers and torch (seconds).
+    if print_help_cached(__file__, argv, build_parser):
+        return 0
+    from prompt_distill.cli import is_main_process, report_error, setup_logging
+    from prompt_distill.errors import PromptDistillError
+    from prompt_distill.training.config import parse_job
+    from prompt_distill.training.record import format_summary
+    from prompt_distill.training.run import run
+
     job = parse_job(argv)
     setup_logging()
     try:

@@ -1,6 +1,7 @@
 """``--help`` of every script: each default stated once, never "(default: None)", every option explained."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,39 @@ def test_every_engine_building_script_offers_the_vllm_engine_flags():
             assert flag in blocks, (script, flag)
     for script in ("create_data", "benchmark"):
         assert "--top_k" in option_blocks(help_text(SCRIPTS[script]))
+
+
+def test_training_help_is_served_from_a_cache_keyed_by_what_it_is_made_of(tmp_path, monkeypatch, capsys):
+    import train_sft_trl
+    from prompt_distill.cli_help import _help_key
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = []
+
+    def build():
+        built.append(1)
+        return training_parser()
+
+    monkeypatch.setattr(train_sft_trl, "build_parser", build)
+    assert train_sft_trl.main(["--help"]) == 0
+    first = capsys.readouterr().out
+    assert train_sft_trl.main(["-h"]) == 0
+    assert capsys.readouterr().out == first and len(built) == 1  # the second from the cache, no TRL import
+    assert first == training_parser().format_help()
+    assert len(list((tmp_path / "prompt-distill" / "help").glob("train_sft_trl-*.txt"))) == 1
+    script = Path(train_sft_trl.__file__)
+    key = _help_key(script)
+    monkeypatch.setenv("COLUMNS", "61")
+    assert _help_key(script) != key  # another width, another text
+
+
+def test_a_config_file_is_read_before_help_so_its_values_show_as_defaults(tmp_path, monkeypatch, capsys):
+    import train_sft_trl
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("max_steps: 7\n")
+    with pytest.raises(SystemExit):
+        train_sft_trl.main(["--config", str(config_file), "--help"])
+    assert "(default: 7)" in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "cache").exists()

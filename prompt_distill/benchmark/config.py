@@ -42,7 +42,9 @@ class BenchmarkConfig(SplitFlags, TaskFlags, EngineFlags):
     base_model: str | None = flag(None, "Student base model (default: the adapter's own).", group="model")
     # which sentences
     test_file: str = flag(DEFAULT_TEST_FILE, "Sentences, one per line.", group="data")
-    num_samples: int = flag(8, "Sentences timed one at a time, per side.", group="data", aliases=["--max_samples"])
+    max_samples: int = flag(
+        8, "The first N sentences of the split: each timed one at a time, per side (as evaluate.py's --max_samples).",
+        group="data", aliases=["--num_samples"])
     split: str = split_flag("eval")
     # what is measured
     student_latency: bool = flag(

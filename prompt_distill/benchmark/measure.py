@@ -76,13 +76,13 @@ class Measurements:
 
 # -- what the teacher generates ---------------------------------------------------------------------------------
 def held_out_texts(config: BenchmarkConfig) -> list[str]:
-    """The first --num_samples sentences of --test_file in --split: the ones both sides answer."""
+    """The first --max_samples sentences of --test_file in --split: the ones both sides answer."""
     texts = [text for text in read_sentences(config.test_file).texts
              if in_split(text, config.split, config.eval_fraction, config.split_seed)]
-    if len(texts) < max(config.num_samples, 2):
+    if len(texts) < max(config.max_samples, 2):
         raise BenchmarkError(f"{config.test_file}: {len(texts)} sentences in split {config.split!r}, "
-                             f"--num_samples {config.num_samples} asked (at least 2 are needed).")
-    return texts[: config.num_samples]
+                             f"--max_samples {config.max_samples} asked (at least 2 are needed).")
+    return texts[: config.max_samples]
 
 
 

@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 def _check_counts(config: BenchmarkConfig) -> None:
     """The first pre-flight check, before the backend is chosen and anything is loaded."""
-    for name in ("num_samples", "batch_size", "rounds", "tensor_parallel_size"):
+    for name in ("max_samples", "batch_size", "rounds", "tensor_parallel_size"):
         if getattr(config, name) is not None and getattr(config, name) < 1:
             raise BenchmarkError(f"--{name} must be at least 1, got {getattr(config, name)}.")
     check_flag_ranges(config)  # --temperature, --gpu_memory_utilization: a PreflightError

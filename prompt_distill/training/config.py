@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from trl import SFTConfig
 
 from ..cli import flag, make_parser
-from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED
+from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, EVAL_FRACTION_HELP, SPLIT_SEED_HELP
 from ..errors import PromptDistillError
 from ..student_framing import FRAMINGS
 from .lora import AUTO, LoraSettings
@@ -45,9 +45,10 @@ class ScriptArguments:
     split: str = flag(
         "train", "'train': hold out the eval split that evaluate.py scores; 'all': train on everything.",
         group="data", choices=["train", "all"])
-    eval_fraction: float = flag(
-        DEFAULT_EVAL_FRACTION, "Share of sentences held out (stable hash of the sentence).", group="data")
-    split_seed: int = flag(DEFAULT_SPLIT_SEED, "Changes which sentences are held out.", group="data")
+    # The same flags as data.SplitFlags (evaluate.py, benchmark.py); not inherited: SplitFlags is frozen, TRL's
+    # parser returns this dataclass mutable.
+    eval_fraction: float = flag(DEFAULT_EVAL_FRACTION, EVAL_FRACTION_HELP, group="data")
+    split_seed: int = flag(DEFAULT_SPLIT_SEED, SPLIT_SEED_HELP, group="data")
     lora_r: int = flag(32, "LoRA rank of the attention (or dense) projections.", group="training")
     lora_alpha: int = flag(16, "LoRA alpha, the same for every target.", group="training")
     lora_dropout: float = flag(0.0, "LoRA dropout; must be 0 when fused MoE experts are adapted.", group="training")
@@ -73,7 +74,7 @@ class ScriptArguments:
     merge: bool = flag(False, f"Also write base+adapter merged into <output_dir>/{MERGED_SUBDIR}.", group="output")
     overwrite_output_dir: bool = flag(
         False, "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint continues its "
-               "run instead).", group="output")
+               "run instead).", group="output", aliases=["--overwrite"])  # --overwrite: create_data.py's name
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,

@@ -19,10 +19,10 @@ from dataclasses import replace
 from ..data import gold_path_for, in_split, read_gold, read_sentences
 from ..duplicates import distinct_sentences
 from ..engines import choose_backend
-from ..engines.flags import student_engine_options
-from ..preflight import check_flag_ranges
 from ..engines.base import GenerationParams, LabelScores
+from ..engines.flags import student_engine_options
 from ..labeling.run_files import check_output_path
+from ..preflight import check_flag_ranges
 from ..student.check import check_training_match, resolve_student
 from ..student.engine import build_student_engine
 from ..task import Task, load_task

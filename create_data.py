@@ -3,9 +3,9 @@
 
     python create_data.py --input_file ./example-data/multilingual.txt \\
         --output_file ./data/prompt_distillation_lang.jsonl \\
-        --model_name Qwen/Qwen3-30B-A3B-Thinking-2507 --temperature 0.15 --tensor_parallel_size 4
+        --teacher_model Qwen/Qwen3-30B-A3B-Thinking-2507 --temperature 0.15 --tensor_parallel_size 4
 
-On a CPU machine: python create_data.py --backend transformers --model_name smollm2-135m-instruct --max_samples 20
+On a CPU machine: python create_data.py --backend transformers --teacher_model smollm2-135m-instruct --max_samples 20
 
 Re-running the same command after a crash or Ctrl-C resumes where it stopped; add --retry_unparseable to redo the
 sentences whose answer could not be read.

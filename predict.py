@@ -111,7 +111,7 @@ def predict(config: PredictConfig, stdout) -> None:
         logger.info(f"[predict] Skipped {sentences.blank_lines} blank line(s); each JSON line carries its sentence.")
     labels = parse_labels_flag(config.labels) if config.labels is not None else None
     student = Student.load(config.model_path, backend=config.backend, batch_size=config.batch_size,
-                           base_model=config.base_model, labels=labels)
+                           base_model=config.base_model, labels=labels, engine_flags=config)
     logger.info(f"[predict] {student.description}; labels {','.join(student.labels)}")
     with open_results(config.output_file, stdout) as results:
         writer = InputOrderWriter(results, len(sentences.texts), config.all_probabilities)

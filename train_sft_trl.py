@@ -2,21 +2,33 @@
 """Stage 2: train the student's LoRA adapter on the distilled labels (TRL SFTTrainer).
 
 Every SFTConfig / TrainingArguments field is a flag (``--learning_rate``, ``--max_steps``, ``--report_to none``,
-``--resume_from_checkpoint last`` ...), plus the script's own: ``--model_name``, ``--data_file``, the LoRA flags,
+``--resume_from_checkpoint last`` ...), plus the script's own: ``--base_model`` (old names ``--model_name``, ``--model_name_or_path``), ``--data_file``, the LoRA flags,
 the split flags and ``--merge``. ``--config file.yaml`` sets any of them from a file. Defaults are the reference
 hyperparameters; see ``python train_sft_trl.py --help``.
 """
 
 import sys
 
-from prompt_distill.cli import is_main_process, report_error, setup_logging
-from prompt_distill.errors import PromptDistillError
-from prompt_distill.training.config import parse_job
-from prompt_distill.training.record import format_summary
-from prompt_distill.training.run import run
+from prompt_distill.cli_help import print_help_cached
+
+
+def build_parser():
+    from prompt_distill.training.config import parser
+
+    return parser()
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # --help from the cache when current: building the parser imports TRL, transformers and torch (seconds).
+    if print_help_cached(__file__, argv, build_parser):
+        return 0
+    from prompt_distill.cli import is_main_process, report_error, setup_logging
+    from prompt_distill.errors import PromptDistillError
+    from prompt_distill.training.config import parse_job
+    from prompt_distill.training.record import format_summary
+    from prompt_distill.training.run import run
+
     job = parse_job(argv)
     setup_logging()
     try:

@@ -150,7 +150,7 @@ def unavailable_model_error(name: str, error: Exception) -> ModelNotFoundError:
     from huggingface_hub import is_offline_mode
 
     instead = (
-        "pass a local model folder (--base_model for evaluate.py, --model_name for training and labelling) "
+        "pass a local model folder (--base_model, or --teacher_model for create_data.py) "
         f"or the embedded alias {DEFAULT_CPU_MODEL}"
     )
     if is_offline_mode():
@@ -186,22 +186,28 @@ def load_config(name: str):
         return AutoConfig.from_pretrained(resolved)
 
 
-def load_tokenizer(name: str, padding_side: str = "left"):
+def load_tokenizer(name: str, padding_side: str = "left", trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     with hub_model(name) as resolved:
-        tokenizer = AutoTokenizer.from_pretrained(resolved)
+        tokenizer = AutoTokenizer.from_pretrained(resolved, **_remote_code(trust_remote_code))
     tokenizer.padding_side = padding_side
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
 
 
-def load_causal_lm(name: str, device: str | None = None, dtype=None):
-    """Load a causal LM in an explicit dtype (transformers 5 would otherwise load a named model in float32)."""
+def _remote_code(trust_remote_code: bool) -> dict:
+    return {"trust_remote_code": True} if trust_remote_code else {}
+
+
+def load_causal_lm(name: str, device: str | None = None, dtype=None, trust_remote_code: bool = False):
+    """Load a causal LM in an explicit dtype (transformers 5 would otherwise load a named model in float32); a dtype
+    may be named ("bfloat16"). ``trust_remote_code``: run the model repository's own code (--trust_remote_code)."""
     from transformers import AutoModelForCausalLM
 
     device = device or default_device()
     with hub_model(name) as resolved:
-        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype or default_dtype(device))
+        model = AutoModelForCausalLM.from_pretrained(resolved, dtype=dtype or default_dtype(device),
+                                                     **_remote_code(trust_remote_code))
     return model.to(device)

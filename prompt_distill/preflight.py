@@ -40,6 +40,11 @@ def check_flag_ranges(config) -> None:
     if max_retries is not None and max_retries < 0:
         raise PreflightError(f"--max_retries must be 0 or more (extra attempts for an unparseable answer), got "
                              f"{max_retries}.")
+    eval_fraction = _given(config, "eval_fraction")
+    if eval_fraction is not None and not 0 < eval_fraction < 1:
+        raise PreflightError(f"--eval_fraction must be between 0 and 1, the share of sentences held out (e.g. 0.1), "
+                             f"got {eval_fraction}." + (" To train on every sentence pass --split all."
+                                                        if eval_fraction <= 0 else ""))
     num_shards = _given(config, "num_shards")
     if num_shards is not None and num_shards < 1:
         raise PreflightError(f"--num_shards must be at least 1, got {num_shards}.")

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     tokenizer = load_tokenizer(args.model_name)
     trainers = {}
     for mode, padding_free in MODES.items():
-        script_args = ScriptArguments(model_name=args.model_name, data_file=str(data_file), split="all")
+        script_args = ScriptArguments(base_model=args.model_name, data_file=str(data_file), split="all")
         config = PromptDistillationConfig(
             output_dir=str(workdir / mode), report_to="none", save_strategy="no", max_steps=args.max_steps,
             per_device_train_batch_size=args.per_device_train_batch_size, gradient_accumulation_steps=1,

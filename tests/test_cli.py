@@ -85,3 +85,142 @@ def test_every_script_refuses_a_mistyped_flag_and_an_unknown_yaml_key_in_one_lin
         main([*required, "--config", str(config_file)])
     assert stopped.value.code == 2
     assert "lerning_rate" in capsys.readouterr().err.splitlines()[-1]
+
+
+# -- issue 21: one name per thing across scripts, old names as aliases; refusals in one line ------------------
+@dataclass(frozen=True)
+class Renamed:
+    base_model: str = flag("base", "The model.", group="model", aliases=["--model_name"])
+    temperature: float = flag(0.15, "Sampling temperature.", group="sampling")
+
+
+@pytest.mark.parametrize("argv", [["--base_model", "m"], ["--base-model", "m"], ["--model_name", "m"],
+                                  ["--model-name", "m"]])
+def test_an_alias_sets_the_same_field_in_every_spelling(argv):
+    assert parse_config(Renamed, argv).base_model == "m"
+
+
+def test_an_alias_works_as_a_yaml_key_and_giving_both_is_refused(tmp_path, capsys):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("model_name: m\n")
+    assert parse_config(Renamed, ["--config", str(config_file)]).base_model == "m"
+    config_file.write_text("model_name: m\nbase_model: n\n")
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(Renamed, ["--config", str(config_file)])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith("model_name and base_model are the same flag; give one.")
+
+
+def test_the_flags_given_are_recorded_whatever_their_spelling_or_source(tmp_path):
+    from prompt_distill.cli import given_flags
+
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text("temperature: 0.15\n")  # given, though equal to the default
+    config = parse_config(Renamed, ["--config", str(config_file), "--model-name", "base"])
+    assert given_flags(config) == {"base_model", "temperature"}
+    assert given_flags(Renamed(temperature=0.5)) == {"temperature"}  # built in code: what differs from defaults
+
+
+@pytest.mark.parametrize("yaml_text, named", [("temperature: [1, 2]\n", "temperature: invalid float value: [1, 2]"),
+                                              ("temperature: abc\n", "invalid float value: 'abc'"),
+                                              ("mode: sometimes\n", "invalid choice")])
+def test_a_yaml_value_of_the_wrong_type_is_one_line_and_exit_2(yaml_text, named, tmp_path, capsys):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml_text)
+    with pytest.raises(SystemExit) as stopped:
+        parse_config(Example, ["--config", str(config_file)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert named in err.splitlines()[-1] and "Traceback" not in err
+
+
+def test_create_data_names_the_teacher_teacher_model_and_keeps_model_name():
+    from prompt_distill.labeling.config import CreateDataConfig
+
+    assert parse_config(CreateDataConfig, ["--teacher_model", "t"]).teacher_model == "t"
+    assert parse_config(CreateDataConfig, ["--model_name", "t"]).teacher_model == "t"
+
+
+@pytest.mark.parametrize("spelling", ["--base_model", "--model_name", "--model_name_or_path", "--model-name-or-path"])
+def test_training_names_the_student_base_model_and_keeps_the_old_names(spelling):
+    from prompt_distill.training.config import parse_job
+
+    assert parse_job([spelling, "s"]).script.base_model == "s"
+
+
+def test_training_reads_an_old_yaml_key_as_base_model(tmp_path):
+    from prompt_distill.training.config import parse_job
+
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text("model_name: s\nmax_steps: 2\n")
+    job = parse_job(["--config", str(config_file)])
+    assert (job.script.base_model, job.sft.max_steps) == ("s", 2)
+
+
+def test_a_training_yaml_value_of_the_wrong_type_is_one_line(tmp_path, capsys):
+    import train_sft_trl
+
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text("max_steps: 1.5\n")
+    with pytest.raises(SystemExit) as stopped:
+        train_sft_trl.main(["--config", str(config_file)])
+    assert stopped.value.code == 2
+    assert "max_steps: invalid int value: 1.5" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("script", ["train_sft_trl", "evaluate", "benchmark"])
+@pytest.mark.parametrize("value", ["1.5", "0", "-0.1"])
+def test_eval_fraction_outside_0_1_is_one_line_and_exit_2(script, value, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may be written, wherever the script would write
+    main = importlib.import_module(script).main
+    assert main(["--eval_fraction", value]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"error: --eval_fraction must be between 0 and 1, the share of sentences "
+                                           f"held out (e.g. 0.1), got {float(value)}.")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--test_file", "other.txt"], "--test_file"),
+    (["--max_samples", "5", "--answer_mode", "generate"], "--answer_mode, --max_samples"),
+    (["--eval_fraction", "0.2", "--split_seed", "3"], "--eval_fraction, --split_seed"),
+    (["--split", "eval", "--model_path", "adapter"], "--model_path, --split"),  # given, though --split is the default
+    (["--backend", "transformers", "--batch_size", "4"], "--backend, --batch_size"),
+])
+def test_predictions_file_refuses_the_flags_that_rescoring_ignores(extra, named, tmp_path, capsys):
+    import evaluate
+
+    assert evaluate.main(["--predictions_file", str(tmp_path / "saved.json"), "--output_file", "none", *extra]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error == [f"error: --predictions_file re-scores the saved predictions without a model, so {named} would be "
+                     f"ignored: drop {'them' if ',' in named else 'it'}, or drop --predictions_file to evaluate anew."]
+
+
+def test_predictions_file_takes_the_flags_rescoring_reads(tmp_path, capsys):
+    import evaluate
+
+    code = evaluate.main(["--predictions_file", str(tmp_path / "saved.json"), "--output_file", "none",
+                          "--teacher_file", "t.jsonl", "--defer_below", "0.9", "--report_to", "none"])
+    assert code == 2
+    assert "re-scores" not in capsys.readouterr().err  # refused for the missing file instead, not for a flag
+
+
+def test_vllm_only_flags_are_refused_with_the_transformers_backend(tmp_path, capsys, monkeypatch):
+    import create_data
+
+    monkeypatch.chdir(tmp_path)
+    code = create_data.main(["--backend", "transformers", "--teacher_model", "smollm2-135m-instruct",
+                             "--enforce_eager", "--vllm_engine_kwargs", '{"cpu_offload_gb": 4}'])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --enforce_eager, --vllm_engine_kwargs apply to the vLLM backend only; the backend is transformers. "
+        "Drop them, or pass --backend vllm."]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_vllm_engine_kwargs_must_be_a_json_object(capsys):
+    import evaluate
+
+    assert evaluate.main(["--backend", "transformers", "--vllm_engine_kwargs", "{cpu_offload_gb: 4}"]) == 2
+    assert "--vllm_engine_kwargs must be a JSON object" in capsys.readouterr().err.splitlines()[-1]

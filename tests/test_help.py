@@ -1,6 +1,7 @@
 """``--help`` of every script: each default stated once, never "(default: None)", every option explained."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,82 @@ def test_the_config_flag_is_still_read_by_trl_and_parsing_returns_the_two_datacl
     parsed = training_parser().parse_args_and_config(["--config", str(config_file), "--learning_rate", "0.01"])
     assert len(parsed) == 2
     assert parsed[1].max_steps == 3 and parsed[1].learning_rate == 0.01
+
+
+# -- issue 21: --help grouped in every script, training's own flags before TRL's ------------------------------
+TRL_HEADING = "TRL / transformers training arguments"
+
+
+def headings(text: str) -> list[str]:
+    return [line[:-1] for line in text.splitlines() if line.endswith(":") and line[:1].isalpha()
+            and not line.startswith("usage")]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_groups_its_flags_under_the_fixed_headings(script):
+    from prompt_distill.cli import GROUP_ORDER
+
+    found = headings(help_text(SCRIPTS[script]))
+    assert found[0] == "options" and len(found) >= 5, found
+    ordered = [name for name in found[1:] if name in GROUP_ORDER]
+    assert ordered == [name for name in GROUP_ORDER if name in ordered]
+    assert {"data", "model", "engine" if script != "train_sft_trl" else "training", "output"} <= set(found)
+    options = help_text(SCRIPTS[script]).split("\noptions:\n", 1)[1].split("\n\n", 1)[0]
+    assert set(option_blocks("\noptions:\n" + options)) <= {"-h", "--config"}  # every flag is under a heading
+
+
+def test_training_help_leads_with_the_project_flags_and_lists_trl_after_them():
+    text = help_text(training_parser)
+    assert headings(text) == ["options", "data", "task", "model", "training", "output", TRL_HEADING]
+    ours, trl = text.split(f"\n{TRL_HEADING}:")
+    for flag in ("--base_model", "--data_file", "--lora_r", "--learning_rate", "--output_dir", "--report_to"):
+        assert f"\n  {flag}" in ours, flag
+    for flag in ("--max_steps", "--save_strategy", "--gradient_checkpointing"):
+        assert f"\n  {flag}" in trl, flag
+    assert text.startswith("usage: ") and len(text.split("\n\n", 1)[0].splitlines()) == 1  # one usage line
+
+
+def test_every_engine_building_script_offers_the_vllm_engine_flags():
+    for script in ("create_data", "evaluate", "benchmark", "predict"):
+        blocks = option_blocks(help_text(SCRIPTS[script]))
+        for flag in ("--dtype", "--enforce_eager", "--quantization", "--trust_remote_code",
+                     "--gpu_memory_utilization", "--max_model_len", "--vllm_engine_kwargs"):
+            assert flag in blocks, (script, flag)
+    for script in ("create_data", "benchmark"):
+        assert "--top_k" in option_blocks(help_text(SCRIPTS[script]))
+
+
+def test_training_help_is_served_from_a_cache_keyed_by_what_it_is_made_of(tmp_path, monkeypatch, capsys):
+    import train_sft_trl
+    from prompt_distill.cli_help import _help_key
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    built = []
+
+    def build():
+        built.append(1)
+        return training_parser()
+
+    monkeypatch.setattr(train_sft_trl, "build_parser", build)
+    assert train_sft_trl.main(["--help"]) == 0
+    first = capsys.readouterr().out
+    assert train_sft_trl.main(["-h"]) == 0
+    assert capsys.readouterr().out == first and len(built) == 1  # the second from the cache, no TRL import
+    assert first == training_parser().format_help()
+    assert len(list((tmp_path / "prompt-distill" / "help").glob("train_sft_trl-*.txt"))) == 1
+    script = Path(train_sft_trl.__file__)
+    key = _help_key(script)
+    monkeypatch.setenv("COLUMNS", "61")
+    assert _help_key(script) != key  # another width, another text
+
+
+def test_a_config_file_is_read_before_help_so_its_values_show_as_defaults(tmp_path, monkeypatch, capsys):
+    import train_sft_trl
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("max_steps: 7\n")
+    with pytest.raises(SystemExit):
+        train_sft_trl.main(["--config", str(config_file), "--help"])
+    assert "(default: 7)" in " ".join(capsys.readouterr().out.split())
+    assert not (tmp_path / "cache").exists()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..cli import flag
 from ..data import SplitFlags, split_flag
 from ..engines import BACKENDS
+from ..engines.flags import EngineFlags
 from ..errors import PromptDistillError
 from ..evaluation.run import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE
 from ..labeling.run import TEACHER_MAX_TOKENS
@@ -31,7 +32,7 @@ class BenchmarkError(PromptDistillError, ValueError):
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig(SplitFlags, TaskFlags):
+class BenchmarkConfig(SplitFlags, TaskFlags, EngineFlags):
     # the two sides
     teacher_model: str | None = flag(
         None, f"Thinking teacher (default: {DEFAULT_TEACHER} on vLLM, {DEFAULT_CPU_MODEL} on transformers).",
@@ -41,7 +42,9 @@ class BenchmarkConfig(SplitFlags, TaskFlags):
     base_model: str | None = flag(None, "Student base model (default: the adapter's own).", group="model")
     # which sentences
     test_file: str = flag(DEFAULT_TEST_FILE, "Sentences, one per line.", group="data")
-    num_samples: int = flag(8, "Sentences timed one at a time, per side.", group="data", aliases=["--max_samples"])
+    max_samples: int = flag(
+        8, "The first N sentences of the split: each timed one at a time, per side (as evaluate.py's --max_samples).",
+        group="data", aliases=["--num_samples"])
     split: str = split_flag("eval")
     # what is measured
     student_latency: bool = flag(
@@ -63,6 +66,8 @@ class BenchmarkConfig(SplitFlags, TaskFlags):
         TEACHER_MAX_TOKENS, "Budget of a real thought and answer (as create_data.py's --max_tokens on a GPU).",
         group="sampling")
     temperature: float = flag(0.15, "Teacher sampling (create_data's default).", group="sampling")
+    top_k: int = flag(0, "Teacher sampling: the k most likely tokens only (0 = off; as create_data.py's --top_k).",
+                      group="sampling")
     seed: int = flag(0, "Teacher sampling seed (as create_data.py's --seed).", group="sampling")
     # engines
     backend: str = flag("auto", "auto: vLLM if installed and on GPU.", group="engine", choices=list(BACKENDS))

@@ -76,13 +76,13 @@ class Measurements:
 
 # -- what the teacher generates ---------------------------------------------------------------------------------
 def held_out_texts(config: BenchmarkConfig) -> list[str]:
-    """The first --num_samples sentences of --test_file in --split: the ones both sides answer."""
+    """The first --max_samples sentences of --test_file in --split: the ones both sides answer."""
     texts = [text for text in read_sentences(config.test_file).texts
              if in_split(text, config.split, config.eval_fraction, config.split_seed)]
-    if len(texts) < max(config.num_samples, 2):
+    if len(texts) < max(config.max_samples, 2):
         raise BenchmarkError(f"{config.test_file}: {len(texts)} sentences in split {config.split!r}, "
-                             f"--num_samples {config.num_samples} asked (at least 2 are needed).")
-    return texts[: config.num_samples]
+                             f"--max_samples {config.max_samples} asked (at least 2 are needed).")
+    return texts[: config.max_samples]
 
 
 
@@ -116,11 +116,11 @@ def choose_thinking(backend: str, thinking_tokens: int | None, sidecar_path: str
 
 
 def teacher_params(task: Task, backend: str, thinking: Thinking, *, max_tokens: int, temperature: float,
-                   seed: int) -> GenerationParams:
+                   seed: int, top_k: int = 0) -> GenerationParams:
     """Real thinking: as create_data.py asks (free answer after the thought). Emulated: exactly N tokens, then, on
     an engine that scores labels (transformers), the labels are scored after ``Final Answer:`` (the answer the
     engine would otherwise write)."""
-    common = {"temperature": temperature, "seed": seed, "answer_prefix": ANSWER_PREFIX + " ",
+    common = {"temperature": temperature, "top_k": top_k, "seed": seed, "answer_prefix": ANSWER_PREFIX + " ",
               "answer_parser": task.parse}
     if not thinking.emulated:
         return GenerationParams(max_tokens=max_tokens, **common)

@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import engines
 from ..data import DEFAULT_EVAL_FRACTION
 from ..engines import EngineSettings, choose_backend, engine_class, engine_spec
+from ..engines.flags import engine_flag_settings
 from ..engines.vllm_lora import read_adapter_config
 from ..evaluation.run import STUDENT_MAX_TOKENS, student_params
 from ..labeling.run_files import write_json_atomic
@@ -58,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 def _check_counts(config: BenchmarkConfig) -> None:
     """The first pre-flight check, before the backend is chosen and anything is loaded."""
-    for name in ("num_samples", "batch_size", "rounds", "tensor_parallel_size"):
+    for name in ("max_samples", "batch_size", "rounds", "tensor_parallel_size"):
         if getattr(config, name) is not None and getattr(config, name) < 1:
             raise BenchmarkError(f"--{name} must be at least 1, got {getattr(config, name)}.")
     check_flag_ranges(config)  # --temperature, --gpu_memory_utilization: a PreflightError
@@ -142,7 +143,8 @@ def build_contenders(config: BenchmarkConfig, task, backend: str, thinking,
     spec = engine_spec(backend)
     student = student if student is not None else benchmark_student(config, backend)
     params = teacher_params(task, backend, thinking, max_tokens=config.teacher_max_tokens,
-                            temperature=config.temperature, seed=config.seed)
+                            temperature=config.temperature, seed=config.seed, top_k=config.top_k)
+    loading = engine_flag_settings(config, backend)  # --dtype, --quantization ... for both engines
     teacher_model = config.teacher_model or (DEFAULT_TEACHER if spec.reference_scale else DEFAULT_CPU_MODEL)
     placement = {}  # GPUs and memory share of each engine, where one engine spans GPUs
     sequential = config.load_engines == "sequential"
@@ -157,7 +159,7 @@ def build_contenders(config: BenchmarkConfig, task, backend: str, thinking,
     def teacher() -> Contender:
         settings = EngineSettings(batch_size=config.batch_size, seed=config.seed, reasoning_parser="qwen3",
                                   context=lambda: config.max_model_len or teacher_context_length(task, params),
-                                  **placement)
+                                  **placement, **loading)
         engine = engines.make_engine(backend, teacher_model, **engine_class(backend).options(settings))
         prompt_tokens = engine.count_prompt_tokens(task.teacher_messages(texts[0]), params)
         return Contender("teacher", engine, [task.teacher_messages(text) for text in texts], params,
@@ -165,7 +167,7 @@ def build_contenders(config: BenchmarkConfig, task, backend: str, thinking,
                          "first)")
 
     def student_side() -> Contender:
-        built = build_student_engine(backend, student, config.batch_size, **placement)
+        built = build_student_engine(backend, student, config.batch_size, **placement, **loading)
         adapter = f" + {student.adapter_path}" if student.adapter_path else " (no adapter)"
         return Contender("student", built.engine, [student.messages(text) for text in texts],
                          student_params(task, STUDENT_MAX_TOKENS, constrained=False),
@@ -202,6 +204,7 @@ def run(config: BenchmarkConfig) -> dict:
     choice = choose_backend(config.backend, config.tensor_parallel_size)
     logger.info(f"[benchmark] {choice.line()}")
     backend = choice.backend
+    engine_flag_settings(config, backend)  # pre-flight: the engine flags for this backend (--vllm_engine_kwargs)
     student = benchmark_student(config, backend)
     # Both sides run the adapter's own task (its run record: the teacher gets the prompt the student learned),
     # checked against --labels/--prompt_file; with a base model alone, the flags' (custom labels need a prompt).

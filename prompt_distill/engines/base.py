@@ -100,6 +100,13 @@ class EngineSettings:
     gpu_memory_utilization: float = 0.9  # share of each GPU's memory, where the engine reserves one
     max_num_seqs: int | None = None  # most requests run at once (None: the engine's default)
     merge_adapter: bool = False  # fold a LoRA adapter into the weights in memory, where the engine can
+    # Model loading (engines.flags.EngineFlags: --dtype, --quantization, --enforce_eager, --trust_remote_code).
+    dtype: str | None = None  # weights dtype by name ("bfloat16"); None: the engine's own choice
+    quantization: str | None = None  # a vLLM quantization method; None: what the model's config names
+    enforce_eager: bool = False  # vLLM without CUDA graphs / compilation (vLLM's CPU backend is always eager)
+    trust_remote_code: bool = False  # run the model repository's own code
+    # More engine arguments by the engine's own names (--vllm_engine_kwargs), already checked against the engine.
+    engine_kwargs: dict = field(default_factory=dict)
 
 
 class Engine(Protocol):

@@ -142,15 +142,18 @@ class HFEngine:
 
     @classmethod
     def options(cls, settings: EngineSettings) -> dict:
-        """Batch size and merging: the rest of ``settings`` is vLLM's (one device here; seeds come per call)."""
-        return {"batch_size": settings.batch_size, "merge_adapter": settings.merge_adapter}
+        """Batch size, merging, and the loading flags transformers reads (dtype, trust_remote_code): the rest of
+        ``settings`` is vLLM's (one device here; seeds come per call)."""
+        return {"batch_size": settings.batch_size, "merge_adapter": settings.merge_adapter,
+                **({"dtype": settings.dtype} if settings.dtype else {}),
+                **({"trust_remote_code": True} if settings.trust_remote_code else {})}
 
     @classmethod
     def describe_loading(cls) -> str:
         return f"transformers on {default_device()}"
 
     def __init__(self, model, *, adapter_path=None, device=None, dtype=None, batch_size=8, reuse_prefix=True,
-                 merge_adapter=False):
+                 merge_adapter=False, trust_remote_code=False):
         """``merge_adapter``: fold the LoRA adapter into the weights in memory (PEFT merge_and_unload), so a
         forward pass costs what the bare merged model costs; if PEFT cannot merge it, the adapter stays as
         layers and ``notes`` says why."""
@@ -158,8 +161,8 @@ class HFEngine:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.model_name = str(model)
         self.device = device or default_device()
-        self.tokenizer = load_tokenizer(self.model_name, padding_side="left")
-        network = load_causal_lm(self.model_name, device=self.device, dtype=dtype)
+        self.tokenizer = load_tokenizer(self.model_name, padding_side="left", trust_remote_code=trust_remote_code)
+        network = load_causal_lm(self.model_name, device=self.device, dtype=dtype, trust_remote_code=trust_remote_code)
         if str(self.device) == "cpu" and network.config._attn_implementation == "sdpa":
             network.set_attn_implementation(CPU_MASKED_GQA)
         self.notes = []

@@ -315,7 +315,8 @@ class VLLMEngine:
     @classmethod
     def options(cls, settings: EngineSettings) -> dict:
         """GPUs, memory share, seed, reasoning parser, and a context sized for the run (``settings.context``): vLLM
-        would otherwise reserve KV cache for the model's whole context."""
+        would otherwise reserve KV cache for the model's whole context. Then the loading flags (dtype,
+        quantization, enforce_eager, trust_remote_code) where given, and --vllm_engine_kwargs as they are."""
         return {
             "tensor_parallel_size": settings.tensor_parallel_size,
             "seed": settings.seed,
@@ -323,6 +324,11 @@ class VLLMEngine:
             "max_model_len": settings.context() if settings.context else None,
             "gpu_memory_utilization": settings.gpu_memory_utilization,
             **({"max_num_seqs": settings.max_num_seqs} if settings.max_num_seqs else {}),
+            **({"dtype": settings.dtype} if settings.dtype else {}),
+            **({"quantization": settings.quantization} if settings.quantization else {}),
+            **({"enforce_eager": True} if settings.enforce_eager else {}),
+            **({"trust_remote_code": True} if settings.trust_remote_code else {}),
+            **settings.engine_kwargs,  # checked against EngineArgs by engines.flags before anything loads
         }
 
     @classmethod

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..cli import flag
+from ..cli import flag, given_flags
 from ..data import SplitFlags, split_flag
 from ..engines import BACKENDS
+from ..engines.flags import EngineFlags
+from ..preflight import PreflightError
 from ..student.check import DEFAULT_BASE_MODEL
 from ..task import TaskFlags
 
@@ -30,7 +32,7 @@ DESCRIPTION = (
 
 
 @dataclass(frozen=True)
-class EvaluationConfig(SplitFlags, TaskFlags):
+class EvaluationConfig(SplitFlags, TaskFlags, EngineFlags):
     # which student
     model_path: str = flag(
         DEFAULT_MODEL_PATH, "LoRA adapter folder from train_sft_trl.py; 'none' evaluates the base model alone.",
@@ -82,3 +84,20 @@ class EvaluationConfig(SplitFlags, TaskFlags):
         None, "Results JSON of an 'evaluate.py --no_adapter' run on the same test file: with --teacher_file and gold "
               "labels, adds the distillation block (base vs teacher vs student, 95%% bootstrap intervals, tokens per "
               "request, gain kept).", group="report")
+
+
+# What re-scoring a saved results JSON reads (evaluation.rescoring, results.finish); every other flag is about the
+# model run that the saved file already holds.
+RESCORING_FLAGS = frozenset({"predictions_file", "prompt_file", "labels", "teacher_file", "output_file", "report_to",
+                             "defer_below", "target_accuracy", "baseline"})
+
+
+def check_rescoring_flags(config: EvaluationConfig) -> None:
+    """--predictions_file with a flag that re-scoring would ignore (--test_file, --max_samples, --answer_mode, the
+    split, the model and engine flags): refused, naming them, instead of a report that silently ignores them."""
+    ignored = sorted(given_flags(config) - RESCORING_FLAGS)
+    if ignored:
+        named = ", ".join(f"--{name}" for name in ignored)
+        raise PreflightError(f"--predictions_file re-scores the saved predictions without a model, so {named} would "
+                             f"be ignored: drop {'it' if len(ignored) == 1 else 'them'}, or drop --predictions_file "
+                             "to evaluate anew.")

@@ -22,7 +22,9 @@ from ..data import gold_path_for, in_split, read_gold, read_sentences
 from ..duplicates import distinct_sentences
 from ..engines import choose_backend
 from ..engines.base import GenerationParams, LabelScores
+from ..engines.flags import student_engine_options
 from ..labeling.run_files import check_output_path
+from ..preflight import check_flag_ranges
 from ..student.check import RUN_RECORD, check_training_match, resolve_student, student_task
 from ..student.engine import build_student_engine
 from ..task import Task, load_task
@@ -30,7 +32,7 @@ from ..task_source import describe
 from .cascade import check_settings
 from .config import DEFAULT_MODEL_PATH as DEFAULT_MODEL_PATH  # re-exported: benchmark/ and scripts/ import these
 from .config import DEFAULT_TEST_FILE as DEFAULT_TEST_FILE
-from .config import GENERATE, SCORED, STUDENT_MAX_TOKENS, EvaluationConfig
+from .config import GENERATE, SCORED, STUDENT_MAX_TOKENS, EvaluationConfig, check_rescoring_flags
 from .distillation import read_baseline
 from .report import WIDE_RULE, sample_line
 from .rescoring import rescore
@@ -230,9 +232,11 @@ def recorded_teacher_file(config: EvaluationConfig) -> EvaluationConfig:
 
 def run(config: EvaluationConfig) -> dict:
     """The evaluation evaluate.py runs: the report printed, the results JSON and PNGs written, the results returned."""
+    check_flag_ranges(config)  # --eval_fraction, --gpu_memory_utilization
     if config.output_file.lower() != "none":
         check_output_path(config.output_file, "--output_file")  # before the model runs, not after
     if config.predictions_file:
+        check_rescoring_flags(config)  # the flags of a live run would be ignored: refused, named
         check_settings(config.defer_below, config.target_accuracy)
         return rescore(config, load_task(config.prompt_file, config.labels))
     if config.max_samples is not None and config.max_samples < 1:
@@ -242,6 +246,7 @@ def run(config: EvaluationConfig) -> dict:
     if config.answer_mode == GENERATE and config.max_tokens is None:
         config = replace(config, max_tokens=STUDENT_MAX_TOKENS)
     choice = choose_backend(config.backend)  # pre-flight: before the student's base model is resolved; said below
+    engine_options = student_engine_options(config, choice.backend)  # pre-flight too: --vllm_engine_kwargs ...
     student = resolve_student(config.model_path, config.base_model, config.no_adapter)
     # The adapter's own task (its run record), checked against --labels/--prompt_file; the flags for a base model.
     task = student_task(student, config.prompt_file, config.labels)
@@ -260,7 +265,7 @@ def run(config: EvaluationConfig) -> dict:
         logger.warning(f"[evaluate] ⚠️  {warning}")
     logger.info(f"[evaluate] Student: {student.base_model} (from {student.base_model_source})"
         f" + adapter {student.adapter_path or 'none'}")
-    built = build_student_engine(choice.backend, student, config.batch_size)
+    built = build_student_engine(choice.backend, student, config.batch_size, **engine_options)
     logger.info(f"[evaluate] Engine: {built.description}")
     seconds = answer(built.engine, predictions, task, student, config, reference)
     scored = config.answer_mode == SCORED

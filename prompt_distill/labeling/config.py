@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..cli import flag
 from ..engines import BACKENDS
+from ..engines.flags import EngineFlags
 from ..task import TaskFlags
 from .run import CUT_THOUGHT_SAMPLING, TEACHER_MAX_TOKENS
 
@@ -22,17 +23,22 @@ CPU_MAX_TOKENS = 0
 
 
 @dataclass(frozen=True)
-class CreateDataConfig(TaskFlags):
+class CreateDataConfig(TaskFlags, EngineFlags):
     # which sentences
     input_file: str = flag("./example-data/multilingual.txt", "Sentences, one per line.", group="data")
     max_samples: int | None = flag(None, "Only the first N sentences of the input.", group="data")
     shard_index: int = flag(0, "Which shard this process labels (0-based).", group="data")
     num_shards: int = flag(1, "Processes sharing the input (round robin).", group="data")
     # the teacher and how it samples
-    model_name: str = flag("Qwen/Qwen3-30B-A3B-Thinking-2507", "Teacher model.", group="model")
+    teacher_model: str = flag(
+        "Qwen/Qwen3-30B-A3B-Thinking-2507", "Teacher model: a Hugging Face id, a local folder, or the embedded CPU alias "
+        "'smollm2-135m-instruct'.", group="model", aliases=["--model_name"])
     temperature: float = flag(0.15, "Sampling temperature (0 = greedy).", group="sampling")
     top_p: float = flag(
         1.0, "Nucleus sampling: keep the most likely tokens up to this total probability (1 = all).", group="sampling")
+    top_k: int = flag(
+        0, "Sample among the k most likely tokens only (0 = off; the model's generation_config is not used).",
+        group="sampling")
     cut_thought_sampling: str = flag(
         "model_card",
         "Retry a thought cut by --max_tokens with the thinking model card's sampling "

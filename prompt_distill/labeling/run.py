@@ -77,6 +77,7 @@ class LabelingConfig:
     max_tokens: int
     temperature: float = 0.15
     top_p: float = 1.0
+    top_k: int = 0  # 0 = off
     max_retries: int = 3  # extra attempts for a sentence whose answer cannot be read
     seed: int | None = 0
     max_samples: int | None = None  # the first N sentences of the input (before sharding)
@@ -167,6 +168,7 @@ def generation_params(config: LabelingConfig, task: Task) -> GenerationParams:
         max_tokens=config.max_tokens,
         temperature=config.temperature,
         top_p=config.top_p,
+        top_k=config.top_k,
         seed=config.seed,
         answer_labels=task.labels if config.constrained_answer else None,
         answer_prefix=ANSWER_PREFIX + " ",

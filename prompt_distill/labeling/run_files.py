@@ -39,7 +39,7 @@ STATUSES = (LABELLED, UNPARSEABLE_STATUS, TOO_LONG_STATUS)
 # What must match for an output to be resumed (or shards to be merged), with the flag that changes it.
 IDENTITY_FIELDS = {
     "input_sha256": "--input_file (its content)",
-    "model": "--model_name",
+    "model": "--teacher_model",
     "task_fingerprint": "--prompt_file / --labels",
     "labels": "--labels",
     "shard": "--shard_index / --num_shards",

@@ -45,7 +45,7 @@ def pending_sentences(config, distinct: list[int], records: dict, summary, conte
 
 
 # Settings that change what a label is drawn from: one output holds labels drawn one way (flag names for the error).
-LABEL_SETTINGS = {"backend": "--backend", "temperature": "--temperature", "top_p": "--top_p",
+LABEL_SETTINGS = {"backend": "--backend", "temperature": "--temperature", "top_p": "--top_p", "top_k": "--top_k",
                   "max_tokens": "--max_tokens", "seed": "--seed", "constrained_answer": "--constrained_answer",
                   "cut_thought_sampling": "--cut_thought_sampling"}
 
@@ -85,6 +85,7 @@ def session_entry(config, selected: int) -> dict:
         "backend": config.backend,
         "temperature": config.temperature,
         "top_p": config.top_p,
+        "top_k": config.top_k,
         "max_tokens": config.max_tokens,
         "max_retries": config.max_retries,
         "seed": config.seed,

@@ -13,6 +13,7 @@ import logging
 from .. import engines
 from ..data import read_sentences
 from ..engines import BackendError, EngineSettings, choose_backend, engine_class, engine_spec, registry
+from ..engines.flags import engine_flag_settings
 from ..models import DEFAULT_CPU_MODEL, is_embedded, load_config, load_tokenizer
 from ..preflight import PreflightError, check_flag_ranges
 from ..task_source import teacher_task
@@ -45,8 +46,8 @@ def run_context_length(config: CreateDataConfig, task, labeling: LabelingConfig)
     selection = select_shard(range(selected_count(len(sentences.texts), labeling.max_samples)),
                              labeling.shard_index, labeling.num_shards)
     texts = [sentences.texts[index] for index in selection]
-    limit = model_context_limit(load_config(config.model_name))
-    plan = context_length_for(load_tokenizer(config.model_name), task, texts, labeling.max_tokens, model_limit=limit)
+    limit = model_context_limit(load_config(config.teacher_model))
+    plan = context_length_for(load_tokenizer(config.teacher_model), task, texts, labeling.max_tokens, model_limit=limit)
     logger.info(plan.describe(sentences.line_numbers[selection[plan.longest_index]]))
     return plan.max_model_len
 
@@ -59,25 +60,25 @@ def engine_options(config: CreateDataConfig, backend: str, task=None, labeling: 
         batch_size=config.batch_size, seed=config.seed,
         reasoning_parser=None if config.reasoning_parser == "none" else config.reasoning_parser, context=context,
         tensor_parallel_size=config.tensor_parallel_size, gpu_memory_utilization=config.gpu_memory_utilization,
-        max_num_seqs=config.max_num_seqs)
+        max_num_seqs=config.max_num_seqs, **engine_flag_settings(config, backend))
     return engine_class(backend).options(settings)
 
 
 def cpu_refusal(config: CreateDataConfig, backend: str) -> str | None:
     """--backend auto on a machine without CUDA picks transformers: with a model that is not the small embedded
     one (the 30B default teacher), that would load tens of GB onto the CPU and label for days. Say so instead."""
-    if config.backend != "auto" or is_embedded(config.model_name) or engine_spec(backend).on_gpu():
+    if config.backend != "auto" or is_embedded(config.teacher_model) or engine_spec(backend).on_gpu():
         return None
-    return (f"--backend auto found no CUDA GPU, so it would load {config.model_name} with {backend} on the CPU. "
-            f"For the CPU demo pass --model_name {DEFAULT_CPU_MODEL}; to really run this model on the CPU pass "
+    return (f"--backend auto found no CUDA GPU, so it would load {config.teacher_model} with {backend} on the CPU. "
+            f"For the CPU demo pass --teacher_model {DEFAULT_CPU_MODEL}; to really run this model on the CPU pass "
             f"--backend {backend}.")
 
 
 def make_teacher(config: CreateDataConfig, backend: str, task, labeling: LabelingConfig):
     where = engine_class(backend).describe_loading()
     if where:
-        logger.info(f"Loading the teacher {config.model_name} with {where}.")
-    return engines.make_engine(backend, config.model_name, **engine_options(config, backend, task, labeling))
+        logger.info(f"Loading the teacher {config.teacher_model} with {where}.")
+    return engines.make_engine(backend, config.teacher_model, **engine_options(config, backend, task, labeling))
 
 
 def context_tokens(config: CreateDataConfig, backend: str) -> int | None:
@@ -85,7 +86,7 @@ def context_tokens(config: CreateDataConfig, backend: str) -> int | None:
     flag = engine_spec(backend).context_flag
     if flag and getattr(config, flag, None) is not None:
         return getattr(config, flag)
-    return model_context_limit(load_config(config.model_name))
+    return model_context_limit(load_config(config.teacher_model))
 
 
 def check_flags(config: CreateDataConfig) -> None:
@@ -117,11 +118,12 @@ def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
     return LabelingConfig(
         input_file=config.input_file,
         output_file=str(shard_output_path(config.output_file, config.shard_index, config.num_shards)),
-        model_name=config.model_name,
+        model_name=config.teacher_model,
         backend=backend,
         max_tokens=max_tokens,
         temperature=config.temperature,
         top_p=config.top_p,
+        top_k=config.top_k,
         max_retries=config.max_retries,
         seed=config.seed,
         max_samples=config.max_samples,
@@ -146,12 +148,13 @@ def run(config: CreateDataConfig) -> LabelingSummary:
         choice = choose_backend(config.backend, config.tensor_parallel_size)
         logger.info(choice.line())
         backend = choice.backend
+        engine_flag_settings(config, backend)  # pre-flight: the engine flags for this backend (--vllm_engine_kwargs)
         refusal = cpu_refusal(config, backend)
         if refusal:
             raise BackendError(refusal)
         labeling = labeling_config(config, backend)
         logger.info(
-            f"Teacher {config.model_name} on {backend}; max_tokens {labeling.max_tokens}, temperature "
+            f"Teacher {config.teacher_model} on {backend}; max_tokens {labeling.max_tokens}, temperature "
             f"{labeling.temperature}, constrained answer {'on' if labeling.constrained_answer else 'off'}; "
             f"output {labeling.output_file}"
         )

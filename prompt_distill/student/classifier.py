@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..engines import choose_backend
+from ..engines.flags import EngineFlags, student_engine_options
+from ..preflight import check_flag_ranges
 from ..task import Task, TaskError
 
 # student.check's ``Student`` is the *resolved setup* of a student (base model, adapter folder, run record): it is
@@ -113,11 +115,13 @@ class Student:
         batch_size: int = DEFAULT_BATCH_SIZE,
         base_model: str | None = None,
         labels: Iterable[str] | None = None,
+        engine_flags: EngineFlags | None = None,
     ) -> Student:
         """Load the adapter in ``path`` on the base model its run record names (or ``base_model``, a local copy).
 
         ``backend``: "vllm" (GPU), "transformers", or "auto" (vLLM when installed and a GPU is present).
-        ``labels``: only for an adapter without a run record. Notes (the backend, the framing) are logged at INFO
+        ``labels``: only for an adapter without a run record. ``engine_flags``: how the engine loads the model
+        (``EngineFlags(dtype="bfloat16", vllm_engine_kwargs={...})``; predict.py passes its config). Notes (the backend, the framing) are logged at INFO
         on the ``prompt_distill`` logger.
         Raises ``StudentError`` or ``engines.BackendError`` (their message says what to pass instead) before any
         model loads, and ``ModelNotFoundError`` when the base model is not available.
@@ -125,11 +129,14 @@ class Student:
         if batch_size < 1:
             raise StudentError(f"batch_size must be at least 1; got {batch_size}.")
         choice = choose_backend(backend)  # pre-flight: before the adapter's base model is resolved
+        if engine_flags:
+            check_flag_ranges(engine_flags)  # --gpu_memory_utilization
+        engine_options = student_engine_options(engine_flags, choice.backend) if engine_flags else {}
         setup = resolve_adapter(path, base_model)
         task = task_labels(setup, labels)
         for note in [*setup.notes, choice.line()]:  # said once the adapter is accepted: a refusal stays one line
             logger.info(f"[predict] {note}")
-        built = build_student_engine(choice.backend, setup, batch_size)
+        built = build_student_engine(choice.backend, setup, batch_size, **engine_options)
         return cls(setup, built.engine, task, built.description)
 
     def classify(self, texts: Iterable[str], on_batch: PredictionsCallback | None = None) -> list[Prediction]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..cli import flag
 from ..engines import BACKENDS
+from ..engines.flags import EngineFlags
 from .classifier import DEFAULT_BATCH_SIZE
 
 DESCRIPTION = (
@@ -15,8 +16,8 @@ DESCRIPTION = (
 )
 
 
-@dataclass(frozen=True)
-class PredictConfig:
+@dataclass(frozen=True, kw_only=True)  # kw_only: model_path has no default, the engine flags do
+class PredictConfig(EngineFlags):
     # Required, so without a default: a plain dataclass field (cli.flag always gives one).
     model_path: str = field(metadata={
         "help": "Adapter folder written by train_sft_trl.py (its run_record.json gives the labels).", "group": "model"})

@@ -57,14 +57,17 @@ def build_student_engine(backend: str, student: Student, batch_size: int, *, mer
                          **more) -> StudentEngine:
     """``more``: ``EngineSettings`` fields (the benchmark shares the GPUs between teacher and student:
     ``tensor_parallel_size``, ``gpu_memory_utilization``); any other keyword goes to the engine as it is (a test's
-    ``dtype`` for vLLM). ``merge_adapter``: fold the LoRA adapter into the weights in memory where the engine can
+    ``dtype`` for vLLM); ``max_model_len`` replaces the context sized from the run record (--max_model_len).
+    ``merge_adapter``: fold the LoRA adapter into the weights in memory where the engine can
     (transformers), so a forward pass costs what the bare merged model costs; where PEFT cannot merge it, the
     adapter layers stay and that is logged. An engine that cannot serve the adapter (``AdapterNotServable``)
     serves the merged model instead."""
     chosen = select_backend(backend)
     known = {field.name for field in fields(EngineSettings)}
+    more = dict(more)
+    max_model_len = more.pop("max_model_len", None)
     settings = EngineSettings(batch_size=batch_size, merge_adapter=merge_adapter,
-                              context=lambda: student_max_model_len(student),
+                              context=lambda: max_model_len or student_max_model_len(student),
                               **{name: value for name, value in more.items() if name in known})
     options = {**engine_class(chosen).options(settings),
                **{name: value for name, value in more.items() if name not in known}}

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from trl import SFTConfig
 
-from ..cli import make_parser
-from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED
+from ..cli import flag, make_parser
+from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, EVAL_FRACTION_HELP, SPLIT_SEED_HELP
 from ..errors import PromptDistillError
 from ..student_framing import FRAMINGS
 from .lora import AUTO, LoraSettings
@@ -35,65 +35,46 @@ class TrainingError(PromptDistillError, RuntimeError):
 
 @dataclass
 class ScriptArguments:
-    model_name: str = field(
-        default=DEFAULT_STUDENT,
-        metadata={"help": "Student: a Hugging Face id, a local folder, or the embedded CPU alias 'smollm2-135m-instruct'."},
-    )
-    data_file: str = field(default=DEFAULT_DATA_FILE, metadata={"help": "Training JSONL written by create_data.py."})
-    prompt_file: str | None = field(
-        default=None, metadata={"help": "Teacher prompt of a custom task (validates answers against its labels)."}
-    )
-    labels: str | None = field(
-        default=None, metadata={"help": "Label codes, comma-separated or a file; default: the language labels."}
-    )
-    split: str = field(
-        default="train",
-        metadata={"help": "'train': hold out the eval split that evaluate.py scores; 'all': train on everything.",
-                  "choices": ["train", "all"]},
-    )
-    eval_fraction: float = field(
-        default=DEFAULT_EVAL_FRACTION, metadata={"help": "Share of sentences held out (stable hash of the sentence)."}
-    )
-    split_seed: int = field(default=DEFAULT_SPLIT_SEED, metadata={"help": "Changes which sentences are held out."})
-    lora_r: int = field(default=32, metadata={"help": "LoRA rank of the attention (or dense) projections."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha, the same for every target."})
-    lora_dropout: float = field(
-        default=0.0, metadata={"help": "LoRA dropout; must be 0 when fused MoE experts are adapted."}
-    )
-    lora_target_modules: str = field(
-        default=AUTO,
-        metadata={"help": "'auto' (MoE: q/k/v/o_proj + fused experts, never the router; dense: every linear "
-                          "layer but the LM head), 'all-linear' (dense models only), or comma-separated names."},
-    )
-    expert_lora_r: int = field(
-        default=DEFAULT_EXPERT_LORA_R,
-        metadata={"help": "LoRA rank per expert on fused-MoE models (gate_up_proj, down_proj), and of their dense MLP "
-                          "layers if any (mlp_only_layers); 0 = attention only; 32 = the reference README (does not "
-                          "fit one 80 GB GPU)."},
-    )
-    dtype: str = field(
-        default="auto",
-        metadata={"help": "Weights dtype: 'auto' = bfloat16 on GPUs that support it, else float32.",
-                  "choices": ["auto", "bfloat16", "float16", "float32"]},
-    )
-    attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa, eager, flash_attention_2."})
-    experts_implementation: str | None = field(
-        default=None, metadata={"help": "MoE experts kernel (transformers): eager, grouped_mm, batched_mm; default: automatic."}
-    )
-    merge: bool = field(default=False, metadata={"help": f"Also write base+adapter merged into <output_dir>/{MERGED_SUBDIR}."})
-    student_framing: str = field(
-        default="auto",
-        metadata={"help": "What surrounds the sentence in the student's chat: auto = the fewest tokens the chat "
-                          "template allows; user_only = the user turn alone (a template's default system turn "
-                          "stays); empty_system = an empty system message first. Kept in run_record.json, so "
-                          "inference uses the same.",
-                  "choices": ["auto", *FRAMINGS]},
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={"help": "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint "
-                          "continues its run instead)."},
-    )
+    base_model: str = flag(
+        DEFAULT_STUDENT, "Student: a Hugging Face id, a local folder, or the embedded CPU alias 'smollm2-135m-instruct'.",
+        group="model", aliases=["--model_name", "--model_name_or_path"])
+    data_file: str = flag(DEFAULT_DATA_FILE, "Training JSONL written by create_data.py.", group="data")
+    prompt_file: str | None = flag(
+        None, "Teacher prompt of a custom task (validates answers against its labels).", group="task")
+    labels: str | None = flag(None, "Label codes, comma-separated or a file; default: the language labels.", group="task")
+    split: str = flag(
+        "train", "'train': hold out the eval split that evaluate.py scores; 'all': train on everything.",
+        group="data", choices=["train", "all"])
+    # The same flags as data.SplitFlags (evaluate.py, benchmark.py); not inherited: SplitFlags is frozen, TRL's
+    # parser returns this dataclass mutable.
+    eval_fraction: float = flag(DEFAULT_EVAL_FRACTION, EVAL_FRACTION_HELP, group="data")
+    split_seed: int = flag(DEFAULT_SPLIT_SEED, SPLIT_SEED_HELP, group="data")
+    lora_r: int = flag(32, "LoRA rank of the attention (or dense) projections.", group="training")
+    lora_alpha: int = flag(16, "LoRA alpha, the same for every target.", group="training")
+    lora_dropout: float = flag(0.0, "LoRA dropout; must be 0 when fused MoE experts are adapted.", group="training")
+    lora_target_modules: str = flag(
+        AUTO, "'auto' (MoE: q/k/v/o_proj + fused experts, never the router; dense: every linear layer but the LM "
+              "head), 'all-linear' (dense models only), or comma-separated names.", group="training")
+    expert_lora_r: int = flag(
+        DEFAULT_EXPERT_LORA_R,
+        "LoRA rank per expert on fused-MoE models (gate_up_proj, down_proj), and of their dense MLP layers if any "
+        "(mlp_only_layers); 0 = attention only; 32 = the reference README (does not fit one 80 GB GPU).", group="training")
+    dtype: str = flag(
+        "auto", "Weights dtype: 'auto' = bfloat16 on GPUs that support it, else float32.", group="model",
+        choices=["auto", "bfloat16", "float16", "float32"])
+    attn_implementation: str = flag("sdpa", "Attention kernel: sdpa, eager, flash_attention_2.", group="model")
+    experts_implementation: str | None = flag(
+        None, "MoE experts kernel (transformers): eager, grouped_mm, batched_mm; default: automatic.", group="model")
+    student_framing: str = flag(
+        "auto",
+        "What surrounds the sentence in the student's chat: auto = the fewest tokens the chat template allows; "
+        "user_only = the user turn alone (a template's default system turn stays); empty_system = an empty system "
+        "message first. Kept in run_record.json, so inference uses the same.",
+        group="model", choices=["auto", *FRAMINGS])
+    merge: bool = flag(False, f"Also write base+adapter merged into <output_dir>/{MERGED_SUBDIR}.", group="output")
+    overwrite_output_dir: bool = flag(
+        False, "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint continues its "
+               "run instead).", group="output", aliases=["--overwrite"])  # --overwrite: create_data.py's name
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
@@ -126,48 +107,52 @@ def fsdp_launched() -> bool:
 class PromptDistillationConfig(SFTConfig):
     """SFTConfig with the reference README's table as defaults (and a few choices of ours, marked)."""
 
-    output_dir: str | None = field(default=DEFAULT_OUTPUT_DIR, metadata={"help": "Adapter, tokenizer, run record."})
-    learning_rate: float = field(default=2e-4, metadata={"help": "Peak learning rate (AdamW)."})
-    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"help": "Learning-rate schedule."})
+    # --help lists the fields given a group above with the script's own flags; every other SFTConfig /
+    # TrainingArguments field comes after them, under this heading.
+    HELP_HEADING = "TRL / transformers training arguments"
+
+    output_dir: str | None = field(default=DEFAULT_OUTPUT_DIR, metadata={"group": "output", "help": "Adapter, tokenizer, run record."})
+    learning_rate: float = field(default=2e-4, metadata={"group": "training", "help": "Peak learning rate (AdamW)."})
+    lr_scheduler_type: str = field(default="cosine_with_min_lr", metadata={"group": "training", "help": "Learning-rate schedule."})
     lr_scheduler_kwargs: dict | str | None = field(
         default_factory=lambda: dict(DEFAULT_LR_SCHEDULER_KWARGS),
-        metadata={"help": 'Schedule arguments as JSON, e.g. \'{"min_lr_rate": 0.1}\'.'},
+        metadata={"group": "training", "help": 'Schedule arguments as JSON, e.g. \'{"min_lr_rate": 0.1}\'.'},
     )
-    per_device_train_batch_size: int = field(default=4, metadata={"help": "Examples per device and micro-step."})
-    gradient_accumulation_steps: int = field(default=4, metadata={"help": "Micro-steps per optimizer step."})
+    per_device_train_batch_size: int = field(default=4, metadata={"group": "training", "help": "Examples per device and micro-step."})
+    gradient_accumulation_steps: int = field(default=4, metadata={"group": "training", "help": "Micro-steps per optimizer step."})
     max_length: int | None = field(
-        default=2048, metadata={"help": "Longest example in tokens; longer ones are dropped and reported."}
+        default=2048, metadata={"group": "training", "help": "Longest example in tokens; longer ones are dropped and reported."}
     )
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training split."})
+    num_train_epochs: float = field(default=1.0, metadata={"group": "training", "help": "Passes over the training split."})
     # transformers 5 has no warmup_ratio: a warmup_steps value below 1 is read as a fraction of all steps.
-    warmup_steps: float = field(default=0.03, metadata={"help": "Warmup; a value below 1 is a fraction of all steps."})
+    warmup_steps: float = field(default=0.03, metadata={"group": "training", "help": "Warmup; a value below 1 is a fraction of all steps."})
     bf16: bool | None = field(
-        default=None, metadata={"help": "bf16 mixed precision; default: on where the GPU supports it, off on CPU."}
+        default=None, metadata={"group": "training", "help": "bf16 mixed precision; default: on where the GPU supports it, off on CPU."}
     )
     report_to: None | str | list[str] = field(
-        default="wandb", metadata={"help": "'wandb' (offline without a login) or 'none'."}
+        default="wandb", metadata={"group": "output", "help": "'wandb' (offline without a login) or 'none'."}
     )
-    logging_steps: float = field(default=1, metadata={"help": "Log every N optimizer steps."})
+    logging_steps: float = field(default=1, metadata={"group": "training", "help": "Log every N optimizer steps."})
     # Ours: a checkpoint every 25 steps (about 400 examples) so that an interrupted run can resume; two are kept.
-    save_steps: float = field(default=25, metadata={"help": "Checkpoint every N steps (resume_from_checkpoint)."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
+    save_steps: float = field(default=25, metadata={"group": "output", "help": "Checkpoint every N steps (resume_from_checkpoint)."})
+    save_total_limit: int | None = field(default=2, metadata={"group": "output", "help": "Checkpoints kept in output_dir."})
     # Ours: padding-free batches. Our examples are a sentence and a one-token label, so padding is a large share
     # of a padded batch. Correct with the completion mask (TRL masks each sequence start) and with SDPA/eager
     # attention (transformers builds a block-diagonal mask from the position ids), not only flash attention.
     padding_free: bool = field(
-        default=True, metadata={"help": "Concatenate a batch's examples into one row without padding (off: "
+        default=True, metadata={"group": "training", "help": "Concatenate a batch's examples into one row without padding (off: "
                                         "--no_padding_free)."}
     )
     # Ours: no MoE load-balancing loss. The router stays frozen, so the auxiliary loss could only push the
     # adapters to reshape hidden states for balance instead of for the labels; the pretrained routing is already
     # balanced. TRL would otherwise switch it on from the model config (0.001 for Qwen3-MoE).
     router_aux_loss_coef: float | None = field(
-        default=0.0, metadata={"help": "MoE load-balancing loss weight; 0 = off (router is frozen)."}
+        default=0.0, metadata={"group": "training", "help": "MoE load-balancing loss weight; 0 = off (router is frozen)."}
     )
 
     resume_from_checkpoint: str | None = field(
         default=None,
-        metadata={"help": "Continue an interrupted run: a checkpoint-N folder, or 'last' for the newest checkpoint-N "
+        metadata={"group": "training", "help": "Continue an interrupted run: a checkpoint-N folder, or 'last' for the newest checkpoint-N "
                           "in --output_dir (one is saved every --save_steps steps)."},
     )
 
@@ -186,8 +171,9 @@ class PromptDistillationConfig(SFTConfig):
 
 
 DESCRIPTION = (
-    "Stage 2: train the student's LoRA adapter on create_data.py's JSONL with TRL's SFTTrainer. Every SFTConfig "
-    "and TrainingArguments field is a flag; --config FILE.yaml sets any of them from a file (flags given on the "
+    "Stage 2: train the student's LoRA adapter on create_data.py's JSONL with TRL's SFTTrainer. The script's own "
+    "flags come first; every other SFTConfig and TrainingArguments field is a flag too, listed last under 'TRL / "
+    "transformers training arguments'; --config FILE.yaml sets any of them from a file (flags given on the "
     "command line win); --resume_from_checkpoint last continues an interrupted run from the newest checkpoint "
     "in --output_dir."
 )

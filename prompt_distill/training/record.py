@@ -57,8 +57,8 @@ def build_record(script_args, config, data, summary, trainer, output, wall, requ
     scheduler = getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type)
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "base_model": script_args.model_name,
-        "base_model_resolved": resolve_model(script_args.model_name),
+        "base_model": script_args.base_model,
+        "base_model_resolved": resolve_model(script_args.base_model),
         "data_file": str(script_args.data_file),
         "data_sha256": file_sha256(script_args.data_file),
         "split": {

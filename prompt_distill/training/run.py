@@ -21,6 +21,7 @@ from ..data import DataError
 from ..duplicates import repeats_dropped_note
 from ..labeling.run_files import RunFiles, read_header
 from ..models import default_dtype, load_tokenizer, resolve_model
+from ..preflight import check_flag_ranges
 from ..student_framing import choose_framing
 from ..task_source import TASK_KEY, describe, resolve_task
 from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
@@ -85,7 +86,7 @@ def load_student(script_args: ScriptArguments, device: str):
         # One whole copy per GPU (data parallel). Under FSDP the weights load on the CPU (rank 0 only with
         # cpu_ram_efficient_loading) and the Trainer shards them onto the GPUs.
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
-    return AutoModelForCausalLM.from_pretrained(resolve_model(script_args.model_name), **kwargs)
+    return AutoModelForCausalLM.from_pretrained(resolve_model(script_args.base_model), **kwargs)
 
 
 def resolve_resume(config: SFTConfig) -> str | None:
@@ -270,22 +271,23 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
     """Train and save. Under ``accelerate launch`` every process trains its share of each batch; only the main
     process logs progress, starts wandb and writes the adapter, tokenizer, run record and merged model. The
     summary to print is ``record.format_summary(result.record, result.output_dir)``."""
+    check_flag_ranges(script_args)  # --eval_fraction, before anything loads
     main_process = is_main_process()
     requested_max_length = config.max_length
     resume = resolve_resume(config)
     check_output_dir(Path(config.output_dir), script_args.overwrite_output_dir, resume)
     selected = read_data(script_args)  # data errors surface before anything is downloaded or loaded
-    tokenizer = load_tokenizer(script_args.model_name)
+    tokenizer = load_tokenizer(script_args.base_model)
     data = prepare_data(script_args, config, tokenizer, selected)
     if script_args.merge and (config.fsdp or fsdp_launched()):
         raise TrainingError("--merge does not work under FSDP (each process holds a slice of the base); train, "
                             "then merge the saved adapter in one process (see docs/training.md).")
-    wandb_settings = configure_wandb(config.report_to, config.output_dir)
+    wandb_settings = configure_wandb(config.report_to)  # ./wandb (or WANDB_DIR), never inside the adapter folder
     if wandb_settings:
         logger.info("[train] " + wandb_settings.note)
     if resume:
         logger.info(f"[train] Resuming from {resume}")
-    logger.info(f"[train] Loading {script_args.model_name} ...")
+    logger.info(f"[train] Loading {script_args.base_model} ...")
     trainer = build_trainer(script_args, config, tokenizer, data, callbacks=callbacks)
     check_process_group(trainer)
     logger.info("[train] " + describe_batch(trainer))

@@ -38,17 +38,18 @@ class WandbSettings:
     note: str  # one line for the user
 
 
-def configure_wandb(report_to, output_dir) -> WandbSettings | None:
+def configure_wandb(report_to, default_dir=None) -> WandbSettings | None:
     """Make ``--report_to wandb`` work without a login; None when wandb is off.
 
-    An explicit ``WANDB_MODE`` is respected. Without credentials the run is logged offline (the Trainer would
+    wandb's run folders go under ``$WANDB_DIR/wandb`` when WANDB_DIR is set, else ``<default_dir>/wandb``, by default
+    ``./wandb`` in the working folder: never inside the adapter folder, so that copying an adapter does not copy
+    its logs. An explicit ``WANDB_MODE`` is respected. Without credentials the run is logged offline (the Trainer would
     otherwise stop at an interactive login prompt); ``wandb sync`` uploads it later.
     """
     if not reports_to_wandb(report_to):
         return None
     project = os.environ.setdefault("WANDB_PROJECT", DEFAULT_WANDB_PROJECT)
-    # Keep the wandb run folder beside the adapter it describes.
-    directory = os.environ.setdefault("WANDB_DIR", str(Path(output_dir).resolve()))
+    directory = os.environ.setdefault("WANDB_DIR", str(Path(default_dir or Path.cwd()).resolve()))
     Path(directory).mkdir(parents=True, exist_ok=True)
     if os.environ.get("WANDB_MODE"):
         mode = os.environ["WANDB_MODE"]

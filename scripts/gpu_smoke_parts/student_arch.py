@@ -147,7 +147,7 @@ def build(args, rank: int, tokenizer_dir: Path, data_file: Path, workdir: Path, 
     from prompt_distill.training.config import PromptDistillationConfig, ScriptArguments
     from prompt_distill.training.run import build_trainer, describe_batch, prepare_data
 
-    script_args = ScriptArguments(model_name=str(tokenizer_dir), data_file=str(data_file), split="all",
+    script_args = ScriptArguments(base_model=str(tokenizer_dir), data_file=str(data_file), split="all",
                                   expert_lora_r=rank)
     config = PromptDistillationConfig(output_dir=str(workdir / f"out-r{rank}"), report_to="none", save_strategy="no",
                                       max_steps=args.b_steps, use_cpu=args.device == "cpu", disable_tqdm=True)

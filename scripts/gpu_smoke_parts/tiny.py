@@ -106,7 +106,7 @@ def train(args, model_dir: Path, data_file: Path, workdir: Path, checks: Checks)
     from prompt_distill.training.run import run_training
 
     timer = StepTimer(args.device)
-    script_args = ScriptArguments(model_name=str(model_dir), data_file=str(data_file), split="all",
+    script_args = ScriptArguments(base_model=str(model_dir), data_file=str(data_file), split="all",
                                   lora_r=32, expert_lora_r=args.expert_lora_r)
     config = PromptDistillationConfig(
         output_dir=str(workdir / "adapter"), report_to="none", save_strategy="no", max_steps=args.steps,

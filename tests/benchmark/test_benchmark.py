@@ -150,7 +150,7 @@ def test_missing_adapter_is_a_clear_error(capsys, tmp_path):
     assert "nope does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", ["--num_samples", "--batch_size", "--rounds"])
+@pytest.mark.parametrize("flag", ["--max_samples", "--batch_size", "--rounds"])
 def test_counts_below_one_are_refused(capsys, flag):
     assert benchmark_cli.main(["--backend", "transformers", flag, "0", "--output_file", "none"]) == 2
     assert f"{flag} must be at least 1" in capsys.readouterr().err

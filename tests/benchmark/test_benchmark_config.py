@@ -21,7 +21,7 @@ def parsed(*flags) -> BenchmarkConfig:
 
 def test_every_flag_is_a_field_with_the_parsers_value():
     config = parsed("--max_samples", "3", "--student_latency", "--tensor_parallel_size", "2")
-    assert (config.num_samples, config.student_latency, config.tensor_parallel_size) == (3, True, 2)
+    assert (config.max_samples, config.student_latency, config.tensor_parallel_size) == (3, True, 2)
     assert (config.split, config.eval_fraction, config.split_seed) == ("eval", 0.2, 0)  # benchmark's split default
 
 

@@ -121,7 +121,7 @@ def toy(monkeypatch):
 def test_a_registered_engine_labels_through_create_data_with_no_stage_file_naming_it(toy, tmp_path, capsys):
     (tmp_path / "in.txt").write_text("\n".join(ANSWERS) + "\n", encoding="utf-8")
     output = tmp_path / "out" / "labels.jsonl"
-    config = CreateDataConfig(input_file=str(tmp_path / "in.txt"), output_file=str(output), model_name="toy-model",
+    config = CreateDataConfig(input_file=str(tmp_path / "in.txt"), output_file=str(output), teacher_model="toy-model",
                               backend="toy", max_tokens=8)
     summary = teacher_run.run(config)
     assert summary.labelled_now == len(ANSWERS) and summary.unparseable_now == 0

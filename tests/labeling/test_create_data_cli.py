@@ -44,7 +44,7 @@ def test_an_output_from_another_model_is_refused_before_any_model_loads(tmp_path
     code = create_data.main(["--backend", "transformers", "--model_name", "another/model",
                              "--input_file", config.input_file, "--output_file", config.output_file])
     error = capsys.readouterr().err
-    assert code == 2 and "--model_name" in error and "--overwrite" in error
+    assert code == 2 and "--teacher_model" in error and "--overwrite" in error
 
 
 def test_counts_must_be_positive(tmp_path, capsys):
@@ -78,7 +78,7 @@ def test_backend_selection(monkeypatch):
 def test_the_reference_flags_parse_with_their_defaults():
     args = parse_config(CreateDataConfig, [])
     assert (args.input_file, args.output_file) == ("./example-data/multilingual.txt", "./data/prompt_distillation_lang.jsonl")
-    assert (args.model_name, args.temperature, args.max_retries) == ("Qwen/Qwen3-30B-A3B-Thinking-2507", 0.15, 3)
+    assert (args.teacher_model, args.temperature, args.max_retries) == ("Qwen/Qwen3-30B-A3B-Thinking-2507", 0.15, 3)
     options = teacher_run.engine_options(parse_config(
         CreateDataConfig, ["--tensor_parallel_size", "4", "--reasoning_parser", "none"]), "vllm")
     assert options["tensor_parallel_size"] == 4 and options["reasoning_parser"] is None
@@ -167,7 +167,7 @@ def test_the_default_teacher_on_a_machine_without_cuda_is_refused_before_any_mod
     error = one_error_line(capsys)
     assert code == 2
     assert error == ("error: --backend auto found no CUDA GPU, so it would load Qwen/Qwen3-30B-A3B-Thinking-2507 with "
-                     "transformers on the CPU. For the CPU demo pass --model_name smollm2-135m-instruct; to really run "
+                     "transformers on the CPU. For the CPU demo pass --teacher_model smollm2-135m-instruct; to really run "
                      "this model on the CPU pass --backend transformers.")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.txt"]
 

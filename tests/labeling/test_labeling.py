@@ -203,7 +203,7 @@ def test_a_kill_after_the_last_sidecar_write_is_repaired_though_nothing_is_left_
 
 def test_an_output_from_another_input_model_or_prompt_is_refused(config, tmp_path):
     run_labeling(config, TASK, lambda: ScriptedEngine(), progress=False)
-    with pytest.raises(OutputMismatchError, match=r"(?s)model .*--model_name.*--overwrite"):
+    with pytest.raises(OutputMismatchError, match=r"(?s)model .*--teacher_model.*--overwrite"):
         run_labeling(make_config(tmp_path, model_name="teacher-b"), TASK, lambda: ScriptedEngine(), progress=False)
     other_task = language_task().__class__(labels=("en", "de"), system_prompt="Say Final Answer: en or de.")
     with pytest.raises(OutputMismatchError, match="task_fingerprint"):

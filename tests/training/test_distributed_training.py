@@ -41,10 +41,9 @@ def training_flags(base, data_file, output_dir, gradient_accumulation_steps):
     ]
 
 
-def run(command):
+def run(command, wandb_dir):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", WANDB_MODE="offline",
-               TOKENIZERS_PARALLELISM="false")
-    env.pop("WANDB_DIR", None)  # the trainer keeps wandb's folder beside the adapter
+               TOKENIZERS_PARALLELISM="false", WANDB_DIR=str(wandb_dir))  # else ./wandb of the repository
     finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-5000:]
     return finished
@@ -68,7 +67,7 @@ def two_processes(fixture_files):
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(free_port()), "train_sft_trl.py",
                *training_flags(base, data_file, output_dir, gradient_accumulation_steps=1)]
-    finished = run(command)
+    finished = run(command, folder / "logs-two")
     return finished, output_dir, json.loads((output_dir / "run_record.json").read_text("utf-8"))
 
 
@@ -82,7 +81,8 @@ def test_two_processes_write_one_adapter_one_record_one_log_and_see_each_example
     # One adapter, one wandb run (offline), written by the main process only.
     assert sorted(path.name for path in output_dir.glob("adapter_*")) == ["adapter_config.json",
                                                                           "adapter_model.safetensors"]
-    assert len(list((output_dir / "wandb").glob("offline-run-*"))) == 1
+    assert len(list((output_dir.parent / "logs-two" / "wandb").glob("offline-run-*"))) == 1
+    assert not (output_dir / "wandb").exists()  # never inside the adapter folder
     assert record["wandb_run_dir"] is not None
 
     # One copy of each line the script prints, and one loss line per optimizer step.
@@ -111,7 +111,7 @@ def test_two_processes_follow_the_single_process_order_and_loss_curve(two_proces
     output_dir = folder / "one-process"
     # The same effective batch: 1 process x 2 examples x 2 accumulation steps.
     run([sys.executable, "train_sft_trl.py",
-         *training_flags(base, data_file, output_dir, gradient_accumulation_steps=PROCESSES)])
+         *training_flags(base, data_file, output_dir, gradient_accumulation_steps=PROCESSES)], folder / "logs-one")
     single_record = json.loads((output_dir / "run_record.json").read_text("utf-8"))
     single, distributed = single_record["distributed"], distributed_record["distributed"]
     assert single["world_size"] == 1

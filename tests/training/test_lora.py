@@ -96,7 +96,7 @@ def trained_moe(tmp_path_factory, smollm2_tokenizer):
     model = tiny_qwen3_moe(vocab_size=len(smollm2_tokenizer))
     base_dir = save_model_dir(model, smollm2_tokenizer, root / "base")
     data_file = write_fixture_jsonl(root / "train.jsonl", 8)
-    script_args = ScriptArguments(model_name=str(base_dir), data_file=str(data_file), split="all",
+    script_args = ScriptArguments(base_model=str(base_dir), data_file=str(data_file), split="all",
                                   lora_r=4, expert_lora_r=2)
     config = fast_config(root / "out", max_steps=2, per_device_train_batch_size=4)
     data = prepare_data(script_args, config, smollm2_tokenizer)

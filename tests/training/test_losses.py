@@ -32,7 +32,7 @@ def test_the_trainer_computes_its_loss_with_the_registered_function(monkeypatch,
     monkeypatch.setitem(losses.LOSSES, DEFAULT_LOSS, mean_nll)
     base = save_model_dir(tiny_llama(len(smollm2_tokenizer)), smollm2_tokenizer, tmp_path / "base")
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 8)
-    script_args = ScriptArguments(model_name=str(base), data_file=str(data_file), split="all", lora_r=4)
+    script_args = ScriptArguments(base_model=str(base), data_file=str(data_file), split="all", lora_r=4)
     result = run_training(script_args, fast_config(tmp_path / "out", max_steps=2))
     assert calls, "the registered loss was never called"
     assert math.isfinite(result.record["results"]["final_train_loss"])

@@ -47,7 +47,7 @@ def template_tokenizer(smollm2_tokenizer, name):
 # -- flags and defaults -----------------------------------------------------------------------------------
 def test_defaults_are_the_reference_hyperparameters():
     script_args, config = parser().parse_args_and_config([])
-    assert script_args.model_name == "Qwen/Qwen3-30B-A3B-Instruct-2507"
+    assert script_args.base_model == "Qwen/Qwen3-30B-A3B-Instruct-2507"
     assert script_args.data_file == "./data/prompt_distillation_lang.jsonl"
     assert (script_args.lora_r, script_args.lora_alpha, script_args.split) == (32, 16, "train")
     assert config.output_dir == "./models/prompt_distillation_trl"
@@ -224,13 +224,13 @@ def test_bad_record_stops_with_file_and_line_before_loading_a_model(case, tmp_pa
     line, message = BAD_LINES[case]
     data_file = tmp_path / "train.jsonl"
     data_file.write_text(GOOD + "\n" + line + "\n", "utf-8")
-    script_args = ScriptArguments(model_name="/nonexistent/model", data_file=str(data_file), split="all")
+    script_args = ScriptArguments(base_model="/nonexistent/model", data_file=str(data_file), split="all")
     with pytest.raises(DataError, match=rf"train\.jsonl:2: .*{message}"):
         run_training(script_args, fast_config(tmp_path / "out"))
 
 
 def test_missing_data_file_is_one_clear_sentence(tmp_path):
-    script_args = ScriptArguments(model_name="/nonexistent/model", data_file=str(tmp_path / "nope.jsonl"))
+    script_args = ScriptArguments(base_model="/nonexistent/model", data_file=str(tmp_path / "nope.jsonl"))
     with pytest.raises(DataError, match=r"nope\.jsonl: file not found\.$"):
         run_training(script_args, fast_config(tmp_path / "out"))
 
@@ -261,7 +261,7 @@ def tiny_base(tmp_path, smollm2_tokenizer):
 def test_run_writes_adapter_record_and_merged_model_that_reload_identically(tiny_base, tmp_path):
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 16)
     out = tmp_path / "out"
-    script_args = ScriptArguments(model_name=str(tiny_base), data_file=str(data_file), lora_r=4, merge=True)
+    script_args = ScriptArguments(base_model=str(tiny_base), data_file=str(data_file), lora_r=4, merge=True)
     result = run_training(script_args, fast_config(out, max_steps=2))
 
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "run_record.json"):
@@ -297,7 +297,7 @@ def test_run_writes_adapter_record_and_merged_model_that_reload_identically(tiny
 def test_resume_from_the_last_checkpoint(tiny_base, tmp_path):
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 16)
     out = tmp_path / "out"
-    script_args = ScriptArguments(model_name=str(tiny_base), data_file=str(data_file), split="all", lora_r=4)
+    script_args = ScriptArguments(base_model=str(tiny_base), data_file=str(data_file), split="all", lora_r=4)
     with pytest.raises(TrainingError, match="no checkpoint"):
         run_training(script_args, fast_config(out, resume_from_checkpoint="last"))
     run_training(script_args, fast_config(out, max_steps=2, save_strategy="steps", save_steps=1))
@@ -317,17 +317,30 @@ def no_wandb_login(monkeypatch, tmp_path):
     return empty
 
 
-def test_wandb_without_login_logs_offline_for_real(no_wandb_login, tiny_base, tmp_path, capsys):
+def test_wandb_without_login_logs_offline_for_real(no_wandb_login, tiny_base, tmp_path, capsys, monkeypatch):
     data_file = write_fixture_jsonl(tmp_path / "train.jsonl", 8)
     out = tmp_path / "out"
-    script_args = ScriptArguments(model_name=str(tiny_base), data_file=str(data_file), split="all", lora_r=4)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    script_args = ScriptArguments(base_model=str(tiny_base), data_file=str(data_file), split="all", lora_r=4)
     result = run_training(script_args, fast_config(out, max_steps=2, report_to="wandb"))
     lines = capsys.readouterr().out.splitlines()
     assert os.environ["WANDB_MODE"] == "offline"
     assert any("logging offline" in line for line in lines)
     run_dir = result.record["wandb_run_dir"]
-    assert run_dir.startswith(str(out / "wandb" / "offline-run-"))
-    assert list((out / "wandb").glob("offline-run-*/run-*.wandb")), "no offline run file written"
+    # ./wandb of the working folder, not the adapter folder: copying the adapter does not copy the logs.
+    assert run_dir.startswith(str(work / "wandb" / "offline-run-"))
+    assert list((work / "wandb").glob("offline-run-*/run-*.wandb")), "no offline run file written"
+    assert not (out / "wandb").exists()
+
+
+def test_wandb_goes_to_the_working_folder_or_wandb_dir_never_the_adapter(no_wandb_login, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert configure_wandb(["wandb"]).directory == str(tmp_path)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "logs"))
+    settings = configure_wandb(["wandb"])
+    assert settings.directory == str(tmp_path / "logs") and (tmp_path / "logs").is_dir()
 
 
 def test_wandb_login_is_respected_and_none_disables(no_wandb_login, tmp_path):

@@ -49,7 +49,7 @@ def test_another_prompt_is_refused_naming_both_prompts(triage_data, tmp_path, ca
 def test_the_run_record_carries_the_labels_and_the_prompt(triage_data, tmp_path, smollm2_tokenizer):
     base = save_model_dir(tiny_llama(len(smollm2_tokenizer)), smollm2_tokenizer, tmp_path / "base")
     out = tmp_path / "adapter"
-    run_training(ScriptArguments(model_name=str(base), data_file=str(triage_data), lora_r=2), fast_config(out))
+    run_training(ScriptArguments(base_model=str(base), data_file=str(triage_data), lora_r=2), fast_config(out))
     record = json.loads((out / "run_record.json").read_text("utf-8"))
     task = triage_task()
     assert record["task"] == {"name": "custom", "fingerprint": task.fingerprint(), "labels": ["K", "M", "T"],

@@ -204,8 +204,12 @@ def language_names(labels) -> dict[str, str]:
     return {code: name for code, name in LANGUAGE_LABEL_NAMES.items() if code in labels}
 
 
-PROMPT_FILE_HELP = "Teacher system prompt (text file). Default: the built-in language-classification prompt."
-LABELS_HELP = "Label codes, comma-separated or a file with one per line. Default: ar,de,el,en,es,fr,hi,ru,tr,ur,vi,zh,ot."
+# Labelling reads the task from these flags; every later stage from what labelling recorded (task_source.py).
+RECORDED = ("Training takes it from the data's run file, evaluate/benchmark from the adapter's run record, and "
+            "refuse a different value.")
+PROMPT_FILE_HELP = f"Teacher system prompt (text file). Default: the built-in language-classification prompt. {RECORDED}"
+LABELS_HELP = ("Label codes, comma-separated or a file with one per line. Default: ar,de,el,en,es,fr,hi,ru,tr,ur,vi,zh,ot; "
+               f"other labels need their --prompt_file. {RECORDED}")
 
 
 @dataclass(frozen=True)

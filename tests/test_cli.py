@@ -219,6 +219,23 @@ def test_vllm_only_flags_are_refused_with_the_transformers_backend(tmp_path, cap
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("script", ["create_data", "evaluate", "predict"])
+def test_vllm_memory_and_context_flags_are_refused_with_the_transformers_backend(script, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """The transformers engine neither reserves a share of GPU memory nor bounds its context by a flag: given, the
+    two vLLM flags would be ignored."""
+    module = __import__(script)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("a sentence\n")
+    required = ["--model_path", "models/x", "--input_file", "in.txt"] if script == "predict" else []
+    code = module.main([*required, "--backend", "transformers", "--gpu_memory_utilization", "0.5",
+                        "--max_model_len", "4096"])
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --gpu_memory_utilization, --max_model_len apply to the vLLM backend only; the backend is transformers. "
+        "Drop them, or pass --backend vllm.")
+
+
 def test_vllm_engine_kwargs_must_be_a_json_object(capsys):
     import evaluate
 

@@ -25,7 +25,7 @@ SET_BY_THE_PROJECT = {"model": "the model flag (--teacher_model / --base_model /
                       "enable_lora": "the adapter (--model_path)", "max_lora_rank": "the adapter (--model_path)",
                       "max_loras": "the adapter (--model_path)"}
 # Flags that only vLLM reads; given with another backend they are refused.
-VLLM_ONLY = ("quantization", "enforce_eager", "vllm_engine_kwargs")
+VLLM_ONLY = ("gpu_memory_utilization", "max_model_len", "quantization", "enforce_eager", "vllm_engine_kwargs")
 
 
 @dataclass(frozen=True)

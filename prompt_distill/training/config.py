@@ -15,6 +15,7 @@ from ..cli import flag, make_parser
 from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, EVAL_FRACTION_HELP, SPLIT_SEED_HELP
 from ..errors import PromptDistillError
 from ..student_framing import FRAMINGS
+from ..task import LABELS_HELP, PROMPT_FILE_HELP
 from .lora import AUTO, LoraSettings
 
 DEFAULT_STUDENT = "Qwen/Qwen3-30B-A3B-Instruct-2507"
@@ -39,9 +40,8 @@ class ScriptArguments:
         DEFAULT_STUDENT, "Student: a Hugging Face id, a local folder, or the embedded CPU alias 'smollm2-135m-instruct'.",
         group="model", aliases=["--model_name", "--model_name_or_path"])
     data_file: str = flag(DEFAULT_DATA_FILE, "Training JSONL written by create_data.py.", group="data")
-    prompt_file: str | None = flag(
-        None, "Teacher prompt of a custom task (validates answers against its labels).", group="task")
-    labels: str | None = flag(None, "Label codes, comma-separated or a file; default: the language labels.", group="task")
+    prompt_file: str | None = flag(None, PROMPT_FILE_HELP, group="task")
+    labels: str | None = flag(None, LABELS_HELP, group="task")
     split: str = flag(
         "train", "'train': hold out the eval split that evaluate.py scores; 'all': train on everything.",
         group="data", choices=["train", "all"])

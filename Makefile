@@ -23,15 +23,57 @@ $(VENV)/.installed: requirements-core.txt requirements-cpu.txt requirements-dev.
 
 setup: $(VENV)/.installed
 
-# make demo: language ID (the reference task). make demo TASK=feedback_triage: a task in example-data/<TASK>/,
-# ending with the distillation block (base without the prompt vs teacher with it vs student without it).
-TASK ?=
+# make demo: the feedback-triage task (example-data/feedback_triage/), on which the embedded 135M teacher does
+# better with its prompt than without; the report ends with the distillation block (base without the prompt vs
+# teacher with it vs student without it). make demo TASK=language_id: the machinery check on the reference task
+# (the 135M teacher cannot follow the language-ID prompt: near-chance labels). TASK=<name>: example-data/<name>/.
+# FRESH=1 removes the demo's own data, adapter and reports first (otherwise labelling resumes where it stopped).
+TASK ?= feedback_triage
+FRESH ?=
+ifeq ($(TASK),language_id)
+DEMO_ADAPTER := models/demo_trl
+TASK_FLAGS :=
+else
+DEMO_ADAPTER := models/demo_$(TASK)
+TASK_FLAGS := --prompt_file example-data/$(TASK)/prompt.md --labels example-data/$(TASK)/labels.txt \
+	--test_file example-data/$(TASK)/sentences.txt
+endif
 demo: setup
-	TASK="$(TASK)" bash scripts/demo.sh
+	TASK="$(TASK)" FRESH="$(FRESH)" bash scripts/demo.sh
 
-# Teacher (prompt + emulated thinking) vs the demo's student on CPU; run `make demo` first (about 10 minutes).
+# Teacher (its prompt + 256 tokens of emulated thinking) vs the demo's student on CPU, after `make demo` (same
+# TASK). The default is the triage demo's adapter, so `make demo` then `make benchmark` measures the pair whose
+# distillation the demo shows; make benchmark TASK=language_id times the language-ID pair (a 5,900-token prompt).
 benchmark: setup
-	OMP_NUM_THREADS=1 $(PY) benchmark.py --model_path models/demo_trl --output_file data/benchmark_cpu.json
+	OMP_NUM_THREADS=1 $(PY) benchmark.py --model_path $(DEMO_ADAPTER) $(TASK_FLAGS) \
+		--output_file data/benchmark_cpu_$(TASK).json
+
+# Receipts (docs/results/NAME.txt: command, date, machine, commit, then the output). The docs quote only numbers
+# from a receipt (tests/test_receipts.py checks them). make results runs them all, one after the other (about
+# 1 h 30 min on 2 cores); each target below makes one group. TASK applies as above.
+RECEIPT = $(PY) scripts/receipt.py
+LATENCY_SAMPLES ?= 32
+.PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing
+results-quick: setup
+	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
+	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
+results-demo: setup
+	$(RECEIPT) demo_$(TASK) -- $(MAKE) --no-print-directory demo TASK=$(TASK) FRESH=1
+results-benchmark: setup
+	$(RECEIPT) benchmark_$(TASK) -- $(MAKE) --no-print-directory benchmark TASK=$(TASK)
+results-latency: setup
+	$(RECEIPT) student_latency_$(TASK) -- env OMP_NUM_THREADS=1 $(PY) benchmark.py --student_latency \
+		--model_path $(DEMO_ADAPTER) $(TASK_FLAGS) --max_samples $(LATENCY_SAMPLES) \
+		--output_file data/student_latency_$(TASK).json
+results-agreement: setup
+	$(RECEIPT) scored_vs_generated_$(TASK) -- env OMP_NUM_THREADS=1 $(PY) scripts/scored_vs_generated.py \
+		--model_path $(DEMO_ADAPTER) $(if $(TASK_FLAGS),$(TASK_FLAGS),--test_file example-data/multilingual.txt)
+results-framing: setup
+	$(RECEIPT) compare_framing -- bash scripts/compare_framing.sh
+results: results-quick
+	$(MAKE) --no-print-directory results-demo results-latency results-agreement results-benchmark TASK=language_id
+	$(MAKE) --no-print-directory results-demo results-latency results-agreement results-benchmark TASK=feedback_triage
+	$(MAKE) --no-print-directory results-framing
 
 test: setup
 	$(PY) -m pytest

@@ -9,7 +9,7 @@ The receipt's first lines say what printed it and where:
     # command: make demo
     # date: 2026-12-06 23:10 UTC
     # machine: AMD EPYC 7B13, 2 cores, 7.8 GiB RAM, no GPU (load average 1.20 at start)
-    # commit: 6aa3499 (+dirty when tracked files outside docs/results/ differ from it)
+    # commit: 6aa3499 (+dirty when tracked code differs from it; docs, tests and *.md do not count)
 
 then the command's standard output (its standard error goes to the terminal only: progress bars and logs), and
 last `# wall time: 6 min 55 s (415.2 s)`. The docs quote a receipt under a marker line
@@ -72,7 +72,7 @@ def commit() -> str:
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     if head.returncode != 0:
         return "unknown (not a git checkout)"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/results"],
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs", ":!tests", ":!*.md"],
                            cwd=ROOT, capture_output=True, text=True).stdout.strip()
     return head.stdout.strip() + ("+dirty" if dirty else "")
 

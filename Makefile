@@ -52,15 +52,18 @@ benchmark: setup
 # from a receipt (tests/test_receipts.py checks them). make results runs them all, one after the other (about
 # 1 h 30 min on 2 cores); each target below makes one group. TASK applies as above.
 RECEIPT = $(PY) scripts/receipt.py
+# Not $(MAKE): make -n runs every line that names $(MAKE), and these lines would then run the receipts.
+SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
-.PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing
+.PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
+	results-fresh results-predict results-batching
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
 results-demo: setup
-	$(RECEIPT) demo_$(TASK) -- $(MAKE) --no-print-directory demo TASK=$(TASK) FRESH=1
+	$(RECEIPT) demo_$(TASK) -- $(SUBMAKE) demo TASK=$(TASK) FRESH=1
 results-benchmark: setup
-	$(RECEIPT) benchmark_$(TASK) -- $(MAKE) --no-print-directory benchmark TASK=$(TASK)
+	$(RECEIPT) benchmark_$(TASK) -- $(SUBMAKE) benchmark TASK=$(TASK)
 results-latency: setup
 	$(RECEIPT) student_latency_$(TASK) -- env OMP_NUM_THREADS=1 $(PY) benchmark.py --student_latency \
 		--model_path $(DEMO_ADAPTER) $(TASK_FLAGS) --max_samples $(LATENCY_SAMPLES) \
@@ -70,10 +73,23 @@ results-agreement: setup
 		--model_path $(DEMO_ADAPTER) $(if $(TASK_FLAGS),$(TASK_FLAGS),--test_file example-data/multilingual.txt)
 results-framing: setup
 	$(RECEIPT) compare_framing -- bash scripts/compare_framing.sh
+# After make demo (the triage adapter): the 90 fresh messages, and predict.py on three messages.
+results-fresh: setup
+	$(RECEIPT) fresh_feedback_triage -- bash scripts/triage_fresh.sh
+PREDICT_INPUT = "How far can the camera see at night?" "The delivery came broken and I am fed up with waiting for a new one." \
+	"My card was charged twice for one order."
+results-predict: setup
+	$(RECEIPT) predict_example -- bash -c 'printf "%s\n" $(PREDICT_INPUT) | $(PY) predict.py \
+		--model_path models/demo_feedback_triage --all_probabilities 2>/dev/null'
+# After make demo TASK=language_id (its adapter answers with 2 tokens): batched vs one at a time on one thread.
+results-batching: setup
+	$(RECEIPT) bench_batching -- env OMP_NUM_THREADS=1 $(PY) scripts/bench_batching.py --model_path models/demo_trl \
+		--num_samples 128 --batch_size 32 --threads 1
 results: results-quick
-	$(MAKE) --no-print-directory results-demo results-latency results-agreement results-benchmark TASK=language_id
-	$(MAKE) --no-print-directory results-demo results-latency results-agreement results-benchmark TASK=feedback_triage
-	$(MAKE) --no-print-directory results-framing
+	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
+	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
+		results-benchmark TASK=feedback_triage
+	$(SUBMAKE) results-framing
 
 test: setup
 	$(PY) -m pytest

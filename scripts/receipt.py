@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     out_dir = Path(args.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{args.name}.txt"
-    partial = target.with_suffix(".txt.partial")
+    partial = out_dir / f".{args.name}.{os.getpid()}.partial"  # two runs of one receipt never share a file
     start = time.monotonic()
     with open(partial, "w") as out:
         out.writelines(f"# {key}: {header[key]}\n" for key in HEADER_KEYS)

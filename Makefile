@@ -88,6 +88,8 @@ results-probes: setup
 results-batching: setup
 	$(RECEIPT) bench_batching -- env OMP_NUM_THREADS=1 $(PY) scripts/bench_batching.py --model_path models/demo_trl \
 		--num_samples 128 --batch_size 32 --threads 1
+	$(RECEIPT) bench_batching_base -- env OMP_NUM_THREADS=1 $(PY) scripts/bench_batching.py --num_samples 32 --rounds 2 \
+		--threads 1
 # The engine and trainer benches of docs/create_data.md and docs/training.md (a few minutes each), the streaming
 # bench of docs/vllm.md on the real-engine lane (make test-vllm-cpu builds its environment), make mutation.
 results-benches: setup

@@ -50,7 +50,7 @@ benchmark: setup
 
 # Receipts (docs/results/NAME.txt: command, date, machine, commit, then the output). The docs quote only numbers
 # from a receipt (tests/test_receipts.py checks them). make results runs them all, one after the other (about
-# 1 h 30 min on 2 cores); each target below makes one group. TASK applies as above.
+# two hours on 2 cores); each target below makes one group. TASK applies as above.
 RECEIPT = $(PY) scripts/receipt.py
 # Not $(MAKE): make -n runs every line that names $(MAKE), and these lines would then run the receipts.
 SUBMAKE = make --no-print-directory

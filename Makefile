@@ -126,8 +126,8 @@ MUTANTS ?= prompt_distill.duplicates.* prompt_distill.data.x_split_of* prompt_di
 	prompt_distill.evaluation.calibration.* prompt_distill.evaluation.cascade.* prompt_distill.evaluation.metrics.*
 mutation: setup
 	$(PY) -m pip install -q -r requirements-mutation.txt
-	$(VENV)/bin/mutmut run $(foreach name,$(MUTANTS),'$(name)')
-	$(VENV)/bin/mutmut results | grep -v ': not checked$$' || true
+	$(PY) -m mutmut run $(foreach name,$(MUTANTS),'$(name)')
+	$(PY) -m mutmut results | grep -v ': not checked$$' || true
 
 $(VLLM_VENV)/.installed: requirements.txt requirements-core.txt requirements-dev.txt
 	mkdir -p $(VLLM_ENV_ROOT)

@@ -12,8 +12,9 @@
 #
 # A 135M model cannot follow the long language-ID prompt, so the language-ID accuracy is a smoke test of the
 # machinery (labelling, resume, training, reload, report), not a result; feedback_triage is where it shows a gain.
-# FRESH=1 first removes the demo's own data, adapter and reports. STOP_AFTER=1 (or 2) stops after that stage. The student's report ends with the confidence block (coverage table,
-# calibration error, reliability diagram) and a cascade to the teacher below DEFER_BELOW (default 0.5).
+# FRESH=1 first removes the demo's own data, adapter and reports. STOP_AFTER=1 (or 2) stops after that stage.
+# The student's report ends with the confidence block (coverage table, calibration error, reliability diagram)
+# and a cascade to the teacher below DEFER_BELOW (default 0.5).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

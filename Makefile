@@ -50,7 +50,7 @@ benchmark: setup
 
 # Receipts (docs/results/NAME.txt: command, date, machine, commit, then the output). The docs quote only numbers
 # from a receipt (tests/test_receipts.py checks them). make results runs them all, one after the other (about
-# two hours on 2 cores); each target below makes one group. TASK applies as above.
+# 1 h 15 min on 2 shared cores, the sum of the receipts' wall times); each target below makes one group.
 RECEIPT = $(PY) scripts/receipt.py
 # Not $(MAKE): make -n runs every line that names $(MAKE), and these lines would then run the receipts.
 SUBMAKE = make --no-print-directory

@@ -156,11 +156,13 @@ def _build_artifact(paths: Iterable, name: str, type: str, metadata: dict | None
     import wandb
 
     artifact = wandb.Artifact(name, type=type, metadata=metadata or {})
+    # "immutable": referenced in place until the run ends, not copied to wandb's staging folder first (a
+    # multi-GB adapter or dataset would be copied whole); the stage has finished writing these files.
     for path in map(Path, paths):
         if path.is_dir():
-            artifact.add_dir(str(path), name=path.name)
+            artifact.add_dir(str(path), name=path.name, policy="immutable")
         elif path.is_file():
-            artifact.add_file(str(path), name=path.name)
+            artifact.add_file(str(path), name=path.name, policy="immutable")
     return artifact
 
 
@@ -170,12 +172,19 @@ class PipelineRun:
     def __init__(self, run, settings: WandbSettings | None = None):
         self.run = run
         self.settings = settings
-        self.warned = False
+        self.warned = False  # the one warning of a failure that disabled the run
+        self.notes: set[str] = set()
         self.folder = str(Path(run.dir).parent) if getattr(run, "dir", None) else None
 
     @property
     def disabled(self) -> bool:
         return self.run is None
+
+    def _warn(self, message: str) -> None:
+        """A warning that leaves the run on, once per message."""
+        if message not in self.notes:
+            logger.warning(message)
+            self.notes.add(message)
 
     def _fail(self, action: str, error: BaseException) -> None:
         if not self.warned:
@@ -212,28 +221,33 @@ class PipelineRun:
             self._fail("config update", error)
 
     def use_artifact(self, name: str, type: str, paths: Iterable | None = None, metadata: dict | None = None):  # noqa: A002
-        """Declare the artifact ``name`` as this run's input; None on failure.
+        """Declare the artifact ``name`` as this run's input; None when it cannot (a warning; the run goes on
+        logging: a missing input link must not turn the rest off).
 
         With ``paths`` (the same files its producer logged: ``dataset_files`` / ``adapter_files``) the input is the
         artifact built from them, which wandb stores by content, so it is the version the producer logged. This is
         how an offline run records its input: wandb refuses ``use_artifact`` offline, so the draft is logged with
         ``use_after_commit`` (what ``use_artifact`` does online with a draft); ``wandb sync`` then links it. Without
-        ``paths`` an online run uses ``name:latest`` and an offline run only notes the name in its config.
+        ``paths`` an online run uses ``name:latest``; an offline run only notes the name in its config.
         """
         if self.run is None:
             return None
         try:
             self.run.config.update({f"inputs/{type}": name}, allow_val_change=True)
+            offline = bool(getattr(self.run.settings, "_offline", False))
             if paths is not None:
                 artifact = _build_artifact(paths, name, type, metadata)
-                if self.run.settings._offline:
-                    return self.run._log_artifact(artifact, use_after_commit=True)
+                if offline:
+                    return self.run._log_artifact(artifact, is_user_created=True, use_after_commit=True)
                 return self.run.use_artifact(artifact)
-            if self.run.settings._offline:
+            if offline:
+                self._warn(f"wandb: the input {name} is noted in the config only (an offline run can link an "
+                           "input artifact only from its files).")
                 return None
             return self.run.use_artifact(name if ":" in name else f"{name}:latest", type=type)
         except Exception as error:  # noqa: BLE001
-            self._fail(f"use_artifact {name}", error)
+            self._warn(f"wandb: use_artifact {name} failed ({error.__class__.__name__}: {error}); this run has no "
+                       "link to its input, the rest is logged.")
             return None
 
     def log_artifact(self, paths: Iterable, name: str, type: str, metadata: dict | None = None):  # noqa: A002

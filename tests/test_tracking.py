@@ -70,11 +70,12 @@ def test_a_run_has_its_group_job_type_config_metrics_and_the_dataset_lineage(off
     assert label.config["task"] == {"labels": ["a"]}
     assert label.metric("label/parse_rate") == [1.0] and label.summary["labelled"] == 1
     (artifact,) = label.logged()
-    assert (artifact.name, artifact.type) == ("data-labels", "dataset")
-    assert sorted(entry.path for entry in artifact.manifest.contents) == ["labels.jsonl", "labels.run.json"]
+    assert (artifact["name"], artifact["type"]) == ("data-labels", "dataset")
+    assert sorted(entry["path"] for entry in artifact["manifest"]["contents"]) == ["labels.jsonl", "labels.run.json"]
     (used,) = train.used()
     assert (train.group, train.job_type) == ("g1", "train")
-    assert (used.name, used.digest) == ("data-labels", logged.digest)
+    assert (used["name"], used["digest"]) == ("data-labels", logged.digest)
+    assert train.metric("x") == [] and train.exit_code == 0
 
 
 def test_wandb_project_is_honoured(offline, monkeypatch):
@@ -111,8 +112,20 @@ class BrokenRun:
         raise OSError(f"wandb is gone ({name})")
 
 
+def test_a_failing_input_link_warns_and_the_run_goes_on_logging(offline, warnings_of):
+    run = start_run("wandb", JOB_TRAIN, "t", "g", {})
+    run.use_artifact("data-x", "dataset")  # offline, by name only: wandb cannot link it
+    run.use_artifact("data-x", "dataset", ["/nonexistent/x.jsonl"], metadata=object())  # a failing wandb call
+    run.log({"after": 1})
+    run.finish()
+    assert len(warnings_of()) == 2
+    (train,) = offline_runs(offline)
+    assert train.metric("after") == [1] and train.config["inputs/dataset"] == "data-x"
+
+
 def test_a_failing_run_warns_once_disables_itself_and_never_raises(warnings_of, tmp_path):
     run = PipelineRun(BrokenRun())
+    run.use_artifact("data-x", "dataset")  # warns, the run stays on
     run.log({"a": 1})
     run.summary({"b": 2})
     run.update_config({"c": 3})
@@ -120,8 +133,8 @@ def test_a_failing_run_warns_once_disables_itself_and_never_raises(warnings_of, 
     assert run.log_artifact([tmp_path], "data-x", "dataset") is None
     run.finish()
     assert run.disabled
-    (warning,) = warnings_of()
-    assert warning.startswith("wandb: log failed (OSError")
+    use, log = warnings_of()
+    assert use.startswith("wandb: use_artifact data-x failed (OSError") and log.startswith("wandb: log failed (OSError")
 
 
 def test_throttle_fires_first_then_at_most_once_per_period():

@@ -1,55 +1,30 @@
-"""Read an offline wandb run back from its ``run-<id>.wandb`` file, for tests that assert on what a stage logged.
+"""Read an offline wandb run back, for tests that assert on what a stage logged.
 
-wandb 0.31's Python package no longer ships the reader that ``wandb sync`` used (``sdk/internal/datastore.py``; the
-reader now lives in the Go ``wandb-core``), but the file format is unchanged: a 7-byte header (``:W&B``, a magic
-number, a version) and then a LevelDB-style log of 32 KiB blocks, each chunk ``crc32 (4) | length (2) | type (1)``
-(full / first / middle / last), holding serialized ``wandb_internal.Record`` protobufs. The records are decoded with
-wandb's own protobuf classes (``wandb.proto.wandb_internal_pb2``).
+wandb 0.31's Python package no longer ships the reader that ``wandb sync`` used (``sdk/internal/datastore.py``); the
+reader is in wandb-core, and ``wandb leet inspect --json <run>.wandb`` prints each record of a run file as one JSON
+line (header, run, config, history, summary, artifact, files, exit). This module runs it and collects the records.
 """
 
 from __future__ import annotations
 
 import json
-import struct
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BLOCK = 32768
-HEADER = 7
-FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+WANDB_CLI = Path(sys.executable).with_name("wandb")
 
 
-def read_records(path) -> list:
-    from wandb.proto import wandb_internal_pb2
-
-    data = Path(path).read_bytes()
-    assert data[:4] == b":W&B", f"{path} is not a wandb run file"
-    records, pending, position = [], b"", HEADER
-    while position + HEADER <= len(data):
-        if BLOCK - position % BLOCK < HEADER:  # the rest of a block too short for a chunk header is padding
-            position += BLOCK - position % BLOCK
-            continue
-        _, length, kind = struct.unpack("<IHB", data[position:position + HEADER])
-        chunk = data[position + HEADER:position + HEADER + length]
-        position += HEADER + length
-        if kind == 0 and length == 0:
-            position += BLOCK - position % BLOCK if position % BLOCK else 0
-            continue
-        if kind in (FULL, FIRST):
-            pending = chunk
-        else:
-            pending += chunk
-        if kind in (FULL, LAST):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
+def read_records(path) -> list[dict]:
+    out = subprocess.run([str(WANDB_CLI), "leet", "inspect", "--json", str(path)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 @dataclass
 class OfflineRun:
-    """What one offline run holds, decoded."""
+    """What one offline run holds, decoded. Nested history/summary keys read "a.b" (wandb-core flattens them)."""
 
     folder: Path
     run_id: str = ""
@@ -57,29 +32,21 @@ class OfflineRun:
     group: str = ""
     job_type: str = ""
     project: str = ""
+    start: str = ""
     config: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
-    artifacts: list = field(default_factory=list)  # wandb_internal.ArtifactRecord, logged (and used) in order
+    artifacts: list[dict] = field(default_factory=list)  # logged and used, in order (wandb's ArtifactRecord)
     exit_code: int | None = None
-    start: float = 0.0
 
-    def logged(self) -> list:
-        return [a for a in self.artifacts if not a.use_after_commit]
+    def logged(self) -> list[dict]:
+        return [a for a in self.artifacts if not a.get("use_after_commit")]
 
-    def used(self) -> list:
-        return [a for a in self.artifacts if a.use_after_commit]
+    def used(self) -> list[dict]:
+        return [a for a in self.artifacts if a.get("use_after_commit")]
 
     def metric(self, key: str) -> list:
         return [row[key] for row in self.history if key in row]
-
-
-def _value(item) -> object:
-    return json.loads(item.value_json) if item.value_json else None
-
-
-def _key(item) -> str:
-    return "/".join(item.nested_key) if item.nested_key else item.key
 
 
 def read_run(folder) -> OfflineRun:
@@ -87,32 +54,27 @@ def read_run(folder) -> OfflineRun:
     (path,) = folder.glob("run-*.wandb")
     run = OfflineRun(folder)
     for record in read_records(path):
-        kind = record.WhichOneof("record_type")
+        kind = record.get("type")
+        body = record.get(kind, {})
         if kind == "run":
-            run.run_id, run.name = record.run.run_id, record.run.display_name
-            run.group, run.job_type, run.project = record.run.run_group, record.run.job_type, record.run.project
-            run.start = record.run.start_time.ToMicroseconds() / 1e6
-            for item in record.run.config.update:
-                run.config[_key(item)] = _value(item)
+            run.run_id, run.name, run.start = body.get("run_id", ""), body.get("display_name", ""), body["start_time"]
+            run.group, run.job_type, run.project = body.get("run_group", ""), body.get("job_type", ""), body["project"]
+            run.config.update(body.get("config", {}).get("update", {}))
         elif kind == "config":
-            for item in record.config.update:
-                run.config[_key(item)] = _value(item)
+            run.config.update(body.get("update", {}))
         elif kind == "history":
-            run.history.append({_key(item): _value(item) for item in record.history.item})
+            run.history.append(body.get("item", {}))
         elif kind == "summary":
-            for item in record.summary.update:
-                run.summary[_key(item)] = _value(item)
+            run.summary.update(body.get("update", {}))
         elif kind == "artifact":
-            run.artifacts.append(record.artifact)
+            run.artifacts.append(body)
         elif kind == "exit":
-            run.exit_code = record.exit.exit_code
-    run.config = {key: value.get("value") if isinstance(value, dict) and "value" in value else value
-                  for key, value in run.config.items()}
+            run.exit_code = body.get("exit_code", 0)
     return run
 
 
 def offline_runs(wandb_dir) -> list[OfflineRun]:
-    """Every offline run under ``<wandb_dir>/wandb`` (or ``wandb_dir`` itself), oldest first."""
+    """Every offline run under ``<wandb_dir>/wandb`` (or ``wandb_dir`` itself), in the order they started."""
     root = Path(wandb_dir)
     root = root / "wandb" if (root / "wandb").is_dir() else root
     return sorted((read_run(folder) for folder in root.glob("offline-run-*")), key=lambda run: run.start)

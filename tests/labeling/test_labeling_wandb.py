@@ -72,3 +72,19 @@ def test_a_wandb_that_cannot_start_is_one_warning_and_every_sentence_is_written(
     assert out.count("wandb: could not start the label run") == 1
     assert len(output.read_text("utf-8").splitlines()) == 4
     assert len(RunFiles.for_output(output).sidecar.read_text("utf-8").splitlines()) == 4
+
+
+def test_the_merge_logs_the_final_dataset_with_the_shards_as_its_inputs(offline, tmp_path):
+    from prompt_distill.labeling.shards import main as merge_main
+    from tests.labeling.test_labeling import write_input
+    from tests.labeling.test_shards import label_shards
+
+    write_input(tmp_path / "in.txt")
+    label_shards(tmp_path)  # scripted engine, no wandb: run_labeling without an observer
+    assert merge_main(["--output_file", str(tmp_path / "out" / "data.jsonl"), "--num_shards", "2"]) == 0
+    (run,) = offline_runs(offline)
+    assert (run.group, run.job_type, run.name) == ("data", "label", "data merge")
+    assert sorted(used["name"] for used in run.used()) == ["data-data.shard-0-of-2", "data-data.shard-1-of-2"]
+    (artifact,) = run.logged()
+    assert (artifact["name"], artifact["type"]) == ("data-data", "dataset")
+    assert run.config["run_file"]["merged_from"]

@@ -107,7 +107,7 @@ def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict,
     """Log the headline numbers and the PNGs to the active wandb run, or to a new one when ``start_run``.
 
     Returns a line to print, or None when wandb is not used. Without a login the run is kept offline (as in
-    training): see ``prompt_distill.training.tracking.configure_wandb``.
+    training): see ``prompt_distill.tracking.configure_wandb``.
     """
     import wandb
 
@@ -116,7 +116,7 @@ def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict,
     if wandb.run is None:
         if not start_run:
             return None
-        from ..training.tracking import configure_wandb
+        from ..tracking import configure_wandb
 
         settings = configure_wandb("wandb", run_dir)
         note = settings.note

@@ -11,22 +11,32 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from trl import SFTConfig
 
 from ..cli import is_main_process
-from ..data import DataError
+from ..data import DataError, in_split
 from ..duplicates import repeats_dropped_note
 from ..labeling.run_files import RunFiles, read_header
 from ..models import default_dtype, load_tokenizer, resolve_model
 from ..preflight import check_flag_ranges
 from ..student_framing import choose_framing
 from ..task_source import TASK_KEY, describe, resolve_task
+from ..tracking import (
+    JOB_TRAIN,
+    adapter_files,
+    dataset_artifact_name,
+    dataset_files,
+    model_artifact_name,
+    reports_to_wandb,
+    run_group,
+    start_run,
+)
 from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
-from .examples import drop_too_long, load_distinct_examples, select_split, to_dataset, tokenize_lengths
+from .examples import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
 from .lora import build_lora_config, summarize_adapters
 from .losses import DEFAULT_LOSS, loss_function
 from .record import (
@@ -36,7 +46,6 @@ from .record import (
     examples_per_optimizer_step,
     write_record,
 )
-from .tracking import configure_wandb, finish_wandb, start_wandb_run
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +133,14 @@ class SelectedData:
     examples_in_file: int
     selected: list
     repeats_dropped: int = field(default=0, kw_only=True)  # lines repeating an earlier sentence (same label)
+    held_out: list = field(default_factory=list, kw_only=True)  # the eval split (--split train), for the eval loss
 
 
 @dataclass
 class PreparedData(SelectedData):
     report: object  # examples.LengthReport
     dataset: object
+    eval_dataset: object = field(default=None, kw_only=True)  # held-out examples for the eval loss, or None
 
 
 def data_task(script_args: ScriptArguments):
@@ -154,7 +165,10 @@ def read_data(script_args: ScriptArguments) -> SelectedData:
     examples, repeats_dropped = load_distinct_examples(script_args.data_file, task)
     selected = select_split(examples, script_args.split, script_args.eval_fraction, script_args.split_seed,
                             script_args.data_file)
-    return SelectedData(task, len(examples), selected, repeats_dropped=repeats_dropped)
+    held_out = [] if script_args.split == "all" else [
+        example for example in examples
+        if in_split(example.text, "eval", script_args.eval_fraction, script_args.split_seed)]
+    return SelectedData(task, len(examples), selected, repeats_dropped=repeats_dropped, held_out=held_out)
 
 
 def resolve_student_framing(script_args: ScriptArguments, tokenizer) -> str:
@@ -179,7 +193,21 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer,
     if not report.kept:
         raise DataError(f"{script_args.data_file}: every example is longer than max_length={config.max_length}.")
     return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept, framing),
-                        repeats_dropped=selected.repeats_dropped)
+                        repeats_dropped=selected.repeats_dropped, held_out=selected.held_out,
+                        eval_dataset=eval_loss_dataset(script_args, config, tokenizer, selected.held_out, framing))
+
+
+def eval_loss_dataset(script_args: ScriptArguments, config: SFTConfig, tokenizer, held_out: list, framing: str):
+    """The first --eval_loss_samples held-out examples (file order, so the same ones at every evaluation), those
+    within max_length; None when there is no eval loss to compute (--split all, no held-out example, the flag 0 or
+    --eval_strategy no). The held-out split is the one evaluate.py scores: never trained on."""
+    strategy = getattr(config.eval_strategy, "value", config.eval_strategy)
+    if strategy == "no" or script_args.eval_loss_samples <= 0 or not held_out:
+        return None
+    chosen = held_out[: script_args.eval_loss_samples]
+    kept = drop_too_long(chosen, tokenize_lengths(chosen, tokenizer, script_args.data_file, framing),
+                         config.max_length).kept
+    return to_dataset(kept, framing) if kept else None
 
 
 def distillation_trainer_class():
@@ -245,7 +273,14 @@ def build_trainer(script_args: ScriptArguments, config: SFTConfig, tokenizer, da
     if config.padding_free and not config.packing:
         # Lengths were enforced in prepare_data; TRL refuses padding-free without packing unless max_length is None.
         config.max_length = None
+    eval_dataset = getattr(data, "eval_dataset", None)
+    if eval_dataset is None and getattr(config.eval_strategy, "value", config.eval_strategy) != "no":
+        from transformers.trainer_utils import IntervalStrategy
+
+        # nothing held out to score (--split all, no held-out example, --eval_loss_samples 0)
+        config.eval_strategy, config.do_eval = IntervalStrategy.NO, False
     trainer = distillation_trainer_class()(model=model, args=config, train_dataset=data.dataset,
+                                           eval_dataset=eval_dataset,
                                            processing_class=tokenizer, peft_config=peft_config,
                                            callbacks=list(callbacks),
                                            compute_loss_func=loss_function(getattr(script_args, "loss", DEFAULT_LOSS)))
@@ -282,9 +317,6 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
     if script_args.merge and (config.fsdp or fsdp_launched()):
         raise TrainingError("--merge does not work under FSDP (each process holds a slice of the base); train, "
                             "then merge the saved adapter in one process (see docs/training.md).")
-    wandb_settings = configure_wandb(config.report_to)  # ./wandb (or WANDB_DIR), never inside the adapter folder
-    if wandb_settings:
-        logger.info("[train] " + wandb_settings.note)
     if resume:
         logger.info(f"[train] Resuming from {resume}")
     logger.info(f"[train] Loading {script_args.base_model} ...")
@@ -297,31 +329,75 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
     summary = summarize_adapters(trainer.model)
     logger.info("[train] " + summary.describe())
 
-    wandb_dir = start_wandb_run(wandb_settings, config.run_name) if wandb_settings and main_process else None
+    tracking = start_training_run(script_args, config, trainer) if main_process else None
     try:
         started = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=resume)
         wall = time.perf_counter() - started
-    finally:
-        if wandb_settings and main_process:
-            finish_wandb()
-    output_dir = Path(config.output_dir)
-    save_adapter(trainer, output_dir)  # every process takes part, the main one writes
-    order = gathered_order(trainer)  # a collective: every process calls it
+        output_dir = Path(config.output_dir)
+        save_adapter(trainer, output_dir)  # every process takes part, the main one writes
+        order = gathered_order(trainer)  # a collective: every process calls it
 
-    dtype = str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch.")
-    record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
-                          resume, wandb_dir, dtype)
-    record["distributed"] = distributed_summary(trainer, order)
-    record["student_framing"] = resolve_student_framing(script_args, tokenizer)  # what prepare_data trained on
-    if script_args.merge:
-        record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
-    if main_process:
-        tokenizer.save_pretrained(str(output_dir))
-        write_record(output_dir, record)
+        dtype = str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch.")
+        record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
+                              resume, tracking.folder if tracking else None, dtype)
+        record["distributed"] = distributed_summary(trainer, order)
+        record["student_framing"] = resolve_student_framing(script_args, tokenizer)  # what prepare_data trained on
         if script_args.merge:
-            merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR)
+            record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
+        if main_process:
+            tokenizer.save_pretrained(str(output_dir))
+            write_record(output_dir, record)
+            if script_args.merge:
+                merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR)
+        if tracking:  # after run_record.json is written: the model artifact holds it
+            finish_training_run(tracking, script_args, output_dir, record)
+    finally:
+        if tracking:
+            tracking.finish()  # a no-op once finished; else the run ends here whatever happened
     return TrainingResult(trainer, record, output_dir)
+
+
+# -- wandb ----------------------------------------------------------------------------------------------------
+def start_training_run(script_args: ScriptArguments, config: SFTConfig, trainer):
+    """The training run, started before ``train()`` so that the Trainer's WandbCallback logs into it (it reuses an
+    active ``wandb.run``, adding the SFTConfig and the model config): group and job type, the script's own
+    arguments and the data's fingerprint in the config, the dataset artifact as input. None when wandb is off; when
+    wandb fails to start, the Trainer's callback is removed too, so training goes on without it."""
+    if not reports_to_wandb(config.report_to):
+        return None
+    data_file = Path(script_args.data_file)
+    run_config = {"script": asdict(script_args), "data": {"file": str(data_file), "sha256": file_sha256(data_file)}}
+    tracking = start_run(config.report_to, JOB_TRAIN, config.run_name or Path(config.output_dir).resolve().name,
+                         run_group(script_args.run_group, data_file), run_config)
+    if tracking is None:
+        from transformers.integrations import WandbCallback
+
+        trainer.remove_callback(WandbCallback)
+        return None
+    tracking.use_artifact(dataset_artifact_name(data_file), "dataset", dataset_files(data_file))
+    return tracking
+
+
+def scalars(values: dict, prefix: str) -> dict:
+    """The numbers and strings of a nested dict, keys joined with '/' (lists and None left out)."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(scalars(value, f"{prefix}/{key}"))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[f"{prefix}/{key}"] = value
+    return flat
+
+
+def finish_training_run(tracking, script_args: ScriptArguments, output_dir: Path, record: dict) -> None:
+    """After run_record.json is written: the adapter and its run record as the model artifact (unless
+    --log_model_artifact false), the record's numbers as the run summary, then finish."""
+    tracking.summary(scalars(record, "run_record"))
+    if script_args.log_model_artifact:
+        tracking.log_artifact(adapter_files(output_dir), model_artifact_name(output_dir), "model",
+                              metadata={"base_model": script_args.base_model, "data_file": str(script_args.data_file)})
+    tracking.finish()
 
 
 def save_adapter(trainer, output_dir: Path) -> None:

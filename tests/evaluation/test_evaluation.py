@@ -156,9 +156,11 @@ def test_results_json_and_png_and_rescoring_reproduce_every_number(tmp_path, cap
     rescored_lines = capsys.readouterr().out.splitlines()
     for key in ("summary", "confusion_matrix", "per_label", "error_examples", "fidelity", "predictions"):
         assert again[key] == saved[key], key
-    report = [line for line in lines if "saved to" not in line and "image" not in line]
+    # evaluate.py reports to wandb by default: each run names its own wandb run
+    report = [line for line in lines if "saved to" not in line and "image" not in line
+              and not line.startswith("wandb:")]
     rescored_report = [line for line in rescored_lines if "saved to" not in line and "image" not in line
-                       and not line.startswith("[evaluate] Re-scoring")]
+                       and not line.startswith(("[evaluate] Re-scoring", "wandb:"))]
     assert rescored_report == report
 
 
@@ -203,7 +205,7 @@ def test_confusion_png_is_logged_to_wandb_offline(tmp_path, monkeypatch):
     records_file = next(run_dirs[0].glob("run-*.wandb"))  # offline runs keep the history here
     assert _eventually_contains(records_file, (b"eval/accuracy", b"eval/macro_f1"))
     # A run that is already active (e.g. started by the caller) is logged to and left open.
-    run = wandb.init(project="p", dir=str(tmp_path / "active"))
+    run = wandb.init(project="p", dir=str(tmp_path / "active"), mode="offline")  # wandb read WANDB_MODE earlier
     try:
         assert "logged to wandb run" in log_to_wandb(results["summary"], png, False, {}, tmp_path)
         assert wandb.run is run

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.eval_helpers import EXAMPLE, gold_pairs, write_teacher_file
+from tests.signals import default_sigint
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -17,7 +18,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUF
 
 def interrupt_when(command: list[str], ready, timeout_s: float = 600) -> subprocess.CompletedProcess:
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+                               text=True, start_new_session=True, preexec_fn=default_sigint)
     deadline = time.monotonic() + timeout_s
     while process.poll() is None and not ready() and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.signals import default_sigint
+
 REPO = Path(__file__).resolve().parents[2]
 
 # $1.. are create_data.py's arguments. The worker ignores TERM for WORKER_TERM_IGNORED_S seconds after TERM comes;
@@ -34,7 +36,7 @@ def start(tmp_path, ignored_s=2):
     env = dict(os.environ, PYTHON=str(stub), STOP_GRACE_S="10", TP="4", GPU_GROUPS="0,1,2,3 4,5,6,7")
     process = subprocess.Popen(
         ["bash", str(REPO / "create_data_h100x8.sh"), "--output_file", str(tmp_path / "out.jsonl")],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:  # both shards and both workers are up

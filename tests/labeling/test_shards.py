@@ -18,6 +18,7 @@ from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.labeling.shards import main as merge_main
 from prompt_distill.labeling.shards import merge_shards, select_shard, shard_output_path
 from tests.labeling.test_labeling import TASK, ScriptedEngine, make_config, write_input
+from tests.signals import default_sigint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,7 +118,7 @@ def run_script(tmp_path, *args, signal_after=None, **env):
     environment = dict(os.environ, PYTHON=str(stub), STOP_GRACE_S="3", **env)
     process = subprocess.Popen(
         ["bash", str(REPO / "create_data_h100x8.sh"), "--output_file", str(tmp_path / "out.jsonl"), *args],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint,
     )
     if signal_after is not None:
         time.sleep(signal_after)

@@ -1,9 +1,8 @@
-"""Offline wandb runs read back with wandb's own reader, for the tests.
+"""Read an offline wandb run back, for tests that assert on what a stage logged.
 
-``wandb.Api`` cannot read an offline run, and wandb 0.31 has no Python reader of the run's ``.wandb`` transaction log
-(its records are protobufs in a LevelDB-style log that wandb-core reads). ``wandb leet inspect --json FILE`` is
-wandb's reader: wandb-core decodes every record and prints it as one JSON object a line (header, run, config,
-history, summary, artifact, files, exit ...). ``OfflineRun`` collects what the tests look at.
+wandb 0.31's Python package no longer ships the reader that ``wandb sync`` used (``sdk/internal/datastore.py``); the
+reader is in wandb-core, and ``wandb leet inspect --json <run>.wandb`` prints each record of a run file as one JSON
+line (header, run, config, history, summary, artifact, files, exit). This module runs it and collects the records.
 """
 
 from __future__ import annotations
@@ -11,96 +10,71 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+WANDB_CLI = Path(sys.executable).with_name("wandb")
 
-def read_records(wandb_file) -> list[dict]:
-    """Every record of a run's ``.wandb`` file, decoded by wandb-core (``wandb leet inspect --json``)."""
-    done = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(wandb_file)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return [json.loads(line) for line in done.stdout.splitlines() if line.strip().startswith("{")]
+
+def read_records(path) -> list[dict]:
+    out = subprocess.run([str(WANDB_CLI), "leet", "inspect", "--json", str(path)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
 @dataclass
 class OfflineRun:
+    """What one offline run holds, decoded. Nested history/summary keys read "a.b" (wandb-core flattens them)."""
+
     folder: Path
-    records: list[dict]
-    run: dict = field(default_factory=dict)  # the run record: run_id, job_type, run_group, display_name, project
-    config: dict = field(default_factory=dict)  # config updates merged, dotted keys as wandb writes them
-    history: list[dict] = field(default_factory=list)  # one dict per logged step
-    summary: dict = field(default_factory=dict)  # summary updates merged
-    logged_artifacts: list[dict] = field(default_factory=list)  # this run's outputs (user artifacts, run tables)
-    used_artifacts: list[dict] = field(default_factory=list)  # its inputs: use_after_commit artifacts, use records
+    run_id: str = ""
+    name: str = ""
+    group: str = ""
+    job_type: str = ""
+    project: str = ""
+    start: str = ""
+    config: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    artifacts: list[dict] = field(default_factory=list)  # logged and used, in order (wandb's ArtifactRecord)
     exit_code: int | None = None
 
-    @property
-    def job_type(self) -> str | None:
-        return self.run.get("job_type")
+    def logged(self) -> list[dict]:
+        return [a for a in self.artifacts if not a.get("use_after_commit")]
 
-    @property
-    def group(self) -> str | None:
-        return self.run.get("run_group")
+    def used(self) -> list[dict]:
+        return [a for a in self.artifacts if a.get("use_after_commit")]
 
-    def history_keys(self) -> set[str]:
-        return {key for item in self.history for key in item}
-
-    def artifact(self, name: str, used: bool = False) -> dict | None:
-        for artifact in self.used_artifacts if used else self.logged_artifacts:
-            if artifact.get("name") == name:
-                return artifact
-        return None
-
-
-def _merge_updates(target: dict, items) -> None:
-    for item in items or []:
-        key = ".".join(item["nested_key"]) if item.get("nested_key") else item.get("key")
-        target[key] = item.get("value_json") if "value_json" in item else item.get("value")
-
-
-def _update(target: dict, update) -> None:
-    """leet prints config/summary updates either as a mapping or as wandb's item list."""
-    if isinstance(update, dict):
-        target.update(update)
-    else:
-        _merge_updates(target, update)
+    def metric(self, key: str) -> list:
+        return [row[key] for row in self.history if key in row]
 
 
 def read_run(folder) -> OfflineRun:
     folder = Path(folder)
-    wandb_file = next(folder.glob("run-*.wandb"))
-    result = OfflineRun(folder, read_records(wandb_file))
-    for record in result.records:
+    (path,) = folder.glob("run-*.wandb")
+    run = OfflineRun(folder)
+    for record in read_records(path):
         kind = record.get("type")
-        body = record.get(kind) or {}
+        body = record.get(kind, {})
         if kind == "run":
-            result.run = body
-            _update(result.config, (body.get("config") or {}).get("update"))
+            run.run_id, run.name, run.start = body.get("run_id", ""), body.get("display_name", ""), body["start_time"]
+            run.group, run.job_type, run.project = body.get("run_group", ""), body.get("job_type", ""), body["project"]
+            run.config.update(body.get("config", {}).get("update", {}))
         elif kind == "config":
-            _update(result.config, body.get("update"))
+            run.config.update(body.get("update", {}))
         elif kind == "history":
-            item = {}
-            _update(item, body.get("item"))
-            result.history.append(item)
+            run.history.append(body.get("item", {}))
         elif kind == "summary":
-            _update(result.summary, body.get("update"))
+            run.summary.update(body.get("update", {}))
         elif kind == "artifact":
-            (result.used_artifacts if body.get("use_after_commit") else result.logged_artifacts).append(body)
-        elif kind == "use_artifact":
-            result.used_artifacts.append(body)
+            run.artifacts.append(body)
         elif kind == "exit":
-            result.exit_code = body.get("exit_code", 0)
-    return result
+            run.exit_code = body.get("exit_code", 0)
+    return run
 
 
-def read_runs(wandb_dir, timeout_s: float = 60.0) -> list[OfflineRun]:
-    """Every offline run under ``<wandb_dir>/wandb``, once each has its exit record (wandb-core writes the log on
-    its own schedule, possibly just after the script has returned)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        runs = [read_run(folder) for folder in sorted(Path(wandb_dir, "wandb").glob("offline-run-*"))]
-        if all(run.exit_code is not None for run in runs) or time.monotonic() > deadline:
-            return runs
-        time.sleep(1.0)
+def offline_runs(wandb_dir) -> list[OfflineRun]:
+    """Every offline run under ``<wandb_dir>/wandb`` (or ``wandb_dir`` itself), in the order they started."""
+    root = Path(wandb_dir)
+    root = root / "wandb" if (root / "wandb").is_dir() else root
+    return sorted((read_run(folder) for folder in root.glob("offline-run-*")), key=lambda run: run.start)

@@ -16,6 +16,7 @@ from ..data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, EVAL_FRACTION_HELP
 from ..errors import PromptDistillError
 from ..student_framing import FRAMINGS
 from ..task import LABELS_HELP, PROMPT_FILE_HELP
+from ..tracking import DEFAULT_REPORT_TO, REPORT_TO_HELP, RUN_GROUP_HELP
 from .lora import AUTO, LoraSettings
 
 DEFAULT_STUDENT = "Qwen/Qwen3-30B-A3B-Instruct-2507"
@@ -75,6 +76,10 @@ class ScriptArguments:
     overwrite_output_dir: bool = flag(
         False, "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint continues its "
                "run instead).", group="output", aliases=["--overwrite"])  # --overwrite: create_data.py's name
+    run_group: str | None = flag(None, RUN_GROUP_HELP, group="output")
+    log_model_artifact: bool = flag(
+        True, "With wandb: log the adapter and run_record.json as a model artifact (--log_model_artifact false skips "
+              "the upload, for large adapters).", group="output")
 
     def lora_settings(self) -> LoraSettings:
         return LoraSettings(r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
@@ -130,7 +135,7 @@ class PromptDistillationConfig(SFTConfig):
         default=None, metadata={"group": "training", "help": "bf16 mixed precision; default: on where the GPU supports it, off on CPU."}
     )
     report_to: None | str | list[str] = field(
-        default="wandb", metadata={"group": "output", "help": "'wandb' (offline without a login) or 'none'."}
+        default=DEFAULT_REPORT_TO, metadata={"group": "output", "help": REPORT_TO_HELP}
     )
     logging_steps: float = field(default=1, metadata={"group": "training", "help": "Log every N optimizer steps."})
     # Ours: a checkpoint every 25 steps (about 400 examples) so that an interrupted run can resume; two are kept.

@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from trl import SFTConfig
@@ -24,9 +24,19 @@ from ..models import default_dtype, load_tokenizer, resolve_model
 from ..preflight import check_flag_ranges
 from ..student_framing import choose_framing
 from ..task_source import TASK_KEY, describe, resolve_task
+from ..tracking import (
+    JOB_TRAIN,
+    adapter_files,
+    dataset_artifact_name,
+    dataset_files,
+    model_artifact_name,
+    reports_to_wandb,
+    run_group,
+    start_run,
+)
 from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
-from .examples import drop_too_long, load_distinct_examples, select_split, to_dataset, tokenize_lengths
+from .examples import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
 from .lora import build_lora_config, summarize_adapters
 from .losses import DEFAULT_LOSS, loss_function
 from .record import (
@@ -36,7 +46,6 @@ from .record import (
     examples_per_optimizer_step,
     write_record,
 )
-from .tracking import configure_wandb, finish_wandb, start_wandb_run
 
 logger = logging.getLogger(__name__)
 
@@ -282,9 +291,6 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
     if script_args.merge and (config.fsdp or fsdp_launched()):
         raise TrainingError("--merge does not work under FSDP (each process holds a slice of the base); train, "
                             "then merge the saved adapter in one process (see docs/training.md).")
-    wandb_settings = configure_wandb(config.report_to)  # ./wandb (or WANDB_DIR), never inside the adapter folder
-    if wandb_settings:
-        logger.info("[train] " + wandb_settings.note)
     if resume:
         logger.info(f"[train] Resuming from {resume}")
     logger.info(f"[train] Loading {script_args.base_model} ...")
@@ -297,21 +303,22 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
     summary = summarize_adapters(trainer.model)
     logger.info("[train] " + summary.describe())
 
-    wandb_dir = start_wandb_run(wandb_settings, config.run_name) if wandb_settings and main_process else None
+    tracking = start_training_run(script_args, config, trainer) if main_process else None
     try:
         started = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=resume)
         wall = time.perf_counter() - started
-    finally:
-        if wandb_settings and main_process:
-            finish_wandb()
+    except BaseException:
+        if tracking:
+            tracking.finish()
+        raise
     output_dir = Path(config.output_dir)
     save_adapter(trainer, output_dir)  # every process takes part, the main one writes
     order = gathered_order(trainer)  # a collective: every process calls it
 
     dtype = str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch.")
     record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
-                          resume, wandb_dir, dtype)
+                          resume, tracking.folder if tracking else None, dtype)
     record["distributed"] = distributed_summary(trainer, order)
     record["student_framing"] = resolve_student_framing(script_args, tokenizer)  # what prepare_data trained on
     if script_args.merge:
@@ -321,7 +328,41 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
         write_record(output_dir, record)
         if script_args.merge:
             merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR)
+    if tracking:
+        finish_training_run(tracking, script_args, output_dir, record)
     return TrainingResult(trainer, record, output_dir)
+
+
+# -- wandb ----------------------------------------------------------------------------------------------------
+def start_training_run(script_args: ScriptArguments, config: SFTConfig, trainer):
+    """The training run, started before ``train()`` so that the Trainer's WandbCallback logs into it (it reuses an
+    active ``wandb.run``, adding the SFTConfig and the model config): group and job type, the script's own
+    arguments and the data's fingerprint in the config, the dataset artifact as input. None when wandb is off; when
+    wandb fails to start, the Trainer's callback is removed too, so training goes on without it."""
+    if not reports_to_wandb(config.report_to):
+        return None
+    data_file = Path(script_args.data_file)
+    run_config = {"script": asdict(script_args), "data": {"file": str(data_file), "sha256": file_sha256(data_file)}}
+    tracking = start_run(config.report_to, JOB_TRAIN, config.run_name or Path(config.output_dir).resolve().name,
+                         run_group(script_args.run_group, data_file), run_config)
+    if tracking is None:
+        from transformers.integrations import WandbCallback
+
+        trainer.remove_callback(WandbCallback)
+        return None
+    tracking.use_artifact(dataset_artifact_name(data_file), "dataset", dataset_files(data_file))
+    return tracking
+
+
+def finish_training_run(tracking, script_args: ScriptArguments, output_dir: Path, record: dict) -> None:
+    """After run_record.json is written: the adapter and its run record as the model artifact (unless
+    --log_model_artifact false), the record's numbers as the run summary, then finish."""
+    tracking.summary({f"run_record/{key}": value for key, value in record.items()
+                      if isinstance(value, (int, float, str, bool))})
+    if script_args.log_model_artifact:
+        tracking.log_artifact(adapter_files(output_dir), model_artifact_name(output_dir), "model",
+                              metadata={"base_model": script_args.base_model, "data_file": str(script_args.data_file)})
+    tracking.finish()
 
 
 def save_adapter(trainer, output_dir: Path) -> None:

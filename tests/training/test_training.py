@@ -20,10 +20,10 @@ from prompt_distill.data import DataError, split_of, training_record
 from prompt_distill.models import load_causal_lm
 from prompt_distill.student_framing import EMPTY_SYSTEM, USER_ONLY, choose_framing
 from prompt_distill.task import Task, language_task
+from prompt_distill.tracking import configure_wandb
 from prompt_distill.training.config import ScriptArguments, TrainingError, parser
 from prompt_distill.training.examples import tokenize_lengths
 from prompt_distill.training.run import build_trainer, prepare_data, read_data, run_training
-from prompt_distill.training.tracking import configure_wandb
 from tests.tiny_models import (
     ROOT,
     fast_config,

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.eval_helpers import ROOT
-from tests.wandb_offline import read_runs
+from tests.wandb_offline import offline_runs
 
 TRIAGE = ROOT / "example-data" / "feedback_triage"
 SENTENCES = 20
@@ -53,8 +53,17 @@ def pipeline(tmp_path_factory, smollm2_dir):
     _stage(tmp_path, "evaluate.py", "--model_path", "models/triage", "--test_file", "triage.txt",
            "--teacher_file", "data/triage.jsonl", "--output_file", "results/triage_eval.json", "--report_to", "wandb",
            "--defer_below", "0.5", *split)
-    runs = read_runs(tmp_path)
+    runs = offline_runs(tmp_path)
     return {run.job_type: run for run in runs}, runs
+
+
+def _artifact(run, name: str, used: bool = False) -> dict | None:
+    """The artifact ``name`` among the run's outputs, or among its inputs with ``used``."""
+    return next((a for a in (run.used() if used else run.logged()) if a.get("name") == name), None)
+
+
+def _keys(run) -> set[str]:
+    return {key for row in run.history for key in row} | set(run.summary)
 
 
 @pytest.mark.slow
@@ -63,24 +72,24 @@ def test_one_group_three_job_types(pipeline):
     assert sorted(run.job_type for run in runs) == ["evaluate", "label", "train"]
     assert {run.group for run in runs} == {"triage"}  # the data file's stem: the default commands share it
     assert all(run.exit_code == 0 for run in runs)
-    assert by_type["evaluate"].run.get("display_name") == "triage_eval"  # named after its output
+    assert by_type["evaluate"].name == "triage_eval"  # named after its output
 
 
 @pytest.mark.slow
 def test_lineage_data_to_adapter_to_evaluation(pipeline):
     by_type, _ = pipeline
     label, train, evaluate = by_type["label"], by_type["train"], by_type["evaluate"]
-    dataset = label.artifact("data-triage")
+    dataset = _artifact(label, "data-triage")
     assert dataset is not None and dataset["type"] == "dataset"
     assert {"triage.jsonl", "triage.meta.jsonl", "triage.run.json"} <= {
         entry["path"].rsplit("/", 1)[-1] for entry in dataset["manifest"]["contents"]}
     # Used as the training's input: the same files, so the same digest (wandb resolves it to the same version).
-    used = train.artifact("data-triage", used=True)
+    used = _artifact(train, "data-triage", used=True)
     assert used is not None and used.get("digest", dataset["digest"]) == dataset["digest"]
-    adapter = train.artifact("adapter-triage")
+    adapter = _artifact(train, "adapter-triage")
     assert adapter is not None and adapter["type"] == "model"
     assert any(entry["path"].endswith("run_record.json") for entry in adapter["manifest"]["contents"])
-    used = evaluate.artifact("adapter-triage", used=True)
+    used = _artifact(evaluate, "adapter-triage", used=True)
     assert used is not None and used.get("digest", adapter["digest"]) == adapter["digest"]
 
 
@@ -103,9 +112,9 @@ def test_the_evaluation_logs_tables_the_chart_and_every_block(pipeline):
 @pytest.mark.slow
 def test_training_logs_eval_loss_and_labelling_its_metrics(pipeline):
     by_type, _ = pipeline
-    assert "eval/loss" in by_type["train"].history_keys()
-    assert "train/loss" in by_type["train"].history_keys()
+    assert "eval/loss" in _keys(by_type["train"])
+    assert "train/loss" in _keys(by_type["train"])
     label = by_type["label"]
-    keys = label.history_keys() | set(label.summary)
+    keys = _keys(label)
     assert any(key.endswith("parse_rate") for key in keys), sorted(keys)
     assert any("label_count" in key or "labels/" in key for key in keys), sorted(keys)

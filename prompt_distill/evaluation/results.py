@@ -26,7 +26,6 @@ from .outputs import (
     reliability_png,
     write_json,
 )
-from .wandb_report import log_evaluation
 from .report import (
     NARROW_RULE,
     WIDE_RULE,
@@ -39,6 +38,7 @@ from .report import (
     problem_labels,
     summary_block,
 )
+from .wandb_report import log_evaluation
 
 __all__ = ["META_KEYS", "RESULTS_FORMAT", "EvaluationError", "Prediction", "build_results", "finish", "read_answer",
            "read_teacher_labels"]

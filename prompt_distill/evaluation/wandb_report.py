@@ -172,16 +172,18 @@ def run_config(results: dict) -> dict:
 
 
 def use_adapter(pipeline, adapter: str | None) -> None:
-    """The adapter's model artifact (``adapter-<folder name>``, logged by training) as this run's input, so that the
-    lineage reads data -> adapter -> evaluation. Its absence (an adapter trained without wandb) is one warning."""
+    """The adapter's model artifact (``adapter-<folder name>``, logged by training from the same files) as this run's
+    input, so that the lineage reads data -> adapter -> evaluation. An adapter folder that is gone by now, or a
+    link wandb refuses, is one warning (``tracking``'s); the run goes on logging."""
     if not adapter or pipeline.disabled:
         return
-    from ..tracking import model_artifact_name
+    from ..tracking import adapter_files, model_artifact_name
 
-    name = model_artifact_name(adapter)
-    if pipeline.use_artifact(name, "model", paths=[adapter]) is None and not pipeline.disabled:
-        logger.warning(f"wandb: the adapter's artifact {name} was not found (trained with --report_to none?); "
-                       "the evaluation run is logged without its input.")
+    files = adapter_files(adapter)
+    if not files:
+        logger.warning(f"wandb: the adapter folder {adapter} has no files to link as this run's input.")
+        return
+    pipeline.use_artifact(model_artifact_name(adapter), "model", files)
 
 
 def log_evaluation(results: dict, config, images: dict[str, Path] | None = None) -> str | None:

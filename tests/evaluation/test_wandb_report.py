@@ -20,7 +20,7 @@ from prompt_distill.evaluation.wandb_report import (
 from prompt_distill.task import UNPARSEABLE, language_task
 from tests.eval_helpers import evaluation_config as parse
 from tests.evaluation.test_evaluation import _scored, _scored_with_probabilities
-from tests.wandb_offline import read_runs
+from tests.wandb_offline import offline_runs
 
 TASK = language_task()
 
@@ -133,11 +133,11 @@ def test_a_live_evaluation_and_its_rescoring_log_the_same(tmp_path, capsys, offl
     assert "wandb: evaluation logged to" in capsys.readouterr().out
     again = run(parse("--predictions_file", str(out), "--output_file", str(tmp_path / "again.json"),
                       "--report_to", "wandb"))
-    runs = read_runs(offline_wandb)
+    runs = offline_runs(offline_wandb)
     assert len(runs) == 2
     for offline_run, logged in zip(runs, (results, again), strict=True):
         _assert_evaluation_run(offline_run, logged)
-    assert [r.run.get("display_name") for r in runs] == ["r", "again"]  # named after the results file
+    assert [r.name for r in runs] == ["r", "again"]  # named after the results file
     assert runs[0].group == runs[1].group == "t"  # no adapter: the teacher file's name
     assert scalars(results) == scalars(again)
 
@@ -154,5 +154,5 @@ def test_report_to_none_logs_nothing_and_an_active_run_is_logged_to(tmp_path, ca
         assert wandb.run is active  # the caller's run is logged to and left open
     finally:
         wandb.finish()
-    (logged,) = read_runs(offline_wandb)
+    (logged,) = offline_runs(offline_wandb)
     assert logged.job_type == "mine" and logged.summary.get("eval/per_label._type") == "table-file"

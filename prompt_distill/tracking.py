@@ -4,7 +4,8 @@ run that can fail without taking the stage's outputs with it.
 The API (every stage imports it from here; ``training.tracking`` keeps only the Trainer-log helpers):
 
 - ``DEFAULT_WANDB_PROJECT``, ``DEFAULT_REPORT_TO`` ("wandb"), ``REPORT_TO`` (the choices "wandb", "none"),
-  ``REPORT_TO_HELP`` and ``RUN_GROUP_HELP`` (the flags' help, the same on every stage).
+  ``REPORT_TO_HELP`` and ``RUN_GROUP_HELP`` (the flags' help, the same on every stage); ``TrackingFlags``, the
+  frozen mixin that gives create_data / evaluate / benchmark configs ``report_to`` and ``run_group``.
 - ``JOB_LABEL``, ``JOB_TRAIN``, ``JOB_EVALUATE``, ``JOB_BENCHMARK``: the job types.
 - ``reports_to_wandb(report_to) -> bool``.
 - ``run_group(explicit, data_file) -> str``: ``--run_group``, else ``$WANDB_RUN_GROUP``, else the data file's stem
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from .cli import flag
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_WANDB_PROJECT = "prompt-distillation"
@@ -45,12 +48,22 @@ REPORT_TO = ("wandb", "none")
 # (nothing leaves the machine, `wandb sync` uploads it later); transformers 5's own default ("none") would leave
 # training, the stage that needs it most, unlogged. `--report_to none` turns it off.
 DEFAULT_REPORT_TO = "wandb"
-REPORT_TO_HELP = ("'wandb' (offline without a login; WANDB_PROJECT names the project, default "
-                  f"{DEFAULT_WANDB_PROJECT!r}) or 'none'. The same default on every stage.")
+REPORT_TO_HELP = ("'wandb' or 'none'. wandb is the default on every stage (its runs are the pipeline's dashboard); "
+                  "without a login it logs offline under $WANDB_DIR/wandb or ./wandb, nothing leaves the machine "
+                  f"until `wandb sync`. WANDB_PROJECT names the project (default {DEFAULT_WANDB_PROJECT!r}).")
 RUN_GROUP_HELP = ("wandb group of this pipeline's runs (default: $WANDB_RUN_GROUP, else the data file's name, so "
                   "create_data, train and evaluate on the same data land in one group).")
 
 JOB_LABEL, JOB_TRAIN, JOB_EVALUATE, JOB_BENCHMARK = "label", "train", "evaluate", "benchmark"
+
+
+@dataclass(frozen=True)
+class TrackingFlags:
+    """``--report_to`` and ``--run_group``, the same on create_data.py, evaluate.py and benchmark.py (train_sft_trl.py
+    has TrainingArguments' ``report_to`` with this default and help, and ``run_group`` in its ScriptArguments)."""
+
+    report_to: str = flag(DEFAULT_REPORT_TO, REPORT_TO_HELP, group="output", choices=list(REPORT_TO))
+    run_group: str | None = flag(None, RUN_GROUP_HELP, group="output")
 
 _SHARD_SUFFIX = re.compile(r"\.shard-\d+-of-\d+$")
 _ARTIFACT_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

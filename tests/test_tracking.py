@@ -141,3 +141,19 @@ def test_throttle_fires_first_then_at_most_once_per_period():
     throttle = Throttle(3600)
     assert throttle.due() and not throttle.due()
     assert Throttle(0).due() and Throttle(0).due()
+
+
+def test_every_stage_has_the_same_report_to_default_and_a_run_group_flag():
+    from prompt_distill.benchmark.config import BenchmarkConfig
+    from prompt_distill.cli import parse_config
+    from prompt_distill.evaluation.config import EvaluationConfig
+    from prompt_distill.labeling.config import CreateDataConfig
+    from prompt_distill.training.config import parse_job
+
+    for config_class in (CreateDataConfig, EvaluationConfig, BenchmarkConfig):
+        config = parse_config(config_class, [])
+        assert (config.report_to, config.run_group) == ("wandb", None), config_class
+        assert parse_config(config_class, ["--report_to", "none", "--run_group", "g"]).run_group == "g"
+    job = parse_job([])
+    assert job.sft.report_to == ["wandb"] and job.script.run_group is None and job.script.log_model_artifact
+    assert parse_job(["--log_model_artifact", "false"]).script.log_model_artifact is False

@@ -16,6 +16,7 @@ from ..evaluation.run import DEFAULT_MODEL_PATH, DEFAULT_TEST_FILE
 from ..labeling.run import TEACHER_MAX_TOKENS
 from ..models import DEFAULT_CPU_MODEL
 from ..task import TaskFlags
+from ..tracking import TrackingFlags
 from .memory import ALONE_SHARE, LOADINGS, TOGETHER_SHARE
 
 DESCRIPTION = "Teacher (prompt + thinking) vs distilled student: tokens, latency and throughput, with ratios."
@@ -32,7 +33,7 @@ class BenchmarkError(PromptDistillError, ValueError):
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig(SplitFlags, TaskFlags, EngineFlags):
+class BenchmarkConfig(TrackingFlags, SplitFlags, TaskFlags, EngineFlags):
     # the two sides
     teacher_model: str | None = flag(
         None, f"Thinking teacher (default: {DEFAULT_TEACHER} on vLLM, {DEFAULT_CPU_MODEL} on transformers).",

@@ -15,6 +15,7 @@ from ..engines.flags import EngineFlags
 from ..preflight import PreflightError
 from ..student.check import DEFAULT_BASE_MODEL
 from ..task import TaskFlags
+from ..tracking import TrackingFlags
 
 DEFAULT_MODEL_PATH = "./models/prompt_distillation_trl"
 DEFAULT_TEST_FILE = "./example-data/multilingual.txt"
@@ -22,7 +23,6 @@ DEFAULT_OUTPUT_FILE = "./evaluation_results.json"
 DEFAULT_BATCH_SIZE = 32
 STUDENT_MAX_TOKENS = 8  # a label is one to three tokens; the rest shows what an unparseable answer looked like
 SCORED, GENERATE = "scored", "generate"  # --answer_mode
-REPORT_TO = ("none", "wandb")
 
 DESCRIPTION = (
     "Evaluate the distilled student: per-sample lines, confusion matrix, per-label accuracy, teacher fidelity, "
@@ -32,7 +32,7 @@ DESCRIPTION = (
 
 
 @dataclass(frozen=True)
-class EvaluationConfig(SplitFlags, TaskFlags, EngineFlags):
+class EvaluationConfig(TrackingFlags, SplitFlags, TaskFlags, EngineFlags):
     # which student
     model_path: str = flag(
         DEFAULT_MODEL_PATH, "LoRA adapter folder from train_sft_trl.py; 'none' evaluates the base model alone.",
@@ -69,9 +69,6 @@ class EvaluationConfig(SplitFlags, TaskFlags, EngineFlags):
     output_file: str = flag(
         DEFAULT_OUTPUT_FILE, "Results JSON; the confusion-matrix PNG is written beside it. 'none' skips both.",
         group="output")
-    report_to: str = flag(
-        "none", "wandb: log the numbers and the confusion-matrix PNG (offline without a login). An already active "
-                "wandb run is always logged to.", group="output", choices=list(REPORT_TO))
     # what the report adds
     defer_below: float | None = flag(
         None, "Cascade: sentences whose student probability is below this take the teacher's label (needs "
@@ -89,6 +86,7 @@ class EvaluationConfig(SplitFlags, TaskFlags, EngineFlags):
 # What re-scoring a saved results JSON reads (evaluation.rescoring, results.finish); every other flag is about the
 # model run that the saved file already holds.
 RESCORING_FLAGS = frozenset({"predictions_file", "prompt_file", "labels", "teacher_file", "output_file", "report_to",
+                             "run_group",
                              "defer_below", "target_accuracy", "baseline"})
 
 

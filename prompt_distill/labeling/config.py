@@ -14,6 +14,7 @@ from ..cli import flag
 from ..engines import BACKENDS
 from ..engines.flags import EngineFlags
 from ..task import TaskFlags
+from ..tracking import TrackingFlags
 from .run import CUT_THOUGHT_SAMPLING, TEACHER_MAX_TOKENS
 
 # On a CPU the demo model cannot follow the long prompt anyway: 0 scores the labels right after "Final Answer: "
@@ -23,7 +24,7 @@ CPU_MAX_TOKENS = 0
 
 
 @dataclass(frozen=True)
-class CreateDataConfig(TaskFlags, EngineFlags):
+class CreateDataConfig(TrackingFlags, TaskFlags, EngineFlags):
     # which sentences
     input_file: str = flag("./example-data/multilingual.txt", "Sentences, one per line.", group="data")
     max_samples: int | None = flag(None, "Only the first N sentences of the input.", group="data")

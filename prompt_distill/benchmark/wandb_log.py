@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..evaluation.wandb_report import flatten, pipeline_data_file
+from ..evaluation.wandb_report import disabled_mode, flatten, pipeline_data_file
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ def log_benchmark(config, results: dict) -> str | None:
                          {key: results.get(key) for key in ("machine", "backend", "samples", "rounds", "loading",
                                                             "test_file", "split", "thinking", "setups", "batch_size")})
     if pipeline is None:
+        return None
+    if disabled_mode(pipeline):  # WANDB_MODE=disabled: wandb's no-op run
+        pipeline.finish()
         return None
     logged: dict = dict(scalars(results))
     rows = side_rows(results)

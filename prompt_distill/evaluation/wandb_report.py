@@ -186,6 +186,11 @@ def use_adapter(pipeline, adapter: str | None) -> None:
     pipeline.use_artifact(model_artifact_name(adapter), "model", files)
 
 
+def disabled_mode(pipeline) -> bool:
+    settings = getattr(pipeline, "settings", None)
+    return getattr(settings, "mode", None) == "disabled" or bool(getattr(pipeline.run, "disabled", False))
+
+
 def log_evaluation(results: dict, config, images: dict[str, Path] | None = None) -> str | None:
     """Log the evaluation to wandb: to a run the caller already started (left open), else, with
     ``--report_to wandb``, to a new run of job type "evaluate" in the pipeline's group. Returns the line to print,
@@ -206,6 +211,10 @@ def log_evaluation(results: dict, config, images: dict[str, Path] | None = None)
         return None
     if pipeline is None:
         return None  # start_run warned
+    if disabled_mode(pipeline):  # WANDB_MODE=disabled: wandb's no-op run, nothing to build
+        if own:
+            pipeline.finish()
+        return None
     if own:
         use_adapter(pipeline, results.get("adapter"))
     try:

@@ -148,7 +148,7 @@ def test_report_to_none_logs_nothing_and_an_active_run_is_logged_to(tmp_path, ca
     results, scores, fid = _scored_with_probabilities(tmp_path)
     finish(results, scores, fid, TASK, parse("--output_file", str(tmp_path / "a.json"), "--report_to", "none"))
     assert not (offline_wandb / "wandb").exists()
-    active = wandb.init(project="p", dir=str(offline_wandb), job_type="mine")
+    active = wandb.init(project="p", dir=str(offline_wandb), job_type="mine", mode="offline")
     try:
         finish(results, scores, fid, TASK, parse("--output_file", str(tmp_path / "b.json"), "--report_to", "none"))
         assert wandb.run is active  # the caller's run is logged to and left open

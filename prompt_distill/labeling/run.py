@@ -95,12 +95,15 @@ class LabelingConfig:
 
 def run_labeling(
     config: LabelingConfig, task: Task, make_engine: Callable[[], Engine], *, progress: bool = True,
-    context_tokens: Callable[[], int | None] | None = None,
+    context_tokens: Callable[[], int | None] | None = None, observer=None,
 ) -> LabelingSummary:
     """Label the selected sentences not yet in the output; the engine is built only if there is work.
 
     ``context_tokens``: the context the engine will have, known without loading it (the model's config, or
     --max_model_len); asked only when a sentence was recorded too_long, which is redone when the context grew.
+    ``observer``: told what happens (``labeling.tracking.LabelingTracker``, the wandb run): ``started(header)``,
+    ``generation_started()``, ``progress(summary, finished_records)`` after each batch is on disk, and
+    ``finished(summary, files)`` once the output is complete.
     """
     check_output_path(config.output_file, "--output_file")
     sentences = read_sentences(config.input_file)
@@ -136,14 +139,18 @@ def run_labeling(
         header = {**identity, "input_file": str(config.input_file), "sentences": len(sentences.texts),
                   TASK_KEY: task_entry(task)}  # what training reads: the labels and the prompt
         write_json_atomic(files.header, {**header, "sessions": sessions})
+        if observer:
+            observer.started({**header, "sessions": sessions})
 
         pending, attempts_before = pending_sentences(config, distinct, records, summary, context_tokens)
         if pending:
             try:
                 engine = make_engine()
                 started = time.perf_counter()
+                if observer:
+                    observer.generation_started()
                 _label(pending, sentences, task, engine, config, files, records, summary, progress,
-                       attempts_before, len(sessions) - 1)
+                       attempts_before, len(sessions) - 1, observer)
             except BaseException:
                 files.remove_if_empty(created)  # a model that failed to load leaves nothing to refuse a rerun
                 raise
@@ -160,6 +167,8 @@ def run_labeling(
             (summary.unparseable if record["status"] == UNPARSEABLE_STATUS else summary.too_long).append(record)
     summary.unparseable.sort(key=lambda record: record["index"])
     summary.too_long.sort(key=lambda record: record["index"])
+    if observer:
+        observer.finished(summary, files)
     return summary
 
 
@@ -182,14 +191,14 @@ def cut_in_thought(generation: Generation) -> bool:
 
 
 def _label(pending, sentences, task, engine, config, files, records, summary, progress, attempts_before: int,
-           session: int) -> None:
+           session: int, observer=None) -> None:
     """Label ``pending``; attempt numbers (and so seeds) continue after ``attempts_before`` earlier attempts, and
     every record names its ``session`` in the run header, whose entry holds the settings it was made with."""
     base_params = generation_params(config, task)
     summary.cut_thought_sampling = config.cut_thought_sampling
     bar = tqdm(total=len(pending), desc="Labelling", unit="sentence", disable=not progress, dynamic_ncols=True)
     with JsonlAppender(files.sidecar) as sidecar, JsonlAppender(files.training) as training, bar:
-        writer = _Writer(sidecar, training, records, summary, bar, session)
+        writer = _Writer(sidecar, training, records, summary, bar, session, observer)
         check = check_prompts(engine, task, {index: sentences.texts[index] for index in pending}, base_params,
                               config.max_tokens)
         writer.write([_too_long_record(index, sentences, tokens, check)
@@ -295,9 +304,10 @@ def _too_long_record(index: int, sentences, prompt_tokens: int, check) -> dict:
 
 
 class _Writer:
-    def __init__(self, sidecar: JsonlAppender, training: JsonlAppender, records: dict, summary, bar, session: int):
+    def __init__(self, sidecar: JsonlAppender, training: JsonlAppender, records: dict, summary, bar, session: int,
+                 observer=None):
         self.sidecar, self.training, self.records, self.summary, self.bar = sidecar, training, records, summary, bar
-        self.session = session
+        self.session, self.observer = session, observer
 
     def write(self, finished: list[dict]) -> None:
         if not finished:
@@ -322,3 +332,5 @@ class _Writer:
             if record["cached_prompt_tokens"] is not None:
                 summary.cached_tokens.append(record["cached_prompt_tokens"])
         self.bar.update(len(finished))
+        if self.observer:  # after the records are on disk
+            self.observer.progress(summary, finished)

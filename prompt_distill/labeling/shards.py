@@ -22,6 +22,17 @@ from ..data import DataError, read_sentences
 from ..duplicates import first_occurrences
 from ..errors import PromptDistillError
 from ..preflight import PreflightError
+from ..tracking import (
+    DEFAULT_REPORT_TO,
+    JOB_LABEL,
+    REPORT_TO,
+    REPORT_TO_HELP,
+    RUN_GROUP_HELP,
+    dataset_artifact_name,
+    dataset_files,
+    run_group,
+    start_run,
+)
 from .run_files import (
     IDENTITY_FIELDS,
     LABELLED,
@@ -145,6 +156,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output_file", required=True, help="The final output; shards are found next to it.")
     parser.add_argument("--num_shards", type=int, required=True)
     parser.add_argument("--overwrite", action="store_true", help="Replace an output made from a different run.")
+    parser.add_argument("--report_to", default=DEFAULT_REPORT_TO, choices=list(REPORT_TO), help=REPORT_TO_HELP)
+    parser.add_argument("--run_group", default=None, help=RUN_GROUP_HELP)
     args = parser.parse_args(argv)
     setup_logging()
     try:
@@ -156,7 +169,31 @@ def main(argv=None) -> int:
         f"{result.unparseable} unparseable" + (f", {result.too_long} too long for the context" if result.too_long else "")
         + f" (listed in {RunFiles.for_output(result.output_file).sidecar})."
     )
+    log_merge(result, args.report_to, args.run_group)
     return 0
+
+
+def log_merge(result: MergeResult, report_to, group: str | None) -> None:
+    """The merge as a label run of the labelling's group: the shards' datasets as inputs, the merged dataset (the
+    one training reads) as the artifact ``data-<stem>``. A wandb failure is a warning; the merged files stay."""
+    from .tracking import artifact_name_for
+
+    output = result.output_file
+    header = read_header(RunFiles.for_output(output)) or {}
+    tracking = start_run(report_to, JOB_LABEL, f"{output.name.removesuffix('.jsonl')} merge",
+                         run_group(group, output), {"merge": {"output_file": str(output),
+                                                              "num_shards": len(result.shard_files)},
+                                                    "run_file": {k: v for k, v in header.items() if k != "sessions"}})
+    if tracking is None:
+        return
+    for shard in result.shard_files:
+        tracking.use_artifact(artifact_name_for(shard), "dataset", dataset_files(shard))
+    tracking.summary({"label/labelled_total": result.labelled, "label/unparseable_total": result.unparseable,
+                      "label/too_long_total": result.too_long})
+    tracking.log_artifact(dataset_files(output), dataset_artifact_name(output), "dataset",
+                          metadata={"labelled": result.labelled, "unparseable": result.unparseable,
+                                    "too_long": result.too_long, "shards": len(result.shard_files)})
+    tracking.finish()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ it). What it does on the way (the backend and why, the teacher, vLLM's context) 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
+from pathlib import Path
 
 from .. import engines
 from ..data import read_sentences
@@ -17,12 +19,14 @@ from ..engines.flags import engine_flag_settings
 from ..models import DEFAULT_CPU_MODEL, is_embedded, load_config, load_tokenizer
 from ..preflight import PreflightError, check_flag_ranges
 from ..task_source import teacher_task
+from ..tracking import JOB_LABEL, run_group, start_run
 from .config import CPU_MAX_TOKENS, GPU_MAX_TOKENS, CreateDataConfig
 from .context_length import context_length_for, model_context_limit
 from .run import CUT_THOUGHT_SAMPLING, LabelingConfig, run_labeling
 from .run_files import RunFiles
 from .shards import select_shard, selected_count, shard_output_path
 from .summary import LabelingSummary
+from .tracking import LabelingTracker
 
 logger = logging.getLogger(__name__)
 
@@ -158,12 +162,27 @@ def run(config: CreateDataConfig) -> LabelingSummary:
             f"{labeling.temperature}, constrained answer {'on' if labeling.constrained_answer else 'off'}; "
             f"output {labeling.output_file}"
         )
-        # Built only when there is work; on vLLM the context is sized from this run's sentences first.
-        summary = run_labeling(labeling, task, lambda: make_teacher(config, backend, task, labeling),
-                               context_tokens=lambda: context_tokens(config, backend))
+        tracking = start_labeling_run(config, labeling)
+        try:
+            # Built only when there is work; on vLLM the context is sized from this run's sentences first.
+            summary = run_labeling(labeling, task, lambda: make_teacher(config, backend, task, labeling),
+                                   context_tokens=lambda: context_tokens(config, backend),
+                                   observer=LabelingTracker(tracking) if tracking else None)
+        finally:
+            if tracking:
+                tracking.finish()
     except KeyboardInterrupt:
         raise LabelingInterrupted(interrupted_line(labeling)) from None
     return summary
+
+
+def start_labeling_run(config: CreateDataConfig, labeling: LabelingConfig):
+    """This process's wandb run (job type label), or None: named after its output, grouped by the final output, so
+    the shards of one labelling (Slurm, the 8-GPU script's processes) are parts of one group with training."""
+    name = Path(labeling.output_file).name.removesuffix(".jsonl")
+    return start_run(config.report_to, JOB_LABEL, name, run_group(config.run_group, config.output_file),
+                     {"create_data": asdict(config), "backend": labeling.backend, "max_tokens": labeling.max_tokens,
+                      "shard": {"index": config.shard_index, "of": config.num_shards}})
 
 
 def interrupted_line(labeling: LabelingConfig | None) -> str:

@@ -28,6 +28,9 @@ DEFAULT_LR_SCHEDULER_KWARGS = {"min_lr_rate": 0.1}
 # The expert rank that fits one 80 GB H100 with max_length 2048 x batch 4 (see scripts/memory_budget.py); the
 # reference README's rank 32 on every expert is --expert_lora_r 32 and needs about 85 GiB.
 DEFAULT_EXPERT_LORA_R = 8
+# The eval loss during training: this many held-out examples every this many steps (cost: --eval_loss_samples help).
+DEFAULT_EVAL_LOSS_SAMPLES = 200
+DEFAULT_EVAL_STEPS = 50
 
 
 class TrainingError(PromptDistillError, RuntimeError):
@@ -77,6 +80,13 @@ class ScriptArguments:
         False, "Replace an adapter already in output_dir (otherwise refused; --resume_from_checkpoint continues its "
                "run instead).", group="output", aliases=["--overwrite"])  # --overwrite: create_data.py's name
     run_group: str | None = flag(None, RUN_GROUP_HELP, group="output")
+    eval_loss_samples: int = flag(
+        DEFAULT_EVAL_LOSS_SAMPLES,
+        "Held-out examples (the eval split, never trained on) scored for the eval loss every --eval_steps steps; 0 = "
+        "no eval loss. On by default: with the defaults (batch 4 x 4 accumulation = 16 examples a step, eval every "
+        f"{DEFAULT_EVAL_STEPS} steps) an evaluation is {DEFAULT_EVAL_LOSS_SAMPLES} forward passes, about a third of a "
+        "training example's cost each, so about 4 steps' worth every 50: about 8%% of training time, an estimate "
+        "(under the 10%% limit; see docs/wandb.md).", group="data")
     log_model_artifact: bool = flag(
         True, "With wandb: log the adapter and run_record.json as a model artifact (--log_model_artifact false skips "
               "the upload, for large adapters).", group="output")
@@ -138,6 +148,10 @@ class PromptDistillationConfig(SFTConfig):
         default=DEFAULT_REPORT_TO, metadata={"group": "output", "help": REPORT_TO_HELP}
     )
     logging_steps: float = field(default=1, metadata={"group": "training", "help": "Log every N optimizer steps."})
+    # Ours: the eval loss on held-out examples during training (transformers 5 defaults to no evaluation); its cost
+    # is --eval_loss_samples' help.
+    eval_strategy: str = field(default="steps", metadata={"group": "training", "help": "When to compute the eval loss on held-out examples: 'steps' (every --eval_steps), 'epoch' or 'no'."})
+    eval_steps: float | None = field(default=DEFAULT_EVAL_STEPS, metadata={"group": "training", "help": "Optimizer steps between two eval losses."})
     # Ours: a checkpoint every 25 steps (about 400 examples) so that an interrupted run can resume; two are kept.
     save_steps: float = field(default=25, metadata={"group": "output", "help": "Checkpoint every N steps (resume_from_checkpoint)."})
     save_total_limit: int | None = field(default=2, metadata={"group": "output", "help": "Checkpoints kept in output_dir."})

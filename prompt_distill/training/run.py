@@ -17,7 +17,7 @@ from pathlib import Path
 from trl import SFTConfig
 
 from ..cli import is_main_process
-from ..data import DataError
+from ..data import DataError, in_split
 from ..duplicates import repeats_dropped_note
 from ..labeling.run_files import RunFiles, read_header
 from ..models import default_dtype, load_tokenizer, resolve_model
@@ -133,12 +133,14 @@ class SelectedData:
     examples_in_file: int
     selected: list
     repeats_dropped: int = field(default=0, kw_only=True)  # lines repeating an earlier sentence (same label)
+    held_out: list = field(default_factory=list, kw_only=True)  # the eval split (--split train), for the eval loss
 
 
 @dataclass
 class PreparedData(SelectedData):
     report: object  # examples.LengthReport
     dataset: object
+    eval_dataset: object = field(default=None, kw_only=True)  # held-out examples for the eval loss, or None
 
 
 def data_task(script_args: ScriptArguments):
@@ -163,7 +165,10 @@ def read_data(script_args: ScriptArguments) -> SelectedData:
     examples, repeats_dropped = load_distinct_examples(script_args.data_file, task)
     selected = select_split(examples, script_args.split, script_args.eval_fraction, script_args.split_seed,
                             script_args.data_file)
-    return SelectedData(task, len(examples), selected, repeats_dropped=repeats_dropped)
+    held_out = [] if script_args.split == "all" else [
+        example for example in examples
+        if in_split(example.text, "eval", script_args.eval_fraction, script_args.split_seed)]
+    return SelectedData(task, len(examples), selected, repeats_dropped=repeats_dropped, held_out=held_out)
 
 
 def resolve_student_framing(script_args: ScriptArguments, tokenizer) -> str:
@@ -188,7 +193,21 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer,
     if not report.kept:
         raise DataError(f"{script_args.data_file}: every example is longer than max_length={config.max_length}.")
     return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept, framing),
-                        repeats_dropped=selected.repeats_dropped)
+                        repeats_dropped=selected.repeats_dropped, held_out=selected.held_out,
+                        eval_dataset=eval_loss_dataset(script_args, config, tokenizer, selected.held_out, framing))
+
+
+def eval_loss_dataset(script_args: ScriptArguments, config: SFTConfig, tokenizer, held_out: list, framing: str):
+    """The first --eval_loss_samples held-out examples (file order, so the same ones at every evaluation), those
+    within max_length; None when there is no eval loss to compute (--split all, no held-out example, the flag 0 or
+    --eval_strategy no). The held-out split is the one evaluate.py scores: never trained on."""
+    strategy = getattr(config.eval_strategy, "value", config.eval_strategy)
+    if strategy == "no" or script_args.eval_loss_samples <= 0 or not held_out:
+        return None
+    chosen = held_out[: script_args.eval_loss_samples]
+    kept = drop_too_long(chosen, tokenize_lengths(chosen, tokenizer, script_args.data_file, framing),
+                         config.max_length).kept
+    return to_dataset(kept, framing) if kept else None
 
 
 def distillation_trainer_class():
@@ -254,7 +273,14 @@ def build_trainer(script_args: ScriptArguments, config: SFTConfig, tokenizer, da
     if config.padding_free and not config.packing:
         # Lengths were enforced in prepare_data; TRL refuses padding-free without packing unless max_length is None.
         config.max_length = None
+    eval_dataset = getattr(data, "eval_dataset", None)
+    if eval_dataset is None and getattr(config.eval_strategy, "value", config.eval_strategy) != "no":
+        from transformers.trainer_utils import IntervalStrategy
+
+        # nothing held out to score (--split all, no held-out example, --eval_loss_samples 0)
+        config.eval_strategy, config.do_eval = IntervalStrategy.NO, False
     trainer = distillation_trainer_class()(model=model, args=config, train_dataset=data.dataset,
+                                           eval_dataset=eval_dataset,
                                            processing_class=tokenizer, peft_config=peft_config,
                                            callbacks=list(callbacks),
                                            compute_loss_func=loss_function(getattr(script_args, "loss", DEFAULT_LOSS)))
@@ -354,11 +380,21 @@ def start_training_run(script_args: ScriptArguments, config: SFTConfig, trainer)
     return tracking
 
 
+def scalars(values: dict, prefix: str) -> dict:
+    """The numbers and strings of a nested dict, keys joined with '/' (lists and None left out)."""
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(scalars(value, f"{prefix}/{key}"))
+        elif isinstance(value, (int, float, str, bool)):
+            flat[f"{prefix}/{key}"] = value
+    return flat
+
+
 def finish_training_run(tracking, script_args: ScriptArguments, output_dir: Path, record: dict) -> None:
     """After run_record.json is written: the adapter and its run record as the model artifact (unless
     --log_model_artifact false), the record's numbers as the run summary, then finish."""
-    tracking.summary({f"run_record/{key}": value for key, value in record.items()
-                      if isinstance(value, (int, float, str, bool))})
+    tracking.summary(scalars(record, "run_record"))
     if script_args.log_model_artifact:
         tracking.log_artifact(adapter_files(output_dir), model_artifact_name(output_dir), "model",
                               metadata={"base_model": script_args.base_model, "data_file": str(script_args.data_file)})

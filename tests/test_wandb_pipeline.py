@@ -48,7 +48,8 @@ def pipeline(tmp_path_factory, smollm2_dir):
            "--input_file", "triage.txt", "--output_file", "data/triage.jsonl", "--report_to", "wandb")
     _stage(tmp_path, "train_sft_trl.py", "--model_name", "smollm2-135m-instruct", "--data_file", "data/triage.jsonl",
            "--output_dir", "models/triage", "--num_train_epochs", "1", "--per_device_train_batch_size", "4",
-           "--learning_rate", "1e-3", "--save_strategy", "no", "--eval_steps", "2", "--disable_tqdm", "true",
+           "--learning_rate", "1e-3", "--save_strategy", "no", "--eval_steps", "2", "--logging_steps", "1",
+           "--disable_tqdm", "true",
            "--report_to", "wandb", *split)
     _stage(tmp_path, "evaluate.py", "--model_path", "models/triage", "--test_file", "triage.txt",
            "--teacher_file", "data/triage.jsonl", "--output_file", "results/triage_eval.json", "--report_to", "wandb",
@@ -116,5 +117,8 @@ def test_training_logs_eval_loss_and_labelling_its_metrics(pipeline):
     assert "train/loss" in _keys(by_type["train"])
     label = by_type["label"]
     keys = _keys(label)
-    assert any(key.endswith("parse_rate") for key in keys), sorted(keys)
-    assert any("label_count" in key or "labels/" in key for key in keys), sorted(keys)
+    for key in ("label/parse_rate", "label/sentences_per_s", "label/prompt_tokens", "label/cached_prompt_tokens",
+                "label/too_long", "label/retried", "label/cut_thoughts"):
+        assert key in keys, (key, sorted(keys))
+    assert any(key.startswith("label/count/") for key in keys), sorted(keys)  # the label distribution
+    assert any(key.startswith("label/generated_tokens") for key in keys), sorted(keys)  # the thinking lengths

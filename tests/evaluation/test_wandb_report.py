@@ -156,3 +156,15 @@ def test_report_to_none_logs_nothing_and_an_active_run_is_logged_to(tmp_path, ca
         wandb.finish()
     (logged,) = offline_runs(offline_wandb)
     assert logged.job_type == "mine" and logged.summary.get("eval/per_label._type") == "table-file"
+
+
+def test_a_wandb_that_cannot_start_leaves_the_results_and_says_so(tmp_path, capsys, offline_wandb, monkeypatch):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where wandb's folder would go")
+    monkeypatch.setenv("WANDB_DIR", str(blocked))
+    results, scores, fid = _scored_with_probabilities(tmp_path)
+    out = tmp_path / "r.json"
+    finish(results, scores, fid, TASK, parse("--output_file", str(out), "--report_to", "wandb"))
+    assert out.is_file() and out.with_name("r.confusion.png").is_file()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wandb:")]
+    assert len(lines) == 1 and "could not start the evaluate run" in lines[0], lines  # one warning, no traceback

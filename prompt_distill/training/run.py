@@ -334,28 +334,27 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
         started = time.perf_counter()
         output = trainer.train(resume_from_checkpoint=resume)
         wall = time.perf_counter() - started
-    except BaseException:
-        if tracking:
-            tracking.finish()
-        raise
-    output_dir = Path(config.output_dir)
-    save_adapter(trainer, output_dir)  # every process takes part, the main one writes
-    order = gathered_order(trainer)  # a collective: every process calls it
+        output_dir = Path(config.output_dir)
+        save_adapter(trainer, output_dir)  # every process takes part, the main one writes
+        order = gathered_order(trainer)  # a collective: every process calls it
 
-    dtype = str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch.")
-    record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
-                          resume, tracking.folder if tracking else None, dtype)
-    record["distributed"] = distributed_summary(trainer, order)
-    record["student_framing"] = resolve_student_framing(script_args, tokenizer)  # what prepare_data trained on
-    if script_args.merge:
-        record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
-    if main_process:
-        tokenizer.save_pretrained(str(output_dir))
-        write_record(output_dir, record)
+        dtype = str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch.")
+        record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
+                              resume, tracking.folder if tracking else None, dtype)
+        record["distributed"] = distributed_summary(trainer, order)
+        record["student_framing"] = resolve_student_framing(script_args, tokenizer)  # what prepare_data trained on
         if script_args.merge:
-            merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR)
-    if tracking:
-        finish_training_run(tracking, script_args, output_dir, record)
+            record["merged_model_dir"] = str(output_dir / MERGED_SUBDIR)
+        if main_process:
+            tokenizer.save_pretrained(str(output_dir))
+            write_record(output_dir, record)
+            if script_args.merge:
+                merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR)
+        if tracking:  # after run_record.json is written: the model artifact holds it
+            finish_training_run(tracking, script_args, output_dir, record)
+    finally:
+        if tracking:
+            tracking.finish()  # a no-op once finished; else the run ends here whatever happened
     return TrainingResult(trainer, record, output_dir)
 
 

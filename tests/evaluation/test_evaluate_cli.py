@@ -70,7 +70,8 @@ def run_cli(*argv) -> subprocess.CompletedProcess:
 
 
 def report_lines(stdout: str) -> list[str]:
-    """The report without the lines that name output files or say what was loaded."""
+    """The report without the lines that name output files or say what was loaded, or the wandb run (a new one
+    for each run: evaluate.py reports to wandb by default)."""
     start = stdout.index("CONFUSION MATRIX")
     return [line for line in stdout[start:].splitlines()
             if "saved to" not in line and "image:" not in line and not line.startswith("wandb:")]

@@ -88,3 +88,25 @@ def test_the_merge_logs_the_final_dataset_with_the_shards_as_its_inputs(offline,
     (artifact,) = run.logged()
     assert (artifact["name"], artifact["type"]) == ("data-data", "dataset")
     assert run.config["run_file"]["merged_from"]
+
+
+def test_metrics_are_logged_while_labelling_at_most_once_per_interval(offline, tmp_path):
+    from prompt_distill.labeling.run import run_labeling
+    from prompt_distill.labeling.tracking import LabelingTracker
+    from prompt_distill.tracking import JOB_LABEL, start_run
+    from tests.labeling.test_labeling import TASK, ScriptedEngine, make_config, write_input
+
+    write_input(tmp_path / "in.txt")  # 6 sentences, 1 unreadable once: batches of 2 -> several batches on disk
+    config = make_config(tmp_path)
+    run = start_run("wandb", JOB_LABEL, "data", "g", {})
+    run_labeling(config, TASK, lambda: ScriptedEngine(failures={"Привет": 1}), progress=False,
+                 observer=LabelingTracker(run, interval_s=0))
+    run.finish()
+    seen = offline_runs(offline)[0].metric("label/finished")
+    assert len(seen) >= 3 and seen == sorted(seen)  # one row per batch written (interval 0), then the final one
+
+    hourly = start_run("wandb", JOB_LABEL, "data", "g", {})
+    run_labeling(make_config(tmp_path, output_file=str(tmp_path / "again.jsonl")), TASK,
+                 lambda: ScriptedEngine(), progress=False, observer=LabelingTracker(hourly, interval_s=3600))
+    hourly.finish()
+    assert len(offline_runs(offline)[1].metric("label/finished")) == 1  # the final row only

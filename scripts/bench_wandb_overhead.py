@@ -9,9 +9,9 @@ Each round runs create_data.py and then train_sft_trl.py twice, once with --repo
 from round to round so that a machine getting slower or faster does not favour one side. Labelling reads the same
 sentences each time; every training run reads the same labelled file (the first one written). The time is each
 command's wall time, model loading and wandb's start and finish included: what the user waits for; and its CPU
-time (user + system of the script and the processes it waited for, wandb-core included), which other jobs on a
-shared machine disturb much less than the wall time. It prints the per-run times, the median of each side and the
-ratio wandb / none per stage and for both stages together, for both clocks.
+time (user + system of the script and the processes it waited for: wandb-core too, which wandb waits for at
+exit), which other jobs on a shared machine disturb much less than the wall time. It prints the per-run times,
+the median of each side and the ratio wandb / none per stage and for both stages together, for both clocks.
 """
 
 from __future__ import annotations

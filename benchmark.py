@@ -16,6 +16,7 @@ import sys
 
 from prompt_distill.benchmark.config import DESCRIPTION, BenchmarkConfig
 from prompt_distill.benchmark.run import report, run, save_results
+from prompt_distill.benchmark.wandb_log import log_benchmark
 from prompt_distill.cli import make_parser, parse_config, report_error, setup_logging
 from prompt_distill.errors import PromptDistillError
 
@@ -32,6 +33,9 @@ def main(argv=None) -> int:
         results = run(config)
         print(report(results), flush=True)  # long runs: the table shows at once, also through tee
         save_results(config, results)
+        note = log_benchmark(config, results)  # after the file: a wandb failure is a warning
+        if note:
+            print(note)
     except PromptDistillError as error:
         return report_error(error)
     return 0

@@ -1,5 +1,5 @@
 """What an evaluation leaves behind: the JSON results, a confusion-matrix PNG and a reliability-diagram PNG beside
-them, and a wandb log."""
+them (the wandb log is ``wandb_report``'s)."""
 
 from __future__ import annotations
 
@@ -100,37 +100,3 @@ def reliability_png(path, confidence: dict, title: str) -> Path:
     counts.set_xlabel(f"confidence (probability of the chosen label), {len(bins)} equal-width bins")
     counts.set_ylabel("sentences")
     return _save(figure, plt, path)
-
-
-def log_to_wandb(summary: dict, png: Path | None, start_run: bool, config: dict, run_dir,
-                 more_images: dict[str, Path] | None = None) -> str | None:
-    """Log the headline numbers and the PNGs to the active wandb run, or to a new one when ``start_run``.
-
-    Returns a line to print, or None when wandb is not used. Without a login the run is kept offline (as in
-    training): see ``prompt_distill.tracking.configure_wandb``.
-    """
-    import wandb
-
-    note = None
-    started = False
-    if wandb.run is None:
-        if not start_run:
-            return None
-        from ..tracking import configure_wandb
-
-        settings = configure_wandb("wandb", run_dir)
-        note = settings.note
-        wandb.init(project=settings.project, dir=settings.directory, mode=settings.mode, job_type="evaluation",
-                   config=config)
-        started = True
-    metrics = {f"eval/{name}": value for name, value in summary.items() if isinstance(value, (int, float))}
-    if png is not None:
-        metrics["eval/confusion_matrix"] = wandb.Image(str(png))
-    for name, image in (more_images or {}).items():
-        metrics[f"eval/{name}"] = wandb.Image(str(image))
-    wandb.log(metrics)
-    # An offline run has no name; its id names its folder.
-    where = f"wandb run {wandb.run.name or wandb.run.id} ({Path(wandb.run.dir).parent})"
-    if started:
-        wandb.finish()
-    return "\n".join(filter(None, [note, f"wandb: logged to {where}."]))

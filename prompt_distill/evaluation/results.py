@@ -21,7 +21,6 @@ from .metrics import error_examples, fidelity, score
 from .outputs import (
     RESULTS_FORMAT,
     confusion_png,
-    log_to_wandb,
     png_path_for,
     reliability_path_for,
     reliability_png,
@@ -39,6 +38,7 @@ from .report import (
     problem_labels,
     summary_block,
 )
+from .wandb_report import log_evaluation
 
 __all__ = ["META_KEYS", "RESULTS_FORMAT", "EvaluationError", "Prediction", "build_results", "finish", "read_answer",
            "read_teacher_labels"]
@@ -247,13 +247,7 @@ def finish(results, scores, fidelity_result, task: Task, config: EvaluationConfi
         print(f"🖼️  Confusion matrix image: {png}")
         if reliability:
             print(f"🖼️  Reliability diagram image: {reliability}")
-    logged = dict(results["summary"])
-    if results.get("confidence"):
-        logged["ece"] = results["confidence"]["ece"]
-    note = log_to_wandb(logged, png, config.report_to == "wandb",
-                        {key: results[key] for key in ("model", "adapter", "test_file", "split", "generation")},
-                        Path(config.output_file).parent if png else Path.cwd(),
-                        {"reliability_diagram": reliability} if reliability else None)
+    note = log_evaluation(results, config, {"confusion_matrix_image": png, "reliability_diagram": reliability})
     if note:
         print(note)
     print(NARROW_RULE)

@@ -63,7 +63,8 @@ def test_missing_files(capsys, adapter, tmp_path):
 # -- end to end -------------------------------------------------------------------------------------------
 def run_cli(*argv) -> subprocess.CompletedProcess:
     # One thread: on a shared 2-core machine, two threads waiting on each other make generation many times slower.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    # wandb disabled: the default --report_to wandb would write runs into the repository's ./wandb.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
     return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 

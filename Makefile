@@ -56,7 +56,8 @@ RECEIPT = $(PY) scripts/receipt.py
 SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
-	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation results-faults
+	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation results-faults \
+	results-wandb
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -102,11 +103,14 @@ results-mutation: setup
 # docs/create_data.md's fault injection: 20 SIGKILLs during one labelling run, then a resumed training.
 results-faults: setup
 	$(RECEIPT) fault_injection -- env OMP_NUM_THREADS=1 $(PY) scripts/fault_injection.py
+# docs/wandb.md: labelling and training of the triage demo with and without wandb, alternating (about 20 min).
+results-wandb: setup
+	$(RECEIPT) wandb_overhead -- $(PY) scripts/bench_wandb_overhead.py
 results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
-	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults
+	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults results-wandb
 
 test: setup
 	$(PY) -m pytest

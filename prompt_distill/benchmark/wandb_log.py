@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..evaluation.wandb_report import disabled_mode, flatten, pipeline_data_file
+from ..evaluation.wandb_report import disabled_mode, flatten, pipeline_group
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,10 @@ def log_benchmark(config, results: dict) -> str | None:
     """The run, when ``--report_to wandb``; the line to print, or None."""
     if getattr(config, "report_to", "none") != "wandb":
         return None
-    from ..tracking import JOB_BENCHMARK, run_group, start_run
+    from ..tracking import JOB_BENCHMARK, start_run
 
     adapter = None if config.no_adapter else config.model_path
-    group = run_group(getattr(config, "run_group", None),
-                      pipeline_data_file({"adapter": adapter, "test_file": config.test_file}))
+    group = pipeline_group(getattr(config, "run_group", None), {"adapter": adapter, "test_file": config.test_file})
     name = Path(config.results_file).stem if config.results_file else PREFIX
     pipeline = start_run(config.report_to, JOB_BENCHMARK, name, group,
                          {key: results.get(key) for key in ("machine", "backend", "samples", "rounds", "loading",

@@ -142,6 +142,24 @@ def _active_run():
     return getattr(wandb, "run", None) if wandb is not None else None
 
 
+def pipeline_group(explicit: str | None, results: dict) -> str:
+    """The wandb group of an evaluation or benchmark: ``--run_group``, else the group its adapter was trained in
+    (``wandb_group`` in the run record, so a training run's ``--run_group`` carries over), else what
+    ``tracking.run_group`` derives from the pipeline's data file."""
+    from ..data import read_json_object
+    from ..tracking import run_group
+    from ..training.record import RUN_RECORD
+
+    adapter = results.get("adapter")
+    recorded = None
+    if not explicit and adapter and (Path(adapter) / RUN_RECORD).is_file():
+        try:
+            recorded = read_json_object(Path(adapter) / RUN_RECORD).get("wandb_group")
+        except Exception:  # noqa: BLE001 - the group is a convenience; the record was checked before the run
+            recorded = None
+    return run_group(explicit or recorded, pipeline_data_file(results))
+
+
 def pipeline_data_file(results: dict) -> str | None:
     """The data file that names the pipeline's default group: the adapter's training data (its run record), else
     the teacher's labels, else the test file."""
@@ -198,12 +216,12 @@ def log_evaluation(results: dict, config, images: dict[str, Path] | None = None)
     active = _active_run()
     if active is None and config.report_to != "wandb":
         return None  # without importing wandb
-    from ..tracking import JOB_EVALUATE, PipelineRun, reports_to_wandb, run_group, start_run
+    from ..tracking import JOB_EVALUATE, PipelineRun, reports_to_wandb, start_run
 
     if active is not None:
         pipeline, own = PipelineRun(active), False
     elif reports_to_wandb(config.report_to):
-        group = run_group(getattr(config, "run_group", None), pipeline_data_file(results))
+        group = pipeline_group(getattr(config, "run_group", None), results)
         pipeline = start_run(config.report_to, JOB_EVALUATE, run_name(results, config.output_file), group,
                              run_config(results))
         own = True

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..models import resolve_model
 from ..task_source import task_entry
+from ..tracking import run_group
 from .examples import file_sha256
 from .tracking import logged_losses, trained_tokens
 
@@ -61,6 +62,8 @@ def build_record(script_args, config, data, summary, trainer, output, wall, requ
         "base_model_resolved": resolve_model(script_args.base_model),
         "data_file": str(script_args.data_file),
         "data_sha256": file_sha256(script_args.data_file),
+        # The pipeline's wandb group, whether or not this run logged: evaluate.py and benchmark.py join it.
+        "wandb_group": run_group(script_args.run_group, script_args.data_file),
         "split": {
             "split": script_args.split,
             "eval_fraction": script_args.eval_fraction,

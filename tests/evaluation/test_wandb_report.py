@@ -3,6 +3,8 @@ wandb's own reader (tests/wandb_offline.py) for a live evaluation's ``finish`` a
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from prompt_distill.evaluation.results import finish
@@ -58,6 +60,20 @@ def test_distillation_block_is_flattened_too():
                       "eval/distillation/labellers/base/accuracy": 0.5,
                       "eval/distillation/labellers/base/interval/low": 0.1,
                       "eval/distillation/labellers/base/interval/high": 0.9, "eval/distillation/gain_kept": 0.75}
+
+
+def test_an_evaluation_joins_the_group_its_adapter_was_trained_in(tmp_path, monkeypatch):
+    from prompt_distill.evaluation.wandb_report import pipeline_group
+
+    monkeypatch.delenv("WANDB_RUN_GROUP", raising=False)
+    adapter = tmp_path / "models" / "triage"
+    adapter.mkdir(parents=True)
+    (adapter / "run_record.json").write_text(json.dumps({"data_file": "data/triage.jsonl", "wandb_group": "sweep-3"}))
+    results = {"adapter": str(adapter), "test_file": "sentences.txt"}
+    assert pipeline_group(None, results) == "sweep-3"  # training's --run_group carries over
+    assert pipeline_group("mine", results) == "mine"  # an explicit --run_group wins
+    (adapter / "run_record.json").write_text(json.dumps({"data_file": "data/triage.jsonl"}))  # an older record
+    assert pipeline_group(None, results) == "triage"
 
 
 def test_tables_and_confusion_inputs(tmp_path):

@@ -270,6 +270,7 @@ def test_run_writes_adapter_record_and_merged_model_that_reload_identically(tiny
     assert record == result.record
     assert record["base_model"] == str(tiny_base)
     assert record["data_sha256"] == hashlib.sha256(data_file.read_bytes()).hexdigest()
+    assert record["wandb_group"] == data_file.stem  # the pipeline's group, which evaluate.py and benchmark.py join
     task = language_task()
     assert record["task"] == {"name": "language", "fingerprint": task.fingerprint(), "labels": list(task.labels),
                               "prompt_file": None, "prompt": task.system_prompt}

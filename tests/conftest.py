@@ -3,7 +3,7 @@ import os
 # Tests never reach a model hub or the wandb servers. Every stage reports to wandb by default (--report_to wandb):
 # the suite runs with wandb disabled, and a test that reads runs back sets WANDB_MODE=offline and a tmp WANDB_DIR.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ["WANDB_MODE"] = "disabled"  # whatever the shell has (.ci/run exports offline for the scripts)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Two shared cores: torch with two threads was several times slower than with one in these tests.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -162,15 +162,16 @@ def run(config: CreateDataConfig) -> LabelingSummary:
             f"{labeling.temperature}, constrained answer {'on' if labeling.constrained_answer else 'off'}; "
             f"output {labeling.output_file}"
         )
-        tracking = start_labeling_run(config, labeling)
+        # The wandb run starts once the teacher is loaded (or at the end when nothing needed labelling): a run
+        # refused before that (a missing input, another model's output, a teacher that cannot load) leaves none.
+        tracker = LabelingTracker(lambda: start_labeling_run(config, labeling))
         try:
             # Built only when there is work; on vLLM the context is sized from this run's sentences first.
             summary = run_labeling(labeling, task, lambda: make_teacher(config, backend, task, labeling),
-                                   context_tokens=lambda: context_tokens(config, backend),
-                                   observer=LabelingTracker(tracking) if tracking else None)
+                                   context_tokens=lambda: context_tokens(config, backend), observer=tracker)
         finally:
-            if tracking:
-                tracking.finish()
+            if tracker.run:
+                tracker.run.finish()
     except KeyboardInterrupt:
         raise LabelingInterrupted(interrupted_line(labeling)) from None
     return summary

@@ -1,7 +1,7 @@
 """Labelling in wandb: live metrics while the teacher labels, the summary at the end, the labelled dataset as an
 artifact. Built on ``prompt_distill.tracking``: a wandb failure is one warning and the labelling goes on.
 
-``LabelingTracker(run, interval_s)`` is the observer ``run.run_labeling`` calls: ``started(header)`` once the run
+``LabelingTracker(start, interval_s)`` (``start`` starts the wandb run, or returns None) is the observer ``run.run_labeling`` calls: ``started(header)`` once the run
 file is written (its task and data fingerprint go into the run config), ``progress(summary, finished)`` after every
 batch written to disk (metrics at most once every ``interval_s`` seconds, so logging never slows the labelling),
 ``generation_started()`` once the engine is loaded, ``finished(summary, files)`` at the end (the last metrics, the summary, the dataset artifact).
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from ..tracking import PipelineRun, Throttle, _artifact_name, dataset_artifact_name, dataset_files
@@ -35,16 +36,29 @@ def artifact_name_for(output_file) -> str:
 
 
 class LabelingTracker:
-    def __init__(self, run: PipelineRun, interval_s: float = DEFAULT_INTERVAL_S):
-        self.run = run
+    def __init__(self, start: PipelineRun | Callable[[], PipelineRun | None],
+                 interval_s: float = DEFAULT_INTERVAL_S):
+        """``start``: a run, or what starts one; called when the engine is loaded (or at the end when nothing needed
+        labelling), so that a labelling refused before that leaves no wandb run."""
+        self.run: PipelineRun | None = start if isinstance(start, PipelineRun) else None
+        self._start = None if self.run else start
+        self._header: dict | None = None
         self.throttle = Throttle(interval_s)
         self.labels: Counter = Counter()
         self.started_at: float | None = None
         self.failed = False
 
+    def _ensure_run(self) -> None:
+        if self._start is None:
+            return
+        start, self._start = self._start, None
+        self.run = start()
+        if self.run is not None and self._header is not None:
+            self._guard(self._started, self._header)
+
     def _guard(self, action, *args) -> None:
         """Our own metric code must not stop the labelling either."""
-        if self.failed or self.run.disabled:
+        if self.failed or self.run is None or self.run.disabled:
             return
         try:
             action(*args)
@@ -53,10 +67,12 @@ class LabelingTracker:
             logger.warning(f"wandb: labelling metrics stopped ({type(error).__name__}: {error}); labelling goes on.")
 
     def started(self, header: dict) -> None:
+        self._header = header
         self._guard(self._started, header)
 
     def generation_started(self) -> None:
         """The engine is loaded: sentences per second count from here (model loading excluded, as in the summary)."""
+        self._ensure_run()
         self.started_at = time.perf_counter()
         self.throttle.due()  # the first metrics come one interval in, not before any sentence
 
@@ -68,6 +84,7 @@ class LabelingTracker:
             self._guard(self._log, summary)
 
     def finished(self, summary, files: RunFiles) -> None:
+        self._ensure_run()
         self._guard(self._finished, summary, files)
 
     def _started(self, header: dict) -> None:

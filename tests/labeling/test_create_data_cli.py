@@ -127,7 +127,16 @@ def test_sigkill_mid_run_then_rerun_ends_with_every_sentence_exactly_once(tmp_pa
     assert sorted(r["index"] for _, r in iter_jsonl(files.sidecar)) == list(range(20))
 
 
-def test_an_output_path_that_cannot_be_written_fails_before_any_model_work(tmp_path, capsys):
+def wandb_offline_in(folder: Path, monkeypatch) -> Path:
+    """wandb as a user without a login has it (offline runs), writing under ``folder``: a refused command must not
+    start a run (its lines would bury the one error line, and an empty run would join the pipeline's group)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(folder))
+    return folder / "wandb"
+
+
+def test_an_output_path_that_cannot_be_written_fails_before_any_model_work(tmp_path, capsys, monkeypatch):
+    runs = wandb_offline_in(tmp_path.parent / f"{tmp_path.name}-wandb", monkeypatch)
     write_input(tmp_path / "in.txt")
     (tmp_path / "a-file").write_text("x", "utf-8")
     (tmp_path / "a-folder").mkdir()
@@ -139,9 +148,11 @@ def test_an_output_path_that_cannot_be_written_fails_before_any_model_work(tmp_p
         assert error.count("\n") == 1  # one line, no traceback
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a-file", "a-folder", "in.txt"]  # nothing new
     assert not list((tmp_path / "a-folder").iterdir())
+    assert not runs.exists()
 
 
-def test_an_unavailable_teacher_is_one_line_and_leaves_no_file(tmp_path, capsys):
+def test_an_unavailable_teacher_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    runs = wandb_offline_in(tmp_path.parent / f"{tmp_path.name}-wandb", monkeypatch)
     write_input(tmp_path / "in.txt")
     code = create_data.main(["--backend", "transformers", "--model_name", "nobody/missing-model",
                              "--input_file", str(tmp_path / "in.txt"), "--output_file", str(tmp_path / "out.jsonl")])
@@ -149,6 +160,7 @@ def test_an_unavailable_teacher_is_one_line_and_leaves_no_file(tmp_path, capsys)
     assert code == 2 and error.startswith("error: model 'nobody/missing-model' is not available") and \
         error.count("\n") == 1, error
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in.txt"]
+    assert not runs.exists()
 
 
 def test_the_default_teacher_on_a_machine_without_cuda_is_refused_before_any_model_loads(tmp_path, capsys,

@@ -1,5 +1,7 @@
 import os
 
+import pytest
+
 # Tests never reach a model hub or the wandb servers. Every stage reports to wandb by default (--report_to wandb):
 # the suite runs with wandb disabled, and a test that reads runs back sets WANDB_MODE=offline and a tmp WANDB_DIR.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -8,7 +10,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Two shared cores: torch with two threads was several times slower than with one in these tests.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import pytest  # noqa: E402
 
 from prompt_distill.models import DEFAULT_CPU_MODEL  # noqa: E402
 
@@ -73,3 +74,14 @@ def project_logging():
     from prompt_distill.cli import setup_logging
 
     setup_logging(main_process=True)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """wandb as a user without a login runs it (offline), writing under tmp_path/runs, with no group, project or
+    job type from the shell: the folder the runs go to (read them back with tests/wandb_offline.py)."""
+    for name in ("WANDB_API_KEY", "WANDB_RUN_GROUP", "WANDB_PROJECT", "WANDB_JOB_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"

@@ -19,15 +19,6 @@ from prompt_distill.tracking import (
 from tests.wandb_offline import offline_runs
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    for name in ("WANDB_API_KEY", "WANDB_RUN_GROUP", "WANDB_PROJECT", "WANDB_JOB_TYPE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
 def test_group_is_the_flag_else_the_environment_else_the_data_files_name(monkeypatch):
     monkeypatch.delenv("WANDB_RUN_GROUP", raising=False)
     assert run_group("mine", "data/x.jsonl") == "mine"

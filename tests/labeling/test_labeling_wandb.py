@@ -13,14 +13,6 @@ from tests.wandb_offline import offline_runs
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    for name in ("WANDB_API_KEY", "WANDB_RUN_GROUP", "WANDB_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
 
 def label(tmp_path, *flags, samples=3) -> Path:
     sentences = (REPO / "example-data" / "multilingual.txt").read_text("utf-8").splitlines()[:samples]

@@ -15,15 +15,6 @@ from tests.wandb_offline import offline_runs
 
 
 @pytest.fixture
-def offline(monkeypatch, tmp_path):
-    for name in ("WANDB_API_KEY", "WANDB_RUN_GROUP", "WANDB_PROJECT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "runs"))
-    return tmp_path / "runs"
-
-
-@pytest.fixture
 def tiny_base(tmp_path, smollm2_tokenizer):
     return save_model_dir(tiny_llama(len(smollm2_tokenizer)), smollm2_tokenizer, tmp_path / "base")
 

@@ -53,6 +53,9 @@ class Generation:
     latency_s: float  # seconds from the start of this request's batch to its result
     reasoning: str | None = None  # the thought, when the engine separates it (vLLM's reasoning parser)
     cached_prompt_tokens: int | None = None  # prompt tokens served from a prefix cache
+    # The teacher's probability of every label at its answer (renormalised over the labels, summing to 1), from
+    # the pass that chose the label or from scoring the labels once the thought closed; None where not scored.
+    label_probabilities: dict[str, float] | None = None
 
 
 BatchCallback = Callable[[list[int], list[Generation]], None]

@@ -33,12 +33,15 @@ prompt's KV blocks through vLLM's automatic prefix cache.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from .base import Generation, GenerationParams, LabelScores
 from .label_tokens import LabelTokens, Trie, answer_label_tokens, answer_lead, lead_ids, renormalised
+
+logger = logging.getLogger(__name__)
 
 # vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS: the most ids one request may ask about.
 MAX_IDS_PER_REQUEST = 128
@@ -147,12 +150,19 @@ class AnswerScoring:
         self.labels = tuple(params.score_labels)
         self.answer = answer_label_tokens(tokenizer, params.answer_prefix, self.labels, tokenizer.eos_token_id,
                                           always_end=False)
+        try:
+            ClassifyPlan([], self.answer)
+        except ValueError as error:  # more labels diverge at one token than one request may ask about
+            logger.warning(f"[vllm] label probabilities are not scored: {error}")
+            self.answer = None
         self.next_index = first_index  # stream_requests numbers follow-ups after every request before them
         self.answers: dict[int, _Answer] = {}
         self.owners: dict[int, tuple[int, int]] = {}  # request index -> (answer index, request number)
 
     def requests(self, index: int, output, generation: Generation) -> list | None:
         parser = self.params.answer_parser
+        if self.answer is None:
+            return None
         if parser is not None and parser(generation.text) not in self.labels:
             return None  # no label was read: nothing to score (labelling retries or records it unparseable)
         completion = output.outputs[0]

@@ -1,6 +1,6 @@
 """Run VLLMEngine.generate with label scoring in its own process and print the generations as JSON (not a test
 module; see tests/vllm_classify_probe.py for why a subprocess).
-Usage: python tests/vllm_answer_probe.py MODEL CHATS_JSON LABELS_JSON
+Usage: python tests/vllm_answer_probe.py MODEL CHATS_JSON THOUGHT_CHATS_JSON LABELS_JSON
 """
 
 import json
@@ -18,8 +18,9 @@ def main() -> None:
     from prompt_distill.engines.vllm_engine import VLLMEngine
     from prompt_distill.task import Task
 
-    model, chats_file, labels_json = sys.argv[1:]
+    model, chats_file, thought_chats_file, labels_json = sys.argv[1:]
     chats = json.loads(Path(chats_file).read_text("utf-8"))
+    thought_chats = json.loads(Path(thought_chats_file).read_text("utf-8"))
     labels = tuple(json.loads(labels_json))
     task = Task(labels=labels, system_prompt="Reply with Final Answer: <label>.")
     engine = VLLMEngine(model, max_model_len=1024)
@@ -37,6 +38,9 @@ def main() -> None:
 
         generations = engine.generate(chats, params, on_batch=seen)
         answers[name] = {"generations": [asdict(generation) for generation in generations], "reported": reported}
+    # Replies that think first (the few shots show a thought in <think></think>), answered after it.
+    thinking = replace(free, max_tokens=48, score_labels=labels)
+    answers["thought"] = {"generations": [asdict(g) for g in engine.generate(thought_chats, thinking)]}
     answers["classify"] = [scores.probabilities for scores in engine.classify(chats, labels)]
     print("RESULT " + json.dumps(answers))
 

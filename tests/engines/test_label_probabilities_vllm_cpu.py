@@ -17,7 +17,7 @@ import pytest
 
 vllm = pytest.importorskip("vllm")
 
-from prompt_distill.engines.label_tokens import Trie, answer_label_tokens  # noqa: E402
+from prompt_distill.engines.label_tokens import Trie, answer_label_tokens, answer_lead  # noqa: E402
 from prompt_distill.engines.vllm_engine import running_on_cpu  # noqa: E402
 from tests.eval_helpers import ROOT  # noqa: E402
 
@@ -33,6 +33,7 @@ LABELS = ("en", "de", "fr", "es", "zh-Hant")  # the last one takes several token
 SYSTEM = ("You identify the language of a text. Reply with one line 'Final Answer: <code>' where the code is en, de, "
           "fr, es or zh-Hant. ") * 2
 SHOTS = [("Good morning, how are you?", "en"), ("Guten Morgen, wie geht's?", "de"), ("Bonjour, ça va ?", "fr")]
+THOUGHTS = ["The words morning and how are English.", "Morgen and wie are German words.", "Bonjour is French."]
 TEXTS = ["Hallo Welt, wie geht es dir heute?", "ok", "Je pense donc je suis, et toi, qu'en penses-tu ?",
          "Hola amigo, ¿qué tal?"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "2", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
@@ -46,13 +47,24 @@ def few_shot_chat(text):
     return chat + [{"role": "user", "content": text}]
 
 
+def thought_chat(text):
+    """Few shots that think in <think></think> before the answer (SmolLM2 writes the tags as plain text)."""
+    chat = [{"role": "system", "content": "Think first between <think> and </think>. " + SYSTEM}]
+    for (shot, label), thought in zip(SHOTS, THOUGHTS, strict=True):
+        chat += [{"role": "user", "content": shot},
+                 {"role": "assistant", "content": f"<think>\n{thought}\n</think>\n\n{PREFIX}{label}"}]
+    return chat + [{"role": "user", "content": text}]
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("answers")
     chats = [few_shot_chat(text) for text in TEXTS]
-    chats_file = tmp_path_factory.mktemp("answers") / "chats.json"
-    chats_file.write_text(json.dumps(chats), "utf-8")
-    run = subprocess.run([sys.executable, str(ROOT / "tests" / "vllm_answer_probe.py"), MODEL, str(chats_file),
-                          json.dumps(list(LABELS))], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    (folder / "chats.json").write_text(json.dumps(chats), "utf-8")
+    (folder / "thought.json").write_text(json.dumps([thought_chat(text) for text in TEXTS]), "utf-8")
+    run = subprocess.run([sys.executable, str(ROOT / "tests" / "vllm_answer_probe.py"), MODEL,
+                          str(folder / "chats.json"), str(folder / "thought.json"), json.dumps(list(LABELS))],
+                         cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert run.returncode == 0 and lines, run.stderr[-4000:]
     return chats, json.loads(lines[-1][len("RESULT "):])
@@ -107,6 +119,20 @@ def test_the_scoring_requests_equal_the_transformers_engine(served, hf_engine, r
     reported = answers[run]["reported"]
     assert sorted(index for index, _ in reported) == list(range(len(chats)))
     assert all(generation == generations[index] for index, generation in reported)
+
+
+def test_an_answer_after_a_thought_is_scored_once_the_thought_is_closed(served, hf_engine):
+    _, answers = served
+    scored = 0
+    for text, generation in zip(TEXTS, answers["thought"]["generations"], strict=True):
+        if generation["label_probabilities"] is None:  # no label read (the 135M model rambles), or no closed thought
+            continue
+        lead = answer_lead(generation["text"], PREFIX, prompt_opened_thought=False)
+        assert "</think>" in lead and generation["text"].startswith(lead + PREFIX)
+        assert_close(generation["label_probabilities"],
+                     hf_answer_probabilities(hf_engine, thought_chat(text), generation["text"]))
+        scored += 1
+    assert scored >= 2, [g["text"] for g in answers["thought"]["generations"]]
 
 
 def test_a_bare_answer_is_scored_as_classify_scores_the_same_prompt(served):

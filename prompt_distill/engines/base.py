@@ -127,6 +127,11 @@ class EngineSettings:
     trust_remote_code: bool = False  # run the model repository's own code
     # More engine arguments by the engine's own names (--vllm_engine_kwargs), already checked against the engine.
     engine_kwargs: dict = field(default_factory=dict)
+    # A model behind an OpenAI-compatible server (engines.flags.ServerFlags: --base_url, --api_key,
+    # --max_concurrent_requests). The key is an ``engines.flags.ApiKey`` (its text a placeholder), never shown.
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    max_concurrent_requests: int = 16
 
 
 class Engine(Protocol):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
+import sys
 from dataclasses import dataclass
 
 from ..cli import flag, given_flags
@@ -26,6 +28,11 @@ SET_BY_THE_PROJECT = {"model": "the model flag (--teacher_model / --base_model /
                       "max_loras": "the adapter (--model_path)"}
 # Flags that only vLLM reads; given with another backend they are refused.
 VLLM_ONLY = ("gpu_memory_utilization", "max_model_len", "quantization", "enforce_eager", "vllm_engine_kwargs")
+# The backend of a model behind an OpenAI-compatible server, and the flags only it reads.
+SERVED = "openai"
+SERVED_ONLY = ("base_url", "api_key", "max_concurrent_requests")
+API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_MAX_CONCURRENT_REQUESTS = 16
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,103 @@ class EngineFlags:
         None, "More vLLM engine arguments, as a JSON object, e.g. '{\"cpu_offload_gb\": 8, \"kv_cache_dtype\": "
               "\"fp8\"}' (a mapping under --config). Checked against vLLM's EngineArgs before anything loads; a "
               "key that has its own flag (--dtype, --max_model_len ...) is refused.", group="engine")
+
+
+class ApiKey(str):
+    """An API key that does not show: its text is a placeholder (so ``str``, ``repr``, ``dataclasses.asdict``, JSON
+    and wandb's config write that), ``.secret`` is the key. Copies are the same object, and it does not pickle."""
+
+    PLACEHOLDER = "<hidden>"
+
+    def __new__(cls, secret: str):
+        key = super().__new__(cls, cls.PLACEHOLDER)
+        key._secret = secret.secret if isinstance(secret, ApiKey) else str(secret)
+        return key
+
+    @property
+    def secret(self) -> str:
+        return self._secret
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        raise TypeError("an API key is not pickled")
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError("an API key is not pickled")
+
+
+def hide_in_argv(flag_names: tuple[str, ...], argv: list[str] | None = None) -> None:
+    """Replace the value of each of ``flag_names`` (``--api_key KEY``, ``--api-key=KEY``) in ``argv`` (default
+    ``sys.argv``) by the placeholder, in place: wandb records the command line of a run."""
+    argv = sys.argv if argv is None else argv
+    spellings = {spelling for name in flag_names for spelling in (f"--{name}", f"--{name.replace('_', '-')}")}
+    for position, item in enumerate(argv):
+        if item in spellings and position + 1 < len(argv):
+            argv[position + 1] = ApiKey.PLACEHOLDER
+        elif "=" in item and item.split("=", 1)[0] in spellings:
+            argv[position] = f"{item.split('=', 1)[0]}={ApiKey.PLACEHOLDER}"
+
+
+@dataclass(frozen=True)
+class ServerFlags:
+    """A model behind an OpenAI-compatible server (``--backend openai``): where it is, its key, how many requests
+    run at once. A script whose config inherits these can label or classify through ``vllm serve`` or a hosted
+    API."""
+
+    base_url: str | None = flag(
+        None, "--backend openai: the server's OpenAI-compatible URL, e.g. http://127.0.0.1:8000/v1 (`vllm serve`) "
+              "or a hosted API's.", group="engine")
+    api_key: str | None = flag(
+        None, f"--backend openai: the server's API key (default: the {API_KEY_ENV} environment variable; a server "
+              "that checks none takes any). Never written to a file, a log, a run record or wandb.", group="engine")
+    max_concurrent_requests: int = flag(
+        DEFAULT_MAX_CONCURRENT_REQUESTS, "--backend openai: most requests in flight at once (the server batches "
+                                         "them).", group="engine")
+
+    def __post_init__(self):
+        if self.api_key is not None and not isinstance(self.api_key, ApiKey):
+            object.__setattr__(self, "api_key", ApiKey(self.api_key))
+            hide_in_argv(("api_key",))
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+
+
+def resolve_api_key(given) -> ApiKey | None:
+    """--api_key, else $OPENAI_API_KEY, as an ``ApiKey`` (None when neither is set)."""
+    if given is not None:
+        return given if isinstance(given, ApiKey) else ApiKey(given)
+    from_env = os.environ.get(API_KEY_ENV)
+    return ApiKey(from_env) if from_env else None
+
+
+def server_settings(config, backend: str) -> dict:
+    """The ``EngineSettings`` fields of ``ServerFlags`` for ``backend``: --base_url is required by the served
+    backend, and the three flags are refused with another one (a ``PreflightError``, one line)."""
+    served = isinstance(config, ServerFlags)
+    if backend != SERVED:
+        given = given_flags(config) if served else frozenset()
+        wrong = [name for name in SERVED_ONLY if name in given]
+        if wrong:
+            verb = "apply" if len(wrong) > 1 else "applies"
+            raise PreflightError(f"{', '.join('--' + name for name in wrong)} {verb} to --backend {SERVED} only (a "
+                                 f"model behind a server); the backend is {backend}. Drop "
+                                 f"{'it' if len(wrong) == 1 else 'them'}, or pass --backend {SERVED}.")
+        return {}
+    if not served:
+        raise PreflightError(f"--backend {SERVED} is not available here: this script has no --base_url.")
+    if not config.base_url:
+        raise PreflightError(f"--backend {SERVED} needs --base_url, the server's URL (e.g. http://127.0.0.1:8000/v1 "
+                             "for `vllm serve`).")
+    if config.max_concurrent_requests < 1:
+        raise PreflightError(f"--max_concurrent_requests must be at least 1, got {config.max_concurrent_requests}.")
+    return {"base_url": config.base_url, "api_key": resolve_api_key(config.api_key),
+            "max_concurrent_requests": config.max_concurrent_requests}
 
 
 def engine_kwargs_dict(value) -> dict:
@@ -96,9 +200,11 @@ def check_vllm_engine_kwargs(kwargs: dict, config) -> None:
 
 def engine_flag_settings(config, backend: str) -> dict:
     """``EngineSettings`` fields from ``config``'s engine flags, checked for ``backend`` first (a ``PreflightError``,
-    one line): vLLM-only flags with another backend are refused, --vllm_engine_kwargs is checked against vLLM."""
+    one line): vLLM-only flags with another backend are refused, --vllm_engine_kwargs is checked against vLLM; the
+    ``ServerFlags`` of a config that has them are checked and passed on too (``server_settings``)."""
+    served = server_settings(config, backend)
     if not isinstance(config, EngineFlags):
-        return {}
+        return served
     kwargs = engine_kwargs_dict(config.vllm_engine_kwargs)
     if backend != VLLM:
         given = given_flags(config)
@@ -112,7 +218,7 @@ def engine_flag_settings(config, backend: str) -> dict:
         check_vllm_engine_kwargs(kwargs, config)
     return {"dtype": None if config.dtype == "auto" else config.dtype, "quantization": config.quantization,
             "enforce_eager": config.enforce_eager, "trust_remote_code": config.trust_remote_code,
-            "engine_kwargs": kwargs}
+            "engine_kwargs": kwargs, **served}
 
 
 def student_engine_options(config, backend: str) -> dict:

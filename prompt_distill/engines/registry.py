@@ -43,6 +43,7 @@ class EngineSpec:
     reference_scale: bool = False  # the GPU reference setup's engine: defaults name the 30B teacher, not the
     # embedded CPU model
     context_flag: str | None = None  # the flag (and ``options`` keyword) that bounds its context, e.g. max_model_len
+    served: bool = False  # the model runs behind a server (--base_url): nothing of it (config, tokenizer) is read here
 
     @property
     def label(self) -> str:
@@ -80,6 +81,14 @@ ENGINES: dict[str, EngineSpec] = {
         EngineSpec(
             name="transformers", engine="prompt_distill.engines.hf:HFEngine", auto=True, scores_labels=True,
             constrained_by_default=True,
+        ),
+        # A model behind an OpenAI-compatible server (`vllm serve`, a hosted API): never picked by auto, it needs
+        # --base_url. The GPU defaults apply (a served teacher runs on a GPU box), it thinks for real.
+        EngineSpec(
+            name="openai", engine="prompt_distill.engines.openai_engine:OpenAIEngine",
+            title="an OpenAI-compatible server", package="openai",
+            install_hint="Install the openai client: pip install openai==3.63.0 (requirements-cpu.txt has it).",
+            gpu_defaults=True, real_thinking=True, served=True,
         ),
     )
 }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..cli import flag
 from ..engines import BACKENDS
-from ..engines.flags import EngineFlags
+from ..engines.flags import EngineFlags, ServerFlags
 from ..task import TaskFlags
 from ..tracking import TrackingFlags
 from .run import CUT_THOUGHT_SAMPLING, TEACHER_MAX_TOKENS
@@ -24,7 +24,7 @@ CPU_MAX_TOKENS = 0
 
 
 @dataclass(frozen=True)
-class CreateDataConfig(TrackingFlags, TaskFlags, EngineFlags):
+class CreateDataConfig(TrackingFlags, TaskFlags, EngineFlags, ServerFlags):
     # which sentences
     input_file: str = flag("./example-data/multilingual.txt", "Sentences, one per line.", group="data")
     max_samples: int | None = flag(None, "Only the first N sentences of the input.", group="data")

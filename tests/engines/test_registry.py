@@ -39,7 +39,7 @@ def test_the_protocol_names_what_the_stages_use():
 
 
 def test_backends_are_auto_then_the_registry_in_its_order():
-    assert registry.names() == ("vllm", "transformers")
+    assert registry.names() == ("vllm", "transformers", "openai")
     assert ("auto", *registry.names()) == BACKENDS
 
 

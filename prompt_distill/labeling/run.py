@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 
 from tqdm import tqdm
 
-from ..data import JsonlAppender, read_sentences, training_record
+from ..data import JsonlAppender, read_sentences
 from ..duplicates import first_occurrences
 from ..engines.base import Engine, Generation, GenerationParams
 from ..task import ANSWER_PREFIX, UNPARSEABLE, Task, strip_thinking
@@ -35,6 +35,7 @@ from .run_files import (
     rebuild_training_file,
     run_identity,
     sha256_file,
+    training_line,
     write_json_atomic,
 )
 from .session import (  # noqa: F401 (refuse_changed_settings and LABEL_SETTINGS are used from here)
@@ -129,7 +130,7 @@ def run_labeling(
             repeats=len(selection) - len(distinct),
         )
         sidecar_notes(state, files, summary)
-        rebuild_training_file(files, records)  # a kill between the two appends left them out of step
+        rebuild_training_file(files, records, task.labels)  # a kill between the two appends left them out of step
 
         sessions = (previous or {}).get("sessions", [])
         session = session_entry(config, len(selection))
@@ -155,7 +156,7 @@ def run_labeling(
                 files.remove_if_empty(created)  # a model that failed to load leaves nothing to refuse a rerun
                 raise
             summary.generation_s = time.perf_counter() - started
-            rebuild_training_file(files, records)  # input order, whatever order batches finished in
+            rebuild_training_file(files, records, task.labels)  # input order, whatever order batches finished in
 
         session["finished"] = {"labelled": summary.labelled_now, "unparseable": summary.unparseable_now,
                                "too_long": summary.too_long_now}
@@ -198,7 +199,7 @@ def _label(pending, sentences, task, engine, config, files, records, summary, pr
     summary.cut_thought_sampling = config.cut_thought_sampling
     bar = tqdm(total=len(pending), desc="Labelling", unit="sentence", disable=not progress, dynamic_ncols=True)
     with JsonlAppender(files.sidecar) as sidecar, JsonlAppender(files.training) as training, bar:
-        writer = _Writer(sidecar, training, records, summary, bar, session, observer)
+        writer = _Writer(sidecar, training, records, summary, bar, session, task.labels, observer)
         check = check_prompts(engine, task, {index: sentences.texts[index] for index in pending}, base_params,
                               config.max_tokens)
         writer.write([_too_long_record(index, sentences, tokens, check)
@@ -287,6 +288,7 @@ def _record(index: int, sentences, label: str, generation: Generation, attempt: 
         "latency_s": round(generation.latency_s, 3),
         "output": generation.text,
         "reasoning": generation.reasoning,
+        "label_probabilities": generation.label_probabilities,
     }
 
 
@@ -305,9 +307,9 @@ def _too_long_record(index: int, sentences, prompt_tokens: int, check) -> dict:
 
 class _Writer:
     def __init__(self, sidecar: JsonlAppender, training: JsonlAppender, records: dict, summary, bar, session: int,
-                 observer=None):
+                 labels: tuple[str, ...], observer=None):
         self.sidecar, self.training, self.records, self.summary, self.bar = sidecar, training, records, summary, bar
-        self.session, self.observer = session, observer
+        self.session, self.labels, self.observer = session, labels, observer
 
     def write(self, finished: list[dict]) -> None:
         if not finished:
@@ -315,7 +317,7 @@ class _Writer:
         finished = [{**record, "session": self.session} for record in finished]
         # Sidecar first: it is the source of truth, and the training file is rebuilt from it on the next start.
         self.sidecar.write(finished)
-        self.training.write([training_record(r["text"], r["label"]) for r in finished if r["status"] == LABELLED])
+        self.training.write([training_line(r, self.labels) for r in finished if r["status"] == LABELLED])
         summary = self.summary
         for record in finished:
             self.records[record["index"]] = record

@@ -17,6 +17,7 @@ from prompt_distill.labeling.run_files import RunFiles
 from prompt_distill.task import load_task
 from tests.labeling.test_create_data_cli import SHORT_PROMPT, sidecar_count
 from tests.test_user_files import one_error_line
+from tests.wandb_offline import offline_runs
 
 REPO = Path(__file__).resolve().parents[2]
 SENTENCES = 8
@@ -94,3 +95,22 @@ def test_a_number_of_samples_that_cannot_differ_is_refused_before_any_model_load
     assert code == 2
     assert message in one_error_line(capsys)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_the_agreement_of_the_samples_reaches_wandb(offline, tmp_path, smollm2_dir):
+    write_inputs(tmp_path)
+    output = tmp_path / "data" / "labels.jsonl"
+    code = create_data.main(["--backend", "transformers", "--teacher_model", "smollm2-135m-instruct",
+                             "--input_file", str(tmp_path / "in.txt"), "--output_file", str(output),
+                             "--prompt_file", str(tmp_path / "prompt.md"), "--max_samples", "3",
+                             "--max_tokens", "4", "--temperature", "1.0", "--num_samples", str(K)])
+    assert code == 0
+    records = [record for _, record in iter_jsonl(RunFiles.for_output(output).sidecar)]
+    expected = sum(record["agreement"] for record in records) / len(records)
+    (run,) = offline_runs(offline)
+    assert run.metric("label/agreement_mean") == [pytest.approx(expected)]
+    assert run.history[-1]["label/unanimous"] == sum(record["agreement"] == 1.0 for record in records)
+    assert run.summary["label/agreement_mean_total"] == pytest.approx(expected)
+    assert run.summary["label/num_samples"] == K
+    assert run.metric("label/generated_tokens_total") == [sum(s["completion_tokens"] for r in records
+                                                               for s in r["samples"])]

@@ -189,6 +189,7 @@ def generation_params(config: LabelingConfig, task: Task) -> GenerationParams:
         answer_labels=task.labels if config.constrained_answer else None,
         answer_prefix=ANSWER_PREFIX + " ",
         answer_parser=task.parse,
+        score_labels=task.labels,  # every answer's label probabilities, for the sidecar and soft targets
     )
 
 
@@ -251,6 +252,7 @@ def _attempt(engine, params, waiting, attempt, last, sentences, task, collector,
         for position, generation in zip(positions, generations, strict=True):
             handled.add(position)
             collector.summary.generations_now += 1
+            collector.summary.scoring.add(generation)
             if cut_in_thought(generation):
                 collector.summary.cut_thoughts_now += 1
                 cut.add(waiting[position])

@@ -10,6 +10,36 @@ from .votes import Agreement
 
 
 @dataclass
+class Scoring:
+    """The label probabilities of this session's answers (every attempt) and what they cost beyond the answers
+    (the engines' ``Generation.scoring_*``: nothing where the pass that chose the label gave them)."""
+
+    answers: int = 0
+    scored: int = 0
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    seconds: float = 0.0  # summed over answers: each answer's wait for its scoring (rows of a batch share a pass)
+
+    def add(self, generation) -> None:
+        self.answers += 1
+        self.scored += generation.label_probabilities is not None
+        self.requests += generation.scoring_requests
+        self.prompt_tokens += generation.scoring_prompt_tokens
+        self.cached_tokens += generation.scoring_cached_tokens
+        self.seconds += generation.scoring_s
+
+    def describe(self) -> str:
+        line = f"{self.scored} of {self.answers} answers scored; "
+        if not self.scored:
+            return line + "the engine gave none"
+        if not self.requests:
+            return line + "no extra cost (from the pass that chose the label)"
+        return (line + f"extra cost {self.requests} scoring requests over {self.prompt_tokens:,} tokens "
+                f"({self.cached_tokens:,} from the prefix cache), {self.seconds / self.answers:.3f} s per answer")
+
+
+@dataclass
 class LabelingSummary:
     files: RunFiles
     selected: int
@@ -35,6 +65,7 @@ class LabelingSummary:
     num_samples: int = 1  # answers per sentence (--num_samples)
     agreement: Agreement = field(default_factory=Agreement)  # this session's sentences with K > 1 samples
     agreement_total: Agreement = field(default_factory=Agreement)  # the whole sidecar's
+    scoring: Scoring = field(default_factory=Scoring)  # this session's label probabilities and their cost
 
     @property
     def finished_now(self) -> int:
@@ -76,6 +107,7 @@ def format_summary(summary: LabelingSummary) -> str:
             f"{_mean(summary.completion_tokens)}, prompt tokens from cache {_mean(summary.cached_tokens)}",
             f"Finish reasons:       {reasons}",
             _cut_thoughts_line(summary),
+            f"Label probabilities:  {summary.scoring.describe()}" if summary.scoring.answers else None,
         ]
     if summary.agreement.sentences:
         lines.append(f"Agreement of samples: {summary.agreement.describe()} (this session)")

@@ -11,7 +11,9 @@ session's counts), parse_rate, sentences_per_s, prompt/cached/generated tokens (
 ``count/<label>`` (this session's labels), and ``generated_tokens`` as a histogram (tokens per answer, the
 thought included: the engines report no separate thinking count). With ``--num_samples K`` > 1 every answer of the K
 is counted in the tokens, and ``agreement_mean`` (the majority's share of the K, averaged over sentences),
-``unanimous`` and ``majority_changed`` (sentences whose majority differs from their first sample) join them.
+``unanimous`` and ``majority_changed`` (sentences whose majority differs from their first sample) join them. The
+label probabilities: ``scored_answers`` and their cost beyond the answers (``scoring_requests``,
+``scoring_prompt_tokens``, ``scoring_s``: summed per answer).
 """
 
 from __future__ import annotations
@@ -113,6 +115,11 @@ class LabelingTracker:
             "label/generated_tokens_mean": _mean(summary.completion_tokens),
             **{f"label/count/{label}": count for label, count in sorted(self.labels.items())},
         }
+        if summary.scoring.answers:  # the teacher's label probabilities, and what scoring them cost
+            metrics.update({"label/scored_answers": summary.scoring.scored,
+                            "label/scoring_requests": summary.scoring.requests,
+                            "label/scoring_prompt_tokens": summary.scoring.prompt_tokens,
+                            "label/scoring_s": summary.scoring.seconds})
         if summary.agreement.sentences:
             metrics.update({"label/agreement_mean": summary.agreement.mean,
                             "label/unanimous": summary.agreement.unanimous,

@@ -39,6 +39,10 @@ def check_every_sentence_once_with_all_samples(files, sentences, prompt):
         assert sum(record["votes"].values()) + sum(s["label"] == "unparseable" for s in record["samples"]) == K
         assert record["agreement"] == max(record["votes"].values(), default=0) / K
         assert record["label"] in record["votes"] or record["status"] == "unparseable"
+        # the engine scored every sample's labels; the record keeps their mean
+        assert all(sample["label_probabilities"] for sample in record["samples"])
+        for label, probability in record["label_probabilities"].items():
+            assert probability == pytest.approx(sum(s["label_probabilities"][label] for s in record["samples"]) / K)
     labelled = [text for text, _ in read_training_file(files.training, load_task(str(prompt)))]
     assert labelled == [record["text"] for record in sorted(records, key=lambda r: r["index"])
                         if record["status"] == "labelled"]

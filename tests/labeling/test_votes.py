@@ -205,3 +205,21 @@ def test_one_sample_writes_exactly_what_a_run_without_the_setting_writes(tmp_pat
     for _, record in iter_jsonl(tmp_path / "one" / "out" / "data.meta.jsonl"):
         assert not {"samples", "votes", "agreement"} & set(record)
         assert record["attempts"] in (1, 2, 3)
+
+
+def test_merged_shards_of_a_voting_run_equal_a_single_process_run(tmp_path):
+    """The merge rebuilds the training file from the sidecars: the vote targets come through it unchanged."""
+    from prompt_distill.labeling.shards import merge_shards, shard_output_path
+
+    write_input(tmp_path / "in.txt")
+    samples = {"Guten Tag": ["de", "en", "de"]}
+    for k in range(2):
+        output = shard_output_path(tmp_path / "out" / "data.jsonl", k, 2)
+        shard = make_config(tmp_path, output_file=str(output), shard_index=k, num_shards=2, num_samples=3)
+        run_labeling(shard, TASK, lambda: VotingEngine(samples=samples), progress=False)
+    merged = RunFiles.for_output(merge_shards(tmp_path / "out" / "data.jsonl", 2).output_file)
+
+    single = make_config(tmp_path, output_file=str(tmp_path / "single" / "data.jsonl"), num_samples=3)
+    run_labeling(single, TASK, lambda: VotingEngine(samples=samples), progress=False)
+    assert merged.training.read_bytes() == RunFiles.for_output(single.output_file).training.read_bytes()
+    assert '"source": "votes"' in merged.training.read_text("utf-8")

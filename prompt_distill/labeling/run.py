@@ -6,6 +6,11 @@ and the training file is rebuilt from the sidecar. A sentence whose answer stays
 to the sidecar as "unparseable" (and into the summary), never into the training file and never silently away;
 ``retry_unparseable`` redoes those. A sentence whose prompt does not fit the teacher's context is "too_long": counted
 and listed, never generated. A repeated sentence is labelled once (duplicates.py).
+
+Every answer's label probabilities are asked of the engine (``GenerationParams.score_labels``) and kept in the
+record. With ``num_samples`` K > 1 a sentence is K requests, each with its own seed (``sample_seed``), side by side
+in one engine call; its record (votes.py) is written only when all K are in, so a kill never leaves part of a
+sentence on disk, and an unreadable sample is retried on its own.
 """
 
 from __future__ import annotations

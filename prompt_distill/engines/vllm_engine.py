@@ -13,6 +13,12 @@ Pure pieces keep the engine call thin and each one testable against the real vll
   (the optional constrained final answer) only after ``</think>``; without it the constraint would bind from the
   first token and kill the thinking, and ``thinking_token_budget`` would be rejected.
 * Student: base model + LoRA adapter (settings from ``vllm_lora.vllm_lora_settings``), the sentence alone.
+* Teacher label probabilities (``GenerationParams.score_labels``): a finished answer's labels are scored at its
+  answer position by classify's label requests (vllm_classify.AnswerScoring), streamed as follow-ups through the
+  same engine (``stream_requests``); the answer reaches ``on_batch`` once they are in. Their prompt is the
+  request's own prompt and thought tokens, so the prefix cache serves every full block: one label request
+  (labels of one token each; one more per inner token of longer labels), each a prefill of the last partial
+  block and the answer prefix.
 * Automatic prefix caching is on by default in vLLM 0.33 for generative models; the teacher's identical leading
   rules hit it, and ``RequestOutput.num_cached_tokens`` is recorded per request to prove it.
 
@@ -175,7 +181,7 @@ def stream_requests(
     llm_engine,
     prompts: Sequence[Sequence[int]],
     sampling_params: Sequence[SamplingParams],
-    on_finished: Callable[[int, RequestOutput, float], None],
+    on_finished: Callable[[int, RequestOutput, float], Sequence[tuple[Sequence[int], SamplingParams]] | None],
     *,
     lora_request=None,
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
@@ -186,6 +192,8 @@ def stream_requests(
     ``refill=True`` tops the in-flight set up after every step; ``refill=False`` waits until the whole set has
     finished before adding the next ``max_in_flight`` (what one ``LLM.chat`` call per slice did). An exception or
     Ctrl-C aborts what is still in flight, so a retry in the same process starts from an idle engine.
+    ``on_finished`` may return follow-up ``(prompt, sampling params)`` requests (the teacher's label scoring): they
+    take the next indices in order (``len(prompts)``, then on) and go ahead of the requests still waiting.
     """
     from vllm.inputs import TokensPrompt
     from vllm.sampling_params import RequestOutputKind
@@ -195,6 +203,7 @@ def stream_requests(
     if len(prompts) != len(sampling_params):
         raise ValueError(f"{len(prompts)} prompts but {len(sampling_params)} sampling params.")
     tag = uuid.uuid4().hex[:8]  # request ids unique across calls on one engine
+    prompts, sampling_params = list(prompts), list(sampling_params)
     waiting = deque(range(len(prompts)))
     in_flight: dict[str, tuple[int, float]] = {}
     try:
@@ -213,7 +222,12 @@ def stream_requests(
             for output in llm_engine.step():
                 if output.finished:
                     index, added = in_flight.pop(output.request_id)
-                    on_finished(index, output, time.perf_counter() - added)
+                    follow_ups = on_finished(index, output, time.perf_counter() - added) or ()
+                    first = len(prompts)
+                    for prompt, params in follow_ups:
+                        prompts.append(prompt)
+                        sampling_params.append(params)
+                    waiting.extendleft(reversed(range(first, len(prompts))))
     except BaseException:
         if in_flight:
             llm_engine.abort_request(list(in_flight))
@@ -424,11 +438,28 @@ class VLLMEngine:
         sampling = request_sampling_params(params, len(chats), after_thought=bool(self.reasoning_parser))
         prompts = [encode_chat(self.tokenizer, chat, params) for chat in chats]
         results: list[Generation | None] = [None] * len(chats)
+        scoring = None
+        if params.score_labels:
+            from .vllm_classify import AnswerScoring
 
-        def finished(index: int, output: RequestOutput, latency_s: float) -> None:
-            results[index] = to_generation(output, prompt_opened_thought=opened, latency_s=latency_s)
+            scoring = AnswerScoring(self.tokenizer, params, prompt_opened_thought=opened, first_index=len(chats))
+
+        def report(index: int, generation: Generation) -> None:
+            results[index] = generation
             if on_batch is not None:
-                on_batch([index], [results[index]])
+                on_batch([index], [generation])
+
+        def finished(index: int, output: RequestOutput, latency_s: float):
+            if scoring is not None and index >= len(chats):  # a label-scoring request of an earlier answer
+                done = scoring.scored(index, output)
+                if done is not None:
+                    report(*done)
+                return None
+            generation = to_generation(output, prompt_opened_thought=opened, latency_s=latency_s)
+            follow_ups = scoring.requests(index, output, generation) if scoring is not None else None
+            if not follow_ups:  # reported now; a scored answer once its labels are scored (on disk after that)
+                report(index, generation)
+            return follow_ups
 
         stream_requests(
             self.llm.llm_engine, prompts, sampling, finished, lora_request=self.lora_request,

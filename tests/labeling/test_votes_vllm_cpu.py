@@ -62,6 +62,7 @@ def test_three_samples_per_sentence_resume_after_a_kill_with_every_sentence_once
     run = subprocess.run(argv[:-2], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert f"Already done:         {len(done_before)}" in run.stdout and f"{K} answers each" in run.stdout
+    assert "Label probabilities:" in run.stdout and "scoring requests" in run.stdout
     records = sidecar(output)
     assert sorted(record["index"] for record in records) == list(range(SENTENCES))  # each sentence once
     assert records[: len(done_before)] == done_before  # the finished ones were not redone
@@ -69,6 +70,13 @@ def test_three_samples_per_sentence_resume_after_a_kill_with_every_sentence_once
         unreadable = sum(sample["label"] == "unparseable" for sample in record["samples"])
         assert len(record["samples"]) == K and sum(record["votes"].values()) + unreadable == K
         assert record["agreement"] == max(record["votes"].values(), default=0) / K
+        # Every readable sample's labels were scored after its answer (one more prefix-cached request); the
+        # record keeps their mean.
+        for sample in record["samples"]:
+            if sample["label"] != "unparseable":
+                assert sum(sample["label_probabilities"].values()) == pytest.approx(1.0)
+        if record["label_probabilities"] is not None:
+            assert sum(record["label_probabilities"].values()) == pytest.approx(1.0)
         # The K requests share the prompt: vLLM serves the later samples' prompts from its prefix cache.
         assert all(sample["cached_prompt_tokens"] > 0 for sample in record["samples"][1:]), record["samples"]
     assert any(len({sample["label"] for sample in record["samples"]}) > 1 for record in records), \

@@ -66,7 +66,16 @@ def answers(record: dict) -> list[dict]:
     samples = record.get("samples")
     if not samples:
         return [record]
-    return [{**sample, "prompt_tokens": record["prompt_tokens"]} for sample in samples]
+    return [{**sample, "prompt_tokens": record.get("prompt_tokens")} for sample in samples]
+
+
+def sentence_tokens(record: dict) -> int | None:
+    """Prompt + generated tokens of everything the teacher ran for a sentence: all K answers of a voting record
+    (None where a count is missing)."""
+    counts = [(answer.get("prompt_tokens"), answer.get("completion_tokens")) for answer in answers(record)]
+    if not all(isinstance(prompt, int) and isinstance(completion, int) for prompt, completion in counts):
+        return None
+    return sum(prompt + completion for prompt, completion in counts)
 
 
 @dataclass

@@ -223,3 +223,15 @@ def test_merged_shards_of_a_voting_run_equal_a_single_process_run(tmp_path):
     run_labeling(single, TASK, lambda: VotingEngine(samples=samples), progress=False)
     assert merged.training.read_bytes() == RunFiles.for_output(single.output_file).training.read_bytes()
     assert '"source": "votes"' in merged.training.read_text("utf-8")
+
+
+def test_what_a_voting_teacher_costs_per_sentence_is_its_k_answers(tmp_path):
+    """evaluate.py's distillation and cascade blocks read the teacher's tokens per sentence from the sidecar: with
+    votes that is every answer's prompt and generated tokens."""
+    from prompt_distill.evaluation.distillation import teacher_tokens
+
+    write_input(tmp_path / "in.txt")
+    config = make_config(tmp_path, num_samples=3)
+    run_labeling(config, TASK, lambda: VotingEngine(), progress=False)
+    tokens = teacher_tokens(config.output_file)
+    assert tokens == {text: 3 * 12 + 7 + 8 + 9 for text in TEXTS}  # prompt 12 each; generated 7, 8, 9

@@ -88,6 +88,10 @@ class BenchmarkConfig(TrackingFlags, SplitFlags, TaskFlags, EngineFlags):
     # where results go. None: the mode's own file (results_file), so that an explicit --output_file is always kept.
     output_file: str | None = flag(
         None, f"Results JSON ('none': not written). (default: {DEFAULT_OUTPUT_FILE})", group="output")
+    teacher_samples: int | None = flag(
+        None, "Teacher answers per sentence, as create_data.py's --num_samples K: each teacher request is K sampled "
+              "answers sent together, counted as K times the tokens (default: the K of --teacher_meta_file's "
+              "sidecar, else 1).", group="sampling")
 
     @property
     def results_file(self) -> str | None:

@@ -11,6 +11,10 @@ and the results say so.
 
 Thinking: on vLLM the teacher thinks for real. On transformers (the CPU demo model cannot think), the teacher is
 forced to generate exactly ``thinking_tokens`` tokens, then answers: *emulated* thinking, said in every output.
+
+Votes: a teacher that labels with ``create_data.py --num_samples K`` answers every sentence K times. With
+``--teacher_samples K`` (or the K of ``--teacher_meta_file``'s sidecar) each teacher request is the sentence's K
+sampled answers sent together, and its tokens are their sum: K times the thinking tokens per sentence.
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ class Thinking:
     emulated: bool
     tokens: int | None  # forced length when emulated; None = the model decides (real thinking)
     source: str  # where the length came from, printed next to every number it affects
+    answers: int = 1  # sampled answers per sentence (create_data.py --num_samples), each one thinking
 
     def describe(self) -> str:
+        votes = (f"; {self.answers} sampled answers per sentence (majority vote), each thinking"
+                 if self.answers > 1 else "")
         if not self.emulated:
-            return f"real thinking ({self.source})"
-        return f"EMULATED thinking: exactly {self.tokens} forced tokens ({self.source})"
+            return f"real thinking ({self.source}){votes}"
+        return f"EMULATED thinking: exactly {self.tokens} forced tokens ({self.source}){votes}"
 
 
 @dataclass
@@ -55,6 +62,7 @@ class Contender:
     chats: list[list[dict]]
     params: GenerationParams
     description: str
+    answers: int = 1  # requests per sentence: the teacher's K sampled answers (votes), sent together
 
 
 @dataclass
@@ -87,12 +95,15 @@ def held_out_texts(config: BenchmarkConfig) -> list[str]:
 
 
 def median_thinking_tokens(sidecar_path) -> int:
-    """Median generated tokens of the labelled sentences in a create_data sidecar (``*.meta.jsonl``)."""
+    """Median generated tokens per answer of the labelled sentences in a create_data sidecar (``*.meta.jsonl``):
+    every sample's, where a sentence has several (--num_samples)."""
     counts = [
-        record["completion_tokens"]
+        answer.get("completion_tokens")
         for _, record in iter_jsonl(sidecar_path)
-        if record.get("status") == "labelled" and isinstance(record.get("completion_tokens"), int)
+        if record.get("status") == "labelled"
+        for answer in (record.get("samples") or [record])
     ]
+    counts = [count for count in counts if isinstance(count, int)]
     counts = [count for count in counts if count > 0]
     if not counts:
         raise DataError(
@@ -102,17 +113,28 @@ def median_thinking_tokens(sidecar_path) -> int:
     return int(statistics.median(counts))
 
 
-def choose_thinking(backend: str, thinking_tokens: int | None, sidecar_path: str | None) -> Thinking:
+def sidecar_answers(sidecar_path) -> int:
+    """Sampled answers per sentence in a create_data sidecar (its --num_samples): 1 for a single-answer run."""
+    return max((len(record.get("samples") or ()) for _, record in iter_jsonl(sidecar_path)), default=0) or 1
+
+
+def choose_thinking(backend: str, thinking_tokens: int | None, sidecar_path: str | None,
+                    answers: int | None = None) -> Thinking:
+    """How long the teacher thinks, and how many answers per sentence (``answers``: --teacher_samples; default the
+    sidecar's, else 1)."""
+    if answers is not None and answers < 1:
+        raise PreflightError(f"--teacher_samples must be at least 1, got {answers}.")
+    answers = answers or (sidecar_answers(sidecar_path) if sidecar_path else 1)
     if thinking_tokens is not None:
         if thinking_tokens < 1:
             raise PreflightError(f"--thinking_tokens must be at least 1, got {thinking_tokens}.")
-        return Thinking(True, thinking_tokens, "--thinking_tokens")
+        return Thinking(True, thinking_tokens, "--thinking_tokens", answers)
     if sidecar_path:
-        return Thinking(True, median_thinking_tokens(sidecar_path), f"median of {sidecar_path}")
+        return Thinking(True, median_thinking_tokens(sidecar_path), f"median of {sidecar_path}", answers)
     if engine_spec(backend).real_thinking:
-        return Thinking(False, None, "the model decides when to stop")
+        return Thinking(False, None, "the model decides when to stop", answers)
     return Thinking(True, DEFAULT_EMULATED_THINKING_TOKENS,
-                    "an ASSUMPTION, the default of --thinking_tokens; measure it with --teacher_meta_file")
+                    "an ASSUMPTION, the default of --thinking_tokens; measure it with --teacher_meta_file", answers)
 
 
 def teacher_params(task: Task, backend: str, thinking: Thinking, *, max_tokens: int, temperature: float,
@@ -130,9 +152,27 @@ def teacher_params(task: Task, backend: str, thinking: Thinking, *, max_tokens: 
 
 # -- measuring --------------------------------------------------------------------------------------------------
 def _timed(contender: Contender, chats: list[list[dict]], params: GenerationParams) -> tuple[float, list[Generation]]:
+    """One call for ``chats``; with K answers per sentence each chat is sent K times (own seeds, as create_data
+    seeds its samples) and the K generations of a sentence come back as one, their tokens summed."""
+    answers = contender.answers
+    if answers > 1:
+        chats = [chat for chat in chats for _ in range(answers)]
+        if params.seed is not None:
+            params = replace(params, request_seeds=tuple(params.seed + number for number in range(len(chats))))
     started = time.perf_counter()
     generations = contender.engine.generate(chats, params)
-    return time.perf_counter() - started, generations
+    seconds = time.perf_counter() - started
+    if answers > 1:
+        generations = [_summed(generations[start : start + answers]) for start in range(0, len(generations), answers)]
+    return seconds, generations
+
+
+def _summed(generations: list[Generation]) -> Generation:
+    """A sentence's K answers as one request: the tokens of all K (the first answer's text)."""
+    cached = [generation.cached_prompt_tokens for generation in generations]
+    return replace(generations[0], prompt_tokens=sum(generation.prompt_tokens for generation in generations),
+                   completion_tokens=sum(generation.completion_tokens for generation in generations),
+                   cached_prompt_tokens=None if None in cached else sum(cached))
 
 
 def _request(generation: Generation, seconds: float, task: Task) -> Request:
@@ -284,7 +324,8 @@ def format_table(results: dict) -> str:
         f"         {thinking.describe()}",
         f"student: {results['setups']['student']}",
         "=" * 76,
-        f"{'per request':<36}{'teacher':>14}{'student':>14}{'ratio':>12}",
+        f"{'per request' if thinking.answers == 1 else 'per sentence':<36}{'teacher':>14}{'student':>14}"
+        f"{'ratio':>12}",
         row("prompt tokens", "prompt_tokens", 1, "prompt_tokens"),
         row("  of which served from prefix cache", "cached_prompt_tokens", 1),
         row("generated tokens" + (" (emulated thinking)" if thinking.emulated else ""), "completion_tokens", 1),
@@ -300,6 +341,9 @@ def format_table(results: dict) -> str:
     if results.get("loading") == "sequential":
         lines.append("SEQUENTIAL: one engine loaded at a time (teacher measured, shut down, then the student): the "
                      "two sides did not alternate, so machine noise between the two runs is not shared.")
+    if thinking.answers > 1:
+        lines.append(f"VOTES: each teacher request is a sentence's {thinking.answers} sampled answers sent together; its "
+                     f"tokens are the sum of the {thinking.answers}, its latency the call's.")
     if thinking.emulated:
         lines.append("EMULATED thinking: the teacher generated a forced number of tokens; its latency and throughput "
                      "are those of a thought that long on this model.")

@@ -164,7 +164,7 @@ def build_contenders(config: BenchmarkConfig, task, backend: str, thinking,
         prompt_tokens = engine.count_prompt_tokens(task.teacher_messages(texts[0]), params)
         return Contender("teacher", engine, [task.teacher_messages(text) for text in texts], params,
                          f"{teacher_model} on {backend}, the prompt + sentence ({prompt_tokens:,} tokens for the "
-                         "first)")
+                         "first)", answers=thinking.answers)
 
     def student_side() -> Contender:
         built = build_student_engine(backend, student, config.batch_size, **placement, **loading)
@@ -210,7 +210,7 @@ def run(config: BenchmarkConfig) -> dict:
     # checked against --labels/--prompt_file; with a base model alone, the flags' (custom labels need a prompt).
     task = student_task(student, config.prompt_file, config.labels, teacher=True)
     logger.info(f"[benchmark] Task: {describe(task)}")
-    thinking = choose_thinking(backend, config.thinking_tokens, config.teacher_meta_file)
+    thinking = choose_thinking(backend, config.thinking_tokens, config.teacher_meta_file, config.teacher_samples)
     logger.info(f"[benchmark] Teacher: {thinking.describe()}")
     builders, sequential = build_contenders(config, task, backend, thinking, texts, student)
     load_before = os.getloadavg()[0]

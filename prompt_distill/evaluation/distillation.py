@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..data import DataError, iter_jsonl, read_json_object
 from ..labeling.run_files import SIDECAR_SUFFIX
+from ..labeling.votes import sentence_tokens
 from ..task import UNPARSEABLE, Task
 from .outputs import RESULTS_FORMAT
 
@@ -178,14 +179,16 @@ def sidecar_path(teacher_file) -> Path:
 
 
 def teacher_tokens(teacher_file) -> dict[str, int]:
-    """Sentence -> prompt + generated tokens of the teacher's request, from create_data.py's sidecar."""
+    """Sentence -> prompt + generated tokens of the teacher's request, from create_data.py's sidecar (with
+    --num_samples K, of its K answers)."""
     sidecar = sidecar_path(teacher_file)
     if not sidecar.is_file():
         return {}
     counts: dict[str, int] = {}
     for _, record in iter_jsonl(sidecar):
-        if isinstance(record.get("prompt_tokens"), int) and isinstance(record.get("completion_tokens"), int):
-            counts[str(record.get("text", "")).strip()] = record["prompt_tokens"] + record["completion_tokens"]
+        tokens = sentence_tokens(record)  # a voting teacher (--num_samples K): all K answers
+        if tokens is not None:
+            counts[str(record.get("text", "")).strip()] = tokens
     return counts
 
 

@@ -132,7 +132,7 @@ def test_full_run_on_real_engines(tiny_model_dir, tmp_path, capsys, monkeypatch)
         summary["teacher"]["tokens_per_request"] / summary["student"]["tokens_per_request"])
     assert summary["teacher"]["latency_median_s"] == pytest.approx(np.median([r["latency_s"] for r in teacher]))
     assert len(results["batch_seconds"]["teacher"]) == len(results["batch_seconds"]["student"]) == 2
-    assert results["thinking"] == {"emulated": True, "tokens": 3, "source": "--thinking_tokens"}
+    assert results["thinking"] == {"emulated": True, "tokens": 3, "source": "--thinking_tokens", "answers": 1}
     assert results["loading"] == "together" and "SEQUENTIAL" not in printed
     # warm-up both, then single requests alternating who goes first, then the throughput rounds alternating too
     assert calls == [("teacher", 2, 1), ("student", 2, 1),

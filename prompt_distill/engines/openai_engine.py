@@ -17,9 +17,9 @@ API) and every chat is one ``/v1/chat/completions`` request through the official
   reasoning parser. Another server has no such choice: a constrained answer is refused there.
 * Label probabilities: from the ``top_logprobs`` (``TOP_LOGPROBS`` per token) at the label's first token after the
   answer prefix. Each label takes the probability of the listed token that starts it; a label whose token is not
-  among the top ``TOP_LOGPROBS`` counts as 0 before the renormalisation over the labels; when the answered label's
-  own token is not listed, or two labels start with the same token, or the server returns no logprobs, the
-  probabilities are None (not scored).
+  among the top ``TOP_LOGPROBS`` counts as 0 before the renormalisation over the labels, and a token that starts
+  several labels (``e`` of ``en`` and ``es``) counts for none of them; when the answered label's own token does not
+  tell it apart (it starts several labels), or the server returns no logprobs, the probabilities are None.
 * Token counts from ``usage`` (cached prompt tokens from ``prompt_tokens_details`` where the server reports them);
   the context from ``/v1/models``' ``max_model_len`` (vLLM), prompt tokens counted by vLLM's ``/tokenize``. A server
   that gives neither: the context is unknown and prompts are not checked against it.
@@ -138,16 +138,12 @@ def label_probabilities_from_logprobs(tokens: Sequence, answer_prefix: str,
         piece = token[len(lead):]
         if not piece:
             continue
-        matching = [label for label in labels if label.startswith(piece) or piece.startswith(label)]
+        matching = [label for label in labels if label.startswith(piece)]
         if len(matching) != 1:
-            if len(matching) > 1 and any(label.startswith(piece) for label in matching):
-                return None  # two labels start with this token: their first token does not tell them apart
-            continue
+            continue  # a token that starts no label, or several (it does not tell them apart): not counted
         label = matching[0]
-        if label in owner and owner[label] != token:
-            # Two tokens start the same label (a shorter and a longer piece): keep the longer one, the tokenizer's.
-            if len(token) <= len(owner[label]):
-                continue
+        if label in owner and len(token) <= len(owner[label]):
+            continue  # two tokens start the same label (a shorter and a longer piece): the longer one counts
         owner[label] = token
         found[label] = math.exp(logprob) if logprob is not None and logprob > -9999 else 0.0
     answered = chosen.token[len(lead):]

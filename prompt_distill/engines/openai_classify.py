@@ -174,15 +174,16 @@ def local_end_ids(tokenizer, model: str) -> tuple[int, ...]:
 
 def served_tokenizer(engine):
     """The tokenizer the prompts are tokenized with: the engine's (the student's base model, set by
-    ``student.engine``), else the served model's own folder when the server's machine is this one (``root`` of its
-    ``/v1/models`` card), else its name as a hub id."""
+    ``student.engine``), else the one of the folders the server names in its ``/v1/models`` card when they are on
+    this machine (``root``: the model, or a LoRA adapter's folder; ``parent``: a LoRA's base model), else the model's
+    name as a hub id."""
     if engine.tokenizer is not None:
         return engine.tokenizer
     from ..models import ModelNotFoundError, load_tokenizer
 
     card = served_models(engine.client).get(engine.model)
-    root = getattr(card, "root", None)
-    for source in dict.fromkeys(filter(None, (root if root and Path(root).is_dir() else None, engine.model))):
+    folders = [getattr(card, name, None) for name in ("root", "parent")]
+    for source in dict.fromkeys([*(f for f in folders if f and Path(f).is_dir()), engine.model]):
         try:
             engine.tokenizer = load_tokenizer(source)
             return engine.tokenizer

@@ -21,6 +21,7 @@ import pytest
 
 vllm = pytest.importorskip("vllm")
 
+from prompt_distill import engines  # noqa: E402
 from prompt_distill.engines.vllm_engine import running_on_cpu  # noqa: E402
 from prompt_distill.student.check import resolve_student  # noqa: E402
 from prompt_distill.student.classifier import Student  # noqa: E402
@@ -92,6 +93,10 @@ def test_served_probabilities_equal_the_transformers_engine(server, adapter):
     chats = [served.setup.messages(text) for text in texts()]
     assert_close([s.probabilities for s in served.engine.classify(chats, TRIE_LABELS)],
                  [s.probabilities for s in local.engine.classify(chats, TRIE_LABELS)])
+    # The served engine on its own (no tokenizer given: found from the folders the server's /v1/models names).
+    alone = engines.make_engine("openai", "student", base_url=server.base_url)
+    assert alone.tokenizer is None
+    assert_close([s.probabilities for s in alone.classify(chats, served.labels)], [a.probabilities for a in answers])
     # The adapter is applied on the server: the base model alone answers otherwise.
     base = Student.load(str(adapter), base_url=server.base_url, served_model_name=server.served_model_name)
     moved = max(abs(a.probabilities[k] - b.probabilities[k])

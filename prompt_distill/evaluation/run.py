@@ -20,13 +20,13 @@ from pathlib import Path
 
 from ..data import gold_path_for, in_split, read_gold, read_sentences
 from ..duplicates import distinct_sentences
-from ..engines import choose_backend
 from ..engines.base import GenerationParams, LabelScores
 from ..engines.flags import student_engine_options
 from ..labeling.run_files import check_output_path
 from ..preflight import check_flag_ranges
 from ..student.check import RUN_RECORD, check_training_match, resolve_student, student_task
 from ..student.engine import build_student_engine
+from ..student.serving import choose_student_backend
 from ..task import Task, load_task
 from ..task_source import describe
 from .cascade import check_settings
@@ -245,7 +245,7 @@ def run(config: EvaluationConfig) -> dict:
     check_answer_settings(config)
     if config.answer_mode == GENERATE and config.max_tokens is None:
         config = replace(config, max_tokens=STUDENT_MAX_TOKENS)
-    choice = choose_backend(config.backend)  # pre-flight: before the student's base model is resolved; said below
+    choice = choose_student_backend(config.backend, config)  # pre-flight: before the student is resolved; said below
     engine_options = student_engine_options(config, choice.backend)  # pre-flight too: --vllm_engine_kwargs ...
     student = resolve_student(config.model_path, config.base_model, config.no_adapter)
     # The adapter's own task (its run record), checked against --labels/--prompt_file; the flags for a base model.
@@ -265,7 +265,8 @@ def run(config: EvaluationConfig) -> dict:
         logger.warning(f"[evaluate] ⚠️  {warning}")
     logger.info(f"[evaluate] Student: {student.base_model} (from {student.base_model_source})"
         f" + adapter {student.adapter_path or 'none'}")
-    built = build_student_engine(choice.backend, student, config.batch_size, **engine_options)
+    built = build_student_engine(choice.backend, student, config.batch_size, **engine_options,
+                                 served_model_name=config.served_model_name)
     logger.info(f"[evaluate] Engine: {built.description}")
     seconds = answer(built.engine, predictions, task, student, config, reference)
     scored = config.answer_mode == SCORED

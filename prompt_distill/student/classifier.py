@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engines import choose_backend
-from ..engines.flags import EngineFlags, student_engine_options
+from ..engines.flags import DEFAULT_MAX_CONCURRENT_REQUESTS, EngineFlags, student_engine_options
 from ..preflight import check_flag_ranges
 from ..task import Task, TaskError
 
@@ -25,7 +24,8 @@ from ..task import Task, TaskError
 # the public classifier below and never that internal record.
 from .check import ADAPTER_CONFIG, RUN_RECORD, StudentError, resolve_student
 from .check import Student as StudentSetup
-from .engine import build_student_engine
+from .engine import SERVED_NAME, build_student_engine
+from .serving import StudentFlags, choose_student_backend
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,11 @@ class Student:
         base_model: str | None = None,
         labels: Iterable[str] | None = None,
         engine_flags: EngineFlags | None = None,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+        served_model_name: str = SERVED_NAME,
     ) -> Student:
         """Load the adapter in ``path`` on the base model its run record names (or ``base_model``, a local copy).
 
@@ -123,12 +128,22 @@ class Student:
         ``labels``: only for an adapter without a run record. ``engine_flags``: how the engine loads the model
         (``EngineFlags(dtype="bfloat16", vllm_engine_kwargs={...})``; predict.py passes its config). Notes (the backend, the framing) are logged at INFO
         on the ``prompt_distill`` logger.
+        ``base_url``: the student is behind a vLLM server there (``vllm serve BASE --enable-lora --lora-modules
+        student=ADAPTER``, see ``student.serving``) and classifies through it, ``max_concurrent_requests`` at a
+        time, asked as ``served_model_name``; ``path`` still gives the labels, framing and base model (its
+        tokenizer). ``api_key``: the server's (default: $OPENAI_API_KEY).
         Raises ``StudentError`` or ``engines.BackendError`` (their message says what to pass instead) before any
         model loads, and ``ModelNotFoundError`` when the base model is not available.
         """
         if batch_size < 1:
             raise StudentError(f"batch_size must be at least 1; got {batch_size}.")
-        choice = choose_backend(backend)  # pre-flight: before the adapter's base model is resolved
+        if base_url is not None:  # the Python API's server arguments, as the flags would give them
+            kept = {name: getattr(engine_flags, name) for name in EngineFlags.__dataclass_fields__} if engine_flags \
+                else {}
+            engine_flags = StudentFlags(**kept, base_url=base_url, api_key=api_key,
+                                        max_concurrent_requests=max_concurrent_requests,
+                                        served_model_name=served_model_name)
+        choice = choose_student_backend(backend, engine_flags)  # pre-flight: before the adapter is resolved
         if engine_flags:
             check_flag_ranges(engine_flags)  # --gpu_memory_utilization
         engine_options = student_engine_options(engine_flags, choice.backend) if engine_flags else {}
@@ -136,7 +151,8 @@ class Student:
         task = task_labels(setup, labels)
         for note in [*setup.notes, choice.line()]:  # said once the adapter is accepted: a refusal stays one line
             logger.info(f"[predict] {note}")
-        built = build_student_engine(choice.backend, setup, batch_size, **engine_options)
+        built = build_student_engine(choice.backend, setup, batch_size, **engine_options,
+                                     served_model_name=getattr(engine_flags, "served_model_name", None))
         return cls(setup, built.engine, task, built.description)
 
     def classify(self, texts: Iterable[str], on_batch: PredictionsCallback | None = None) -> list[Prediction]:

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from ..cli import flag
 from ..engines import BACKENDS
-from ..engines.flags import EngineFlags
 from .classifier import DEFAULT_BATCH_SIZE
+from .serving import StudentFlags
 
 DESCRIPTION = (
     "Label sentences with a trained student (LoRA adapter): one JSON line per sentence with its most probable label "
@@ -17,7 +17,7 @@ DESCRIPTION = (
 
 
 @dataclass(frozen=True, kw_only=True)  # kw_only: model_path has no default, the engine flags do
-class PredictConfig(EngineFlags):
+class PredictConfig(StudentFlags):
     # Required, so without a default: a plain dataclass field (cli.flag always gives one).
     model_path: str = field(metadata={
         "help": "Adapter folder written by train_sft_trl.py (its run_record.json gives the labels).", "group": "model"})
@@ -30,7 +30,8 @@ class PredictConfig(EngineFlags):
         None, "Only for an adapter without run_record.json: the labels it was trained with (comma-separated or a "
               "file). Refused when the run record names them.", group="task")
     backend: str = flag(
-        "auto", "auto: vLLM when importable and a CUDA GPU is present, else transformers.", group="engine",
+        "auto", "auto: openai with --base_url (the student behind a server), else vLLM when importable and a CUDA GPU "
+                "is present, else transformers.", group="engine",
         choices=list(BACKENDS))
     batch_size: int = flag(DEFAULT_BATCH_SIZE, "Sentences per forward pass (transformers).", group="engine")
     output_file: str | None = flag(None, "Where the JSON lines go. Default: stdout.", group="output")

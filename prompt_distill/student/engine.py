@@ -1,6 +1,7 @@
 """The engine that runs the student: the chosen engine with the LoRA adapter (vLLM's LoRA, or transformers + PEFT
 with batched left-padded generation), or the merged model when the engine cannot serve the adapter (said, with
-the reason)."""
+the reason); or, with --base_url (the served backend), the student behind a vLLM server, asked by its served name
+(``student/serving.py`` prints the ``vllm serve`` command)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .. import engines
 from ..engines import EngineSettings, engine_class, engine_spec, select_backend
 from ..engines.base import AdapterNotServable
 from ..models import load_causal_lm, load_tokenizer
-from .check import Student
+from .check import Student, same_model
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ MERGED_SUBDIR = "merged"  # where train_sft_trl.py --merge writes the merged mod
 # The student sees a sentence and answers with a label: the reference's training max_length is ample, and vLLM's
 # default (the model's 262k context) would reserve KV-cache room that one GPU does not have.
 DEFAULT_STUDENT_MAX_MODEL_LEN = 2048
+SERVED_NAME = "student"  # the model name a served student is asked by: its LoRA module's (or merged model's) name
 
 
 @dataclass
@@ -66,9 +68,12 @@ def build_student_engine(backend: str, student: Student, batch_size: int, *, mer
     known = {field.name for field in fields(EngineSettings)}
     more = dict(more)
     max_model_len = more.pop("max_model_len", None)
+    served_name = more.pop("served_model_name", None) or SERVED_NAME
     settings = EngineSettings(batch_size=batch_size, merge_adapter=merge_adapter,
                               context=lambda: max_model_len or student_max_model_len(student),
                               **{name: value for name, value in more.items() if name in known})
+    if engine_spec(chosen).served:
+        return served_student_engine(chosen, student, settings, served_name)
     options = {**engine_class(chosen).options(settings),
                **{name: value for name, value in more.items() if name not in known}}
     try:
@@ -82,3 +87,26 @@ def build_student_engine(backend: str, student: Student, batch_size: int, *, mer
     for note in engine.notes:
         logger.info(f"[student] {note}")
     return StudentEngine(engine, engine.describe())
+
+
+def served_student_engine(backend: str, student: Student, settings: EngineSettings, served_name: str) -> StudentEngine:
+    """The student behind a server (``settings.base_url``), asked as model ``served_name``. The labels and framing
+    stay the run record's; the prompts are tokenized here with the base model's tokenizer, as the in-process
+    engines tokenize them (``engines.openai_classify``). What the server says it serves (``/v1/models``: the
+    folder and base model of ``served_name``) is compared with the adapter here, and a difference is logged: the
+    server may see the same files under other paths."""
+    from ..engines.openai_classify import served_models
+
+    engine = engines.make_engine(backend, served_name, **engine_class(backend).options(settings))
+    engine.tokenizer = load_tokenizer(student.base_model, trust_remote_code=settings.trust_remote_code)
+    card = served_models(engine.client).get(served_name)
+    served_from, served_base = getattr(card, "root", None), getattr(card, "parent", None)
+    if served_base and not same_model(served_base, student.base_model):
+        logger.warning(f"[student] ⚠️  The server's {served_name!r} runs on {served_base}; the adapter "
+                       f"{student.adapter_path} was trained on {student.base_model}.")
+    if served_base and served_from and student.adapter_path and Path(served_from).exists() \
+            and not same_model(served_from, student.adapter_path):
+        logger.warning(f"[student] ⚠️  The server's {served_name!r} is the adapter {served_from}, not "
+                       f"{student.adapter_path} (whose run record gives the labels and framing here).")
+    what = f"adapter {served_from} on {served_base}" if served_base else f"model {served_from}"
+    return StudentEngine(engine, f"{backend}: {served_name!r} served at {settings.base_url} ({what})")

@@ -106,6 +106,11 @@ class AdapterNotServable(PromptDistillError, ValueError):
     weights load; the student's engine then serves the merged model instead."""
 
 
+class ServerError(PromptDistillError, RuntimeError):
+    """A served model (``--base_url``) could not be reached, refused a request, does not serve the model, or
+    answered without what was asked; one line naming the server, never its key."""
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """What a stage asks of its engine, whatever the engine; each engine's ``options`` takes what applies to it.

@@ -28,8 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from types import SimpleNamespace
 
-from ..errors import PromptDistillError
-from .base import GenerationParams, LabelScores, ScoresCallback
+from .base import GenerationParams, LabelScores, ScoresCallback, ServerError
 from .flags import DEFAULT_MAX_CONCURRENT_REQUESTS
 from .label_tokens import label_tokens
 from .vllm_classify import ClassifyPlan, classify_requests, end_of_turn_ids
@@ -37,12 +36,6 @@ from .vllm_classify import ClassifyPlan, classify_requests, end_of_turn_ids
 logger = logging.getLogger(__name__)
 
 TOKEN_ID_KEY = "token_id:"  # vLLM's format_token_id_placeholder
-
-
-class ServerError(PromptDistillError, RuntimeError):
-    """Classifying through the server failed: unreachable, a refused request, or an answer without the asked
-    log-probabilities; one line naming the server. (openai_engine imports this module, so its own ServerError
-    cannot be imported here.)"""
 
 
 def server_error(base_url: str, error: Exception) -> ServerError:

@@ -38,8 +38,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from ..errors import PromptDistillError
-from .base import BatchCallback, EngineSettings, Generation, GenerationParams, LabelScores, ScoresCallback
+from .base import (
+    BatchCallback,
+    EngineSettings,
+    Generation,
+    GenerationParams,
+    LabelScores,
+    ScoresCallback,
+    ServerError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,10 +60,6 @@ MAX_RETRIES = 3
 REQUEST_TIMEOUT_S = 600.0
 # Sent as the key when none is given: the client needs one, and a server started without --api-key takes any.
 NO_KEY = "EMPTY"
-
-
-class ServerError(PromptDistillError, RuntimeError):
-    """The server could not be reached, refused a request, or does not serve the model; one line, no key in it."""
 
 
 def _secret(api_key) -> str:
@@ -213,7 +216,7 @@ class OpenAIEngine:
             if entry.id == self.model:
                 return entry
         raise ServerError(f"the server at {self.base_url} does not serve {self.model!r}; it serves "
-                          f"{', '.join(map(repr, names)) or 'no model'} (pass one of them as --teacher_model).")
+                          f"{', '.join(map(repr, names)) or 'no model'} (the teacher's is --teacher_model, a student's --served_model_name).")
 
     def _post_root(self, path: str, body: dict) -> dict:
         request = urllib.request.Request(

@@ -33,7 +33,7 @@ class CreateDataConfig(TrackingFlags, TaskFlags, EngineFlags, ServerFlags):
     # the teacher and how it samples
     teacher_model: str = flag(
         "Qwen/Qwen3-30B-A3B-Thinking-2507", "Teacher model: a Hugging Face id, a local folder, or the embedded CPU alias "
-        "'smollm2-135m-instruct'.", group="model", aliases=["--model_name"])
+        "'smollm2-135m-instruct'; with --backend openai, the name the server serves it under.", group="model", aliases=["--model_name"])
     temperature: float = flag(0.15, "Sampling temperature (0 = greedy).", group="sampling")
     top_p: float = flag(
         1.0, "Nucleus sampling: keep the most likely tokens up to this total probability (1 = all).", group="sampling")

@@ -87,7 +87,10 @@ def make_teacher(config: CreateDataConfig, backend: str, task, labeling: Labelin
 
 def context_tokens(config: CreateDataConfig, backend: str) -> int | None:
     """The context the teacher will have, read without loading it (a too_long sentence is redone if it grew)."""
-    flag = engine_spec(backend).context_flag
+    spec = engine_spec(backend)
+    if spec.served:  # the model is the server's: its context is known once the engine asks /v1/models
+        return None
+    flag = spec.context_flag
     if flag and getattr(config, flag, None) is not None:
         return getattr(config, flag)
     return model_context_limit(load_config(config.teacher_model))

@@ -56,3 +56,13 @@ def test_flag_values_are_refused_before_the_backend_is_chosen_or_anything_loads(
     assert create_data.main(["--output_file", str(output), *flags]) == 2
     assert one_error_line(capsys) == f"error: {message}"
     assert not output.parent.exists()
+
+
+def test_a_served_teacher_context_is_not_read_from_a_local_config():
+    # The served model's name need not exist here (a hosted name, a --served-model-name): resuming an output with
+    # too_long records must not try to load its config.
+    from prompt_distill.labeling.teacher_run import context_tokens
+
+    config = parse_config(CreateDataConfig, ["--backend", "openai", "--base_url", "http://127.0.0.1:9/v1",
+                                             "--teacher_model", "served-name-that-exists-nowhere"])
+    assert context_tokens(config, "openai") is None

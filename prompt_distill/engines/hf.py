@@ -11,7 +11,13 @@ Label-constrained answers: when a reply yields no label, every label is scored a
 ``reply + answer_prefix`` and the most likely one is appended (finish_reason "constrained"). All labels of all rows
 of a batch are scored in one forward pass on top of the shared prefix: each row holds its context followed by
 every label side by side, and a 4D attention mask lets a label token see the prefix, the context and its own
-earlier tokens only, at positions that continue the context.
+earlier tokens only, at positions that continue the context. The same pass gives the reply its
+``label_probabilities`` (the scores renormalised over the labels), so the chosen label is their argmax.
+
+Label probabilities of a free answer (``params.score_labels``): the labels are scored at the reply's answer
+position (``label_tokens.answer_lead``: after the closed thought, before "Final Answer:") in one more pass per
+batch, the prompt prefix served from the shared cache; the thought's tokens are run again (generate's cache is
+gone by then), one prefill of the reply, far less than generating it token by token.
 
 The student as a classifier (``classify``): the same scorer (hf_scoring) with the labels' answer tokens
 (label_tokens) after the prompt. Continuations form a trie and only its inner nodes run through the model, so
@@ -38,7 +44,7 @@ from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from ..models import default_device, load_causal_lm, load_tokenizer
 from .base import BatchCallback, EngineSettings, Generation, GenerationParams, LabelScores, ScoresCallback
 from .hf_scoring import score_continuations
-from .label_tokens import LabelTokens, label_tokens, renormalised
+from .label_tokens import LabelTokens, Trie, answer_label_tokens, answer_lead, label_tokens, lead_ids, renormalised
 
 # A shared prefix shorter than this is not worth a separate pass and a cache copy per batch.
 MIN_SHARED_PREFIX = 16
@@ -65,6 +71,22 @@ class _AnswerPlan:
     context: list[int]  # prompt + reply + the tokens every label continuation starts with
     continuations: list[list[int]]  # per label: its remaining tokens, end-of-turn included
     added_text: str  # what goes between the reply and the label in the returned text
+
+
+@dataclass
+class _Scored:
+    """A reply's label probabilities and what scoring them cost beyond the answer (Generation's scoring_*)."""
+
+    probabilities: dict[str, float]
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    seconds: float = 0.0
+
+    def fields(self) -> dict:
+        return {"label_probabilities": self.probabilities, "scoring_requests": self.requests,
+                "scoring_prompt_tokens": self.prompt_tokens, "scoring_cached_tokens": self.cached_tokens,
+                "scoring_s": self.seconds}
 
 
 class _SharedPrefix:
@@ -210,10 +232,14 @@ class HFEngine:
         results: list[Generation | None] = [None] * len(prompts)
         for batch in self._batches(prompts):
             began = time.perf_counter()
+            batch_prompts = [prompts[i] for i in batch]
+            scored: dict[int, _Scored] = {}
             with torch.inference_mode():
-                replies = self._generate_batch([prompts[i] for i in batch], prefix, params)
+                replies = self._generate_batch(batch_prompts, prefix, params)
                 if params.answer_labels:
-                    replies = self._constrain([prompts[i] for i in batch], replies, prefix, params)
+                    replies, scored = self._constrain(batch_prompts, replies, prefix, params)
+                if params.score_labels:
+                    scored.update(self._score_answers(batch_prompts, replies, prefix, params, skip=scored))
             latency = time.perf_counter() - began
             generations = [
                 Generation(
@@ -223,8 +249,9 @@ class HFEngine:
                     finish_reason=reply.finish_reason,
                     latency_s=latency,
                     cached_prompt_tokens=shared,
+                    **(scored[j].fields() if j in scored else {}),
                 )
-                for i, reply in zip(batch, replies, strict=True)
+                for j, (i, reply) in enumerate(zip(batch, replies, strict=True))
             ]
             for i, generation in zip(batch, generations, strict=True):
                 results[i] = generation
@@ -396,12 +423,15 @@ class HFEngine:
             return any(answer.endswith(target) for target in targets)
         return answer in targets
 
-    def _constrain(self, prompts, replies: list[_Reply], prefix, params) -> list[_Reply]:
+    def _constrain(self, prompts, replies: list[_Reply], prefix, params) -> tuple[list[_Reply], dict[int, _Scored]]:
+        """Answer every reply that yields no label with the most probable label; the label probabilities of that
+        same pass come back per reply (by its position in ``replies``)."""
         todo = [j for j, reply in enumerate(replies) if not self._answered(reply.text, params)]
         if not todo:
-            return replies
+            return replies, {}
         plans = [self._answer_plan(prompts[j], replies[j], params) for j in todo]
         labels = params.answer_labels
+        scored = {}
         for j, plan, row in zip(todo, plans, self._score(plans, prefix), strict=True):
             best = max(range(len(labels)), key=lambda k: row[k])  # the first label wins a tie
             reply = replies[j]
@@ -411,7 +441,34 @@ class HFEngine:
                 "constrained",
                 reply.text + plan.added_text + labels[best],
             )
-        return replies
+            scored[j] = _Scored(renormalised(labels, row))
+        return replies, scored
+
+    def _score_answers(self, prompts, replies: list[_Reply], prefix, params, skip) -> dict[int, _Scored]:
+        """``params.score_labels`` at the answer position of every answered reply not in ``skip``: one more pass
+        over the batch's prompts, replies up to their answers and the labels (hf_scoring)."""
+        labels = params.score_labels
+        plans = {}
+        for j, (prompt, reply) in enumerate(zip(prompts, replies, strict=True)):
+            if j in skip or (params.answer_parser is not None and params.answer_parser(reply.text) not in labels):
+                continue
+            raw = self.tokenizer.decode(reply.tokens, skip_special_tokens=False)
+            lead = answer_lead(raw, params.answer_prefix, prompt_opened_thought=prompt.opens_thought)
+            if lead is None:
+                continue
+            answer = answer_label_tokens(self.tokenizer, params.answer_prefix, labels, self.end_token)
+            context = prompt.ids + lead_ids(self.tokenizer, raw, reply.tokens, lead) + list(answer.shared)
+            plans[j] = _AnswerPlan(context, [list(c) for c in answer.continuations], params.answer_prefix)
+        if not plans:
+            return {}
+        began = time.perf_counter()
+        rows = self._score(list(plans.values()), prefix)
+        seconds = time.perf_counter() - began
+        cached = len(prefix.ids) if prefix is not None and all(prefix.covers(p.context) for p in plans.values()) else 0
+        return {j: _Scored(renormalised(labels, row), requests=1,
+                           prompt_tokens=len(plan.context) + len(Trie.of(plan.continuations).inner()),
+                           cached_tokens=cached, seconds=seconds)
+                for (j, plan), row in zip(plans.items(), rows, strict=True)}
 
     def _answer_plan(self, prompt: _Prompt, reply: _Reply, params: GenerationParams) -> _AnswerPlan:
         thought_open = THINK_CLOSE not in reply.text and (THINK_OPEN in reply.text or prompt.opens_thought)
@@ -424,14 +481,10 @@ class HFEngine:
         added = separator + params.answer_prefix
         # Encode prefix and label together so the boundary tokenizes naturally (": en" -> ":", " en"); the tokens
         # all continuations share are context, the rest is what each label is scored on.
-        continuations = [
-            self.tokenizer(added + label, add_special_tokens=False)["input_ids"] + [self.end_token]
-            for label in params.answer_labels
-        ]
-        shared = min(common_prefix_length(continuations), min(len(c) for c in continuations) - 1)
+        answer = answer_label_tokens(self.tokenizer, added, params.answer_labels, self.end_token)
         return _AnswerPlan(
-            context=prompt.ids + reply.tokens + continuations[0][:shared],
-            continuations=[c[shared:] for c in continuations],
+            context=prompt.ids + reply.tokens + list(answer.shared),
+            continuations=[list(c) for c in answer.continuations],
             added_text=added,
         )
 

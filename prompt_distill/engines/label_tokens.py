@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
 
 @dataclass(frozen=True)
 class LabelTokens:
@@ -53,6 +56,49 @@ def label_tokens(tokenizer, chat: list[dict], labels: tuple[str, ...], end_ids) 
     shared = _common_prefix(sequences)
     shared = min(shared, min(len(sequence) for sequence in sequences) - 1)  # each label keeps a token to score
     return LabelTokens(tuple(sequences[0][:shared]), tuple(tuple(s[shared:]) for s in sequences))
+
+
+def answer_label_tokens(tokenizer, added: str, labels: tuple[str, ...], end_id: int) -> LabelTokens:
+    """The teacher's answer tokens: per label, ``added + label`` encoded together (so the boundary tokenizes as the
+    model writes it: ": K" -> ":", " K") then the end-of-turn token, as the constrained answer is chosen (the reply
+    must end with the answer). The tokens all labels start with ("Final Answer:") become context."""
+    sequences = [tokenizer(added + label, add_special_tokens=False)["input_ids"] + [end_id] for label in labels]
+    shared = min(_common_prefix(sequences), min(len(sequence) for sequence in sequences) - 1)
+    return LabelTokens(tuple(sequences[0][:shared]), tuple(tuple(s[shared:]) for s in sequences))
+
+
+def answer_lead(raw: str, answer_prefix: str, *, prompt_opened_thought: bool) -> str | None:
+    """The reply ``raw`` (as generated) up to its answer position: ``answer_prefix + label`` follows it there.
+
+    The answer comes after the thought (through its ``</think>``). If the text after the thought holds the answer
+    prefix ("Final Answer:", any case), the lead ends right before its last occurrence, so lead + prefix + label
+    is what the model wrote; otherwise (a bare answer, "K") the lead is the thought and the blank that follows it,
+    and the labels are scored as the prefixed answer there. None: the thought never closed (no answer position).
+    """
+    close = raw.rfind(THINK_CLOSE)
+    if close == -1:
+        if prompt_opened_thought or raw.lstrip().startswith(THINK_OPEN):
+            return None
+        head, tail = "", raw
+    else:
+        head, tail = raw[: close + len(THINK_CLOSE)], raw[close + len(THINK_CLOSE) :]
+    key = answer_prefix.strip().lower()
+    found = tail.lower().rfind(key) if key else -1
+    if found != -1:
+        return head + tail[:found]
+    return head + tail[: len(tail) - len(tail.lstrip())]
+
+
+def lead_ids(tokenizer, raw: str, token_ids: list[int], lead: str) -> list[int]:
+    """Token ids of ``lead``, a prefix of the reply ``raw`` generated as ``token_ids``: the generated ids through the
+    thought's ``</think>`` token (so a prefix cache holds them), then the rest of the lead encoded."""
+    close = lead.rfind(THINK_CLOSE)
+    close_id = tokenizer.convert_tokens_to_ids(THINK_CLOSE) if close != -1 else None
+    if close_id is None or close_id == tokenizer.unk_token_id or close_id not in token_ids:
+        return tokenizer(lead, add_special_tokens=False)["input_ids"] if lead else []
+    through = len(token_ids) - token_ids[::-1].index(close_id)
+    rest = lead[close + len(THINK_CLOSE) :]
+    return list(token_ids[:through]) + (tokenizer(rest, add_special_tokens=False)["input_ids"] if rest else [])
 
 
 def _common_prefix(sequences: list[list[int]]) -> int:

@@ -90,3 +90,11 @@ class CreateDataConfig(TrackingFlags, TaskFlags, EngineFlags):
         "seeds, so a retry with the same flags samples anew (with --temperature 0 it answers as before).",
         group="output",
     )
+    num_samples: int = flag(
+        1,
+        "Sampled answers per sentence, each with its own seed: the label is their majority (a tie goes to the higher "
+        "mean label probability), and the sidecar keeps every sample's label, the votes and the agreement. Needs "
+        "--temperature > 0 (and generated tokens, not --max_tokens 0 scoring, on transformers). A sentence is saved "
+        "once all its answers are in; the thinking tokens cost K times as much.",
+        group="sampling",
+    )

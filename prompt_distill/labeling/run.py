@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, replace
 
 from tqdm import tqdm
 
-from ..data import JsonlAppender, read_sentences, training_record
+from ..data import JsonlAppender, read_sentences
 from ..duplicates import first_occurrences
 from ..engines.base import Engine, Generation, GenerationParams
 from ..task import ANSWER_PREFIX, UNPARSEABLE, Task, strip_thinking
 from ..task_source import TASK_KEY, task_entry
+from . import votes
 from .context_length import check_prompts
 from .run_files import (
     LABELLED,
@@ -35,6 +36,7 @@ from .run_files import (
     rebuild_training_file,
     run_identity,
     sha256_file,
+    training_line,
     write_json_atomic,
 )
 from .session import (  # noqa: F401 (refuse_changed_settings and LABEL_SETTINGS are used from here)
@@ -91,6 +93,9 @@ class LabelingConfig:
     chunk_size: int | None = None
     overwrite: bool = False
     retry_unparseable: bool = False  # redo only the sentences whose record is unparseable (see _pending)
+    # Sampled answers per sentence (votes.py); a sentence is written once all of them are in. 1: one answer, the
+    # record as before votes existed.
+    num_samples: int = 1
 
 
 def run_labeling(
@@ -127,9 +132,10 @@ def run_labeling(
             blank_lines=sentences.blank_lines,
             resumed=sum(index in records for index in distinct),
             repeats=len(selection) - len(distinct),
+            num_samples=config.num_samples,
         )
         sidecar_notes(state, files, summary)
-        rebuild_training_file(files, records)  # a kill between the two appends left them out of step
+        rebuild_training_file(files, records, task.labels)  # a kill between the two appends left them out of step
 
         sessions = (previous or {}).get("sessions", [])
         session = session_entry(config, len(selection))
@@ -155,12 +161,13 @@ def run_labeling(
                 files.remove_if_empty(created)  # a model that failed to load leaves nothing to refuse a rerun
                 raise
             summary.generation_s = time.perf_counter() - started
-            rebuild_training_file(files, records)  # input order, whatever order batches finished in
+            rebuild_training_file(files, records, task.labels)  # input order, whatever order batches finished in
 
         session["finished"] = {"labelled": summary.labelled_now, "unparseable": summary.unparseable_now,
                                "too_long": summary.too_long_now}
         write_json_atomic(files.header, {**header, "sessions": sessions})
     for record in records.values():
+        summary.agreement_total.add(record)
         if record["status"] == LABELLED:
             summary.label_counts[record["label"]] += 1
         else:
@@ -182,6 +189,7 @@ def generation_params(config: LabelingConfig, task: Task) -> GenerationParams:
         answer_labels=task.labels if config.constrained_answer else None,
         answer_prefix=ANSWER_PREFIX + " ",
         answer_parser=task.parse,
+        score_labels=task.labels,  # every answer's label probabilities, for the sidecar and soft targets
     )
 
 
@@ -195,10 +203,11 @@ def _label(pending, sentences, task, engine, config, files, records, summary, pr
     """Label ``pending``; attempt numbers (and so seeds) continue after ``attempts_before`` earlier attempts, and
     every record names its ``session`` in the run header, whose entry holds the settings it was made with."""
     base_params = generation_params(config, task)
+    samples = config.num_samples
     summary.cut_thought_sampling = config.cut_thought_sampling
     bar = tqdm(total=len(pending), desc="Labelling", unit="sentence", disable=not progress, dynamic_ncols=True)
     with JsonlAppender(files.sidecar) as sidecar, JsonlAppender(files.training) as training, bar:
-        writer = _Writer(sidecar, training, records, summary, bar, session, observer)
+        writer = _Writer(sidecar, training, records, summary, bar, session, task.labels, observer)
         check = check_prompts(engine, task, {index: sentences.texts[index] for index in pending}, base_params,
                               config.max_tokens)
         writer.write([_too_long_record(index, sentences, tokens, check)
@@ -206,8 +215,11 @@ def _label(pending, sentences, task, engine, config, files, records, summary, pr
         pending = [index for index in pending if index not in check.too_long]
         chunk = config.chunk_size or len(pending) or 1
         for start in range(0, len(pending), chunk):
-            waiting = pending[start : start + chunk]
-            cut: set[int] = set()  # sentences whose thought ran into max_tokens: retried with cut_thought_sampling
+            # One request per sample of each sentence, a sentence's samples side by side (one batch, one prefix).
+            waiting = [(index, sample) for index in pending[start : start + chunk] for sample in range(samples)]
+            collector = _Samples(samples, writer, task.labels)
+            cut: set[tuple[int, int]] = set()  # samples whose thought ran into max_tokens: retried with
+            # cut_thought_sampling
             for try_number in range(1, config.max_retries + 2):
                 attempt = attempts_before + try_number
                 # A new seed per attempt: a retry that samples exactly as before would fail exactly as before.
@@ -221,16 +233,16 @@ def _label(pending, sentences, task, engine, config, files, records, summary, pr
                 retry: list[int] = []
                 for group, group_params in groups:
                     if group:
-                        retry += _attempt(engine, group_params, group, attempt, last, sentences, task, writer, cut,
-                                          retried=try_number > 1)
+                        retry += _attempt(engine, group_params, group, attempt, last, sentences, task, collector,
+                                          cut, retried=try_number > 1)
                 waiting = sorted(retry)
                 if not waiting:
                     break
 
 
-def _attempt(engine, params, waiting, attempt, last, sentences, task, writer, cut, retried: bool) -> list[int]:
-    """One engine pass over the waiting sentences; returns those to retry (none on the last attempt), and adds
-    those whose thought was cut by max_tokens to ``cut``."""
+def _attempt(engine, params, waiting, attempt, last, sentences, task, collector, cut, retried: bool) -> list:
+    """One engine pass over the waiting ``(sentence, sample)`` pairs; returns those to retry (none on the last
+    attempt), and adds those whose thought was cut by max_tokens to ``cut``."""
     failed: list[int] = []
     handled: set[int] = set()
     sampling = {"temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k}
@@ -239,22 +251,24 @@ def _attempt(engine, params, waiting, attempt, last, sentences, task, writer, cu
         finished = []
         for position, generation in zip(positions, generations, strict=True):
             handled.add(position)
-            writer.summary.generations_now += 1
+            collector.summary.generations_now += 1
+            collector.summary.scoring.add(generation)
             if cut_in_thought(generation):
-                writer.summary.cut_thoughts_now += 1
+                collector.summary.cut_thoughts_now += 1
                 cut.add(waiting[position])
             label = task.parse(generation.text)
             if label == UNPARSEABLE and not last:
                 failed.append(waiting[position])
             else:
-                record = _record(waiting[position], sentences, label, generation, attempt)
-                finished.append({**record, "sampling": sampling, "max_tokens": params.max_tokens})
-                writer.summary.retried_now += retried
-        writer.write(finished)
+                index, sample = waiting[position]
+                record = _record(index, sentences, label, generation, attempt)
+                finished.append((sample, {**record, "sampling": sampling, "max_tokens": params.max_tokens}, retried))
+        collector.add(finished)
 
-    chats = [task.teacher_messages(sentences.texts[index]) for index in waiting]
+    chats = [task.teacher_messages(sentences.texts[index]) for index, _ in waiting]
     if params.seed is not None:
-        params = replace(params, request_seeds=tuple(sentence_seed(params.seed, index) for index in waiting))
+        params = replace(params, request_seeds=tuple(sample_seed(params.seed, index, sample)
+                                                     for index, sample in waiting))
     generations = engine.generate(chats, params, on_batch=on_batch)
     unreported = [position for position in range(len(waiting)) if position not in handled]
     if unreported:  # an engine that returned results without reporting them through on_batch
@@ -269,6 +283,15 @@ def sentence_seed(seed: int, index: int) -> int:
     same --seed would sample alike; a seed from the index is the same whatever the batch, shard or resume.
     """
     digest = hashlib.blake2b(f"{seed}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 2**31
+
+
+def sample_seed(seed: int, index: int, sample: int) -> int:
+    """The seed of one sample of a sentence: sample 0 is the sentence's own seed (what one answer samples with), and
+    every further sample has its own, fixed by the run's seed, the sentence's index and the sample number."""
+    if sample == 0:
+        return sentence_seed(seed, index)
+    digest = hashlib.blake2b(f"{seed}:{index}:{sample}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % 2**31
 
 
@@ -287,6 +310,7 @@ def _record(index: int, sentences, label: str, generation: Generation, attempt: 
         "latency_s": round(generation.latency_s, 3),
         "output": generation.text,
         "reasoning": generation.reasoning,
+        "label_probabilities": generation.label_probabilities,
     }
 
 
@@ -303,11 +327,37 @@ def _too_long_record(index: int, sentences, prompt_tokens: int, check) -> dict:
     }
 
 
+class _Samples:
+    """Holds a sentence's samples until all K are in, then writes its one record (votes.combine): a kill before that
+    leaves nothing of the sentence on disk, so a resume redoes it whole, and never a finished one. With K = 1 each
+    answer is the record and is written at once."""
+
+    def __init__(self, samples: int, writer, labels: tuple[str, ...]):
+        self.samples, self.writer, self.labels = samples, writer, labels
+        self.summary = writer.summary
+        self.partial: dict[int, dict[int, tuple[dict, bool]]] = {}  # sentence -> sample -> (record, retried)
+
+    def add(self, finished: list[tuple[int, dict, bool]]) -> None:
+        if self.samples == 1:
+            self.summary.retried_now += sum(retried for _, _, retried in finished)
+            self.writer.write([record for _, record, _ in finished])
+            return
+        complete = []
+        for sample, record, retried in finished:
+            got = self.partial.setdefault(record["index"], {})
+            got[sample] = (record, retried)
+            if len(got) == self.samples:
+                del self.partial[record["index"]]
+                self.summary.retried_now += any(got[number][1] for number in range(self.samples))
+                complete.append(votes.combine([got[number][0] for number in range(self.samples)], self.labels))
+        self.writer.write(complete)
+
+
 class _Writer:
     def __init__(self, sidecar: JsonlAppender, training: JsonlAppender, records: dict, summary, bar, session: int,
-                 observer=None):
+                 labels: tuple[str, ...], observer=None):
         self.sidecar, self.training, self.records, self.summary, self.bar = sidecar, training, records, summary, bar
-        self.session, self.observer = session, observer
+        self.session, self.labels, self.observer = session, labels, observer
 
     def write(self, finished: list[dict]) -> None:
         if not finished:
@@ -315,7 +365,7 @@ class _Writer:
         finished = [{**record, "session": self.session} for record in finished]
         # Sidecar first: it is the source of truth, and the training file is rebuilt from it on the next start.
         self.sidecar.write(finished)
-        self.training.write([training_record(r["text"], r["label"]) for r in finished if r["status"] == LABELLED])
+        self.training.write([training_line(r, self.labels) for r in finished if r["status"] == LABELLED])
         summary = self.summary
         for record in finished:
             self.records[record["index"]] = record
@@ -326,11 +376,13 @@ class _Writer:
                 summary.labelled_now += 1
             else:
                 summary.unparseable_now += 1
-            summary.finish_reasons[record["finish_reason"]] += 1
-            summary.prompt_tokens.append(record["prompt_tokens"])
-            summary.completion_tokens.append(record["completion_tokens"])
-            if record["cached_prompt_tokens"] is not None:
-                summary.cached_tokens.append(record["cached_prompt_tokens"])
+            summary.agreement.add(record)
+            for answer in votes.answers(record):  # K answers for a sentence with K samples: K times the tokens
+                summary.finish_reasons[answer["finish_reason"]] += 1
+                summary.prompt_tokens.append(answer["prompt_tokens"])
+                summary.completion_tokens.append(answer["completion_tokens"])
+                if answer["cached_prompt_tokens"] is not None:
+                    summary.cached_tokens.append(answer["cached_prompt_tokens"])
         self.bar.update(len(finished))
         if self.observer:  # after the records are on disk
             self.observer.progress(summary, finished)

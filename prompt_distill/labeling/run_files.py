@@ -1,6 +1,8 @@
 """The three files a labelling run writes side by side, and the rules that keep them consistent.
 
-- ``NAME.jsonl``: the training file. Only ``{"messages": [user, assistant]}`` lines, which TRL reads as is.
+- ``NAME.jsonl``: the training file. ``{"messages": [user, assistant]}`` lines, which TRL reads as is, plus a
+  ``"teacher"`` entry where the sidecar record gives a target (``teacher_targets``: the teacher's label
+  probabilities, or the votes of its samples); ``training_line`` makes one line from a record.
 - ``NAME.meta.jsonl``: the sidecar. One record per finished sentence (labelled; unparseable after the retries;
   too_long, a prompt that does not fit the teacher's context) with the raw output and its accounting. It is the
   source of truth: the training file is rebuilt from it on every start and at the end, so a kill between writing
@@ -28,6 +30,7 @@ from ..data import DataError, iter_jsonl, repair_truncated_tail, training_record
 from ..duplicates import first_occurrences
 from ..errors import PromptDistillError
 from ..task import Task
+from ..teacher_targets import teacher_target
 
 SIDECAR_SUFFIX = ".meta.jsonl"
 HEADER_SUFFIX = ".run.json"
@@ -227,10 +230,17 @@ def load_sidecar(files: RunFiles, texts: list[str]) -> SidecarState:
     return SidecarState(records, dropped, superseded, repeats)
 
 
-def rebuild_training_file(files: RunFiles, records: dict[int, dict]) -> int:
+def training_line(record: dict, labels) -> dict:
+    """The training file's line for a labelled sidecar record: the chat, and the teacher's target where it has one
+    (an older record, without label probabilities or votes, gives the chat alone)."""
+    target = teacher_target(record, labels)
+    return training_record(record["text"], record["label"], None if target is None else target.to_json())
+
+
+def rebuild_training_file(files: RunFiles, records: dict[int, dict], labels) -> int:
     """Rewrite the training file from the sidecar's labelled records, in input order; return the line count."""
     lines = [
-        json.dumps(training_record(records[index]["text"], records[index]["label"]), ensure_ascii=False) + "\n"
+        json.dumps(training_line(records[index], labels), ensure_ascii=False) + "\n"
         for index in sorted(records)
         if records[index]["status"] == LABELLED
     ]

@@ -47,13 +47,17 @@ def pending_sentences(config, distinct: list[int], records: dict, summary, conte
 # Settings that change what a label is drawn from: one output holds labels drawn one way (flag names for the error).
 LABEL_SETTINGS = {"backend": "--backend", "temperature": "--temperature", "top_p": "--top_p", "top_k": "--top_k",
                   "max_tokens": "--max_tokens", "seed": "--seed", "constrained_answer": "--constrained_answer",
-                  "cut_thought_sampling": "--cut_thought_sampling"}
+                  "cut_thought_sampling": "--cut_thought_sampling", "num_samples": "--num_samples"}
+
+# The value a setting had before the run header recorded it: an output labelled before --num_samples existed holds
+# one answer per sentence.
+SETTING_DEFAULTS = {"num_samples": 1}
 
 
 # What --retry_unparseable may not change either: the kind of answer a label is (scored or generated, by which
-# engine). Its sampling flags may change (more --max_tokens for a cut thought, another --seed or --temperature):
+# engine, one answer or the majority of how many). Its sampling flags may change (more --max_tokens for a cut thought, another --seed or --temperature):
 # each retried record names its session, whose settings the run header keeps.
-RETRY_FIXED_SETTINGS = ("backend", "constrained_answer")
+RETRY_FIXED_SETTINGS = ("backend", "constrained_answer", "num_samples")
 
 
 def refuse_changed_settings(files: RunFiles, sessions: list[dict], session: dict) -> None:
@@ -67,7 +71,8 @@ def refuse_changed_settings(files: RunFiles, sessions: list[dict], session: dict
     for key, flag in LABEL_SETTINGS.items():
         if retrying and key not in RETRY_FIXED_SETTINGS:
             continue
-        recorded = [earlier[key] for earlier in regular if key in earlier]  # older headers lack newer keys
+        recorded = [earlier[key] if key in earlier else SETTING_DEFAULTS[key]  # older headers lack newer keys
+                    for earlier in regular if key in earlier or key in SETTING_DEFAULTS]
         if recorded and recorded[-1] != session[key]:
             differences.append(f"{key} ({flag}): on disk {recorded[-1]!r}, now {session[key]!r}")
     if differences:
@@ -94,4 +99,5 @@ def session_entry(config, selected: int) -> dict:
         "max_samples": config.max_samples,
         "retry_unparseable": config.retry_unparseable,
         "selected": selected,
+        "num_samples": config.num_samples,
     }

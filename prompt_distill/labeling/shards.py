@@ -132,7 +132,7 @@ def merge_shards(output_file, num_shards: int, *, overwrite: bool = False) -> Me
     with OutputLock(target):
         prepare_output(target, identity, overwrite)
         write_sidecar(target, merged)
-        rebuild_training_file(target, merged)
+        rebuild_training_file(target, merged, first["labels"])
         sessions = [dict(session, shard=k) for k, header in enumerate(headers) for session in header["sessions"]]
         write_json_atomic(
             target.header,

@@ -6,6 +6,37 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .run_files import RunFiles
+from .votes import Agreement
+
+
+@dataclass
+class Scoring:
+    """The label probabilities of this session's answers (every attempt) and what they cost beyond the answers
+    (the engines' ``Generation.scoring_*``: nothing where the pass that chose the label gave them)."""
+
+    answers: int = 0
+    scored: int = 0
+    requests: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    seconds: float = 0.0  # summed over answers: each answer's wait for its scoring (rows of a batch share a pass)
+
+    def add(self, generation) -> None:
+        self.answers += 1
+        self.scored += generation.label_probabilities is not None
+        self.requests += generation.scoring_requests
+        self.prompt_tokens += generation.scoring_prompt_tokens
+        self.cached_tokens += generation.scoring_cached_tokens
+        self.seconds += generation.scoring_s
+
+    def describe(self) -> str:
+        line = f"{self.scored} of {self.answers} answers scored; "
+        if not self.scored:
+            return line + "the engine gave none"
+        if not self.requests:
+            return line + "no extra cost (from the pass that chose the label)"
+        return (line + f"extra cost {self.requests} scoring requests over {self.prompt_tokens:,} tokens "
+                f"({self.cached_tokens:,} from the prefix cache), {self.seconds / self.answers:.3f} s per answer")
 
 
 @dataclass
@@ -31,6 +62,10 @@ class LabelingSummary:
     unparseable: list[dict] = field(default_factory=list)  # the whole sidecar
     too_long: list[dict] = field(default_factory=list)  # the whole sidecar
     notes: list[str] = field(default_factory=list)
+    num_samples: int = 1  # answers per sentence (--num_samples)
+    agreement: Agreement = field(default_factory=Agreement)  # this session's sentences with K > 1 samples
+    agreement_total: Agreement = field(default_factory=Agreement)  # the whole sidecar's
+    scoring: Scoring = field(default_factory=Scoring)  # this session's label probabilities and their cost
 
     @property
     def finished_now(self) -> int:
@@ -63,13 +98,19 @@ def format_summary(summary: LabelingSummary) -> str:
         generated = summary.finished_now - summary.too_long_now
         rate = generated / summary.generation_s if summary.generation_s else float("nan")
         reasons = ", ".join(f"{reason} {count}" for reason, count in summary.finish_reasons.most_common())
+        # With K samples a sentence is K answers: the speed counts sentences, the tokens every answer.
+        unit, per = ("sentences/s", "answer:   ") if summary.num_samples > 1 else ("samples/s", "sample:   ")
+        answers = f", {summary.num_samples} answers each" if summary.num_samples > 1 else ""
         lines += [
-            f"Speed:                {rate:.2f} samples/s ({summary.generation_s:.1f} s, model loading excluded)",
-            f"Tokens per sample:    prompt {_mean(summary.prompt_tokens)}, completion "
+            f"Speed:                {rate:.2f} {unit}{answers} ({summary.generation_s:.1f} s, model loading excluded)",
+            f"Tokens per {per} prompt {_mean(summary.prompt_tokens)}, completion "
             f"{_mean(summary.completion_tokens)}, prompt tokens from cache {_mean(summary.cached_tokens)}",
             f"Finish reasons:       {reasons}",
             _cut_thoughts_line(summary),
+            f"Label probabilities:  {summary.scoring.describe()}" if summary.scoring.answers else None,
         ]
+    if summary.agreement.sentences:
+        lines.append(f"Agreement of samples: {summary.agreement.describe()} (this session)")
     parse_rate = f"{100 * summary.labelled_total / total:.1f}%" if total else "n/a"
     lines += [
         f"Whole output:         {summary.labelled_total} labelled, {len(summary.unparseable)} unparseable "
@@ -77,6 +118,8 @@ def format_summary(summary: LabelingSummary) -> str:
         "Label distribution:   "
         + (", ".join(f"{label} {count}" for label, count in sorted(summary.label_counts.items())) or "none"),
     ]
+    if summary.agreement_total.sentences:
+        lines.append(f"Agreement (output):   {summary.agreement_total.describe()}")
     if summary.unparseable:
         lines.append(f"Unparseable (not in the training file; raw outputs in {files.sidecar}; "
                      "--retry_unparseable redoes them):")

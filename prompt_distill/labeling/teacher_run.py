@@ -100,10 +100,13 @@ def check_flags(config: CreateDataConfig) -> None:
     if config.retry_unparseable and config.overwrite:
         raise PreflightError("--retry_unparseable redoes part of an existing output and --overwrite replaces it; "
                              "pass one.")
-    for name in ("max_samples", "batch_size"):
+    for name in ("max_samples", "batch_size", "num_samples"):
         value = getattr(config, name)
         if value is not None and value < 1:
             raise PreflightError(f"--{name} must be at least 1, got {value}.")
+    if config.num_samples > 1 and config.temperature == 0:
+        raise PreflightError(f"--num_samples {config.num_samples} with --temperature 0: greedy decoding gives the same "
+                             "answer every time; sample with --temperature > 0, or pass --num_samples 1.")
 
 
 def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
@@ -119,6 +122,10 @@ def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
         scorers = " or ".join(f"--backend {scorer.name}" for scorer in registry.with_capability("scores_labels"))
         raise PreflightError(f"--max_tokens {max_tokens}: the teacher needs at least 1 token to answer (0 works only "
                              f"with {scorers} and --constrained_answer on, which scores the labels).")
+    if scores_only and max_tokens == 0 and config.num_samples > 1:
+        raise PreflightError(f"--num_samples {config.num_samples} with --max_tokens 0: the labels are scored, not "
+                             "sampled, so every answer would be the same; give the teacher tokens to sample "
+                             "(--max_tokens 16, say), or pass --num_samples 1.")
     return LabelingConfig(
         input_file=config.input_file,
         output_file=str(shard_output_path(config.output_file, config.shard_index, config.num_shards)),
@@ -137,6 +144,7 @@ def labeling_config(config: CreateDataConfig, backend: str) -> LabelingConfig:
         cut_thought_sampling=CUT_THOUGHT_SAMPLING if config.cut_thought_sampling == "model_card" else None,
         overwrite=config.overwrite,
         retry_unparseable=config.retry_unparseable,
+        num_samples=config.num_samples,
     )
 
 

@@ -9,7 +9,11 @@ batch written to disk (metrics at most once every ``interval_s`` seconds, so log
 Metrics (prefix ``label/``): finished, labelled, unparseable, too_long, retried, cut_thoughts, generations (this
 session's counts), parse_rate, sentences_per_s, prompt/cached/generated tokens (totals and means),
 ``count/<label>`` (this session's labels), and ``generated_tokens`` as a histogram (tokens per answer, the
-thought included: the engines report no separate thinking count).
+thought included: the engines report no separate thinking count). With ``--num_samples K`` > 1 every answer of the K
+is counted in the tokens, and ``agreement_mean`` (the majority's share of the K, averaged over sentences),
+``unanimous`` and ``majority_changed`` (sentences whose majority differs from their first sample) join them. The
+label probabilities: ``scored_answers`` and their cost beyond the answers (``scoring_requests``,
+``scoring_prompt_tokens``, ``scoring_s``: summed per answer).
 """
 
 from __future__ import annotations
@@ -111,6 +115,15 @@ class LabelingTracker:
             "label/generated_tokens_mean": _mean(summary.completion_tokens),
             **{f"label/count/{label}": count for label, count in sorted(self.labels.items())},
         }
+        if summary.scoring.answers:  # the teacher's label probabilities, and what scoring them cost
+            metrics.update({"label/scored_answers": summary.scoring.scored,
+                            "label/scoring_requests": summary.scoring.requests,
+                            "label/scoring_prompt_tokens": summary.scoring.prompt_tokens,
+                            "label/scoring_s": summary.scoring.seconds})
+        if summary.agreement.sentences:
+            metrics.update({"label/agreement_mean": summary.agreement.mean,
+                            "label/unanimous": summary.agreement.unanimous,
+                            "label/majority_changed": summary.agreement.changed})
         return {key: value for key, value in metrics.items() if value is not None}
 
     def _log(self, summary) -> None:
@@ -136,6 +149,11 @@ class LabelingTracker:
             "label/generation_s": round(summary.generation_s, 3),
             "label/distribution": dict(sorted(summary.label_counts.items())),
             "label/finish_reasons": dict(summary.finish_reasons),
+            "label/num_samples": summary.num_samples,
+            **({"label/agreement_mean_total": summary.agreement_total.mean,
+                "label/unanimous_total": summary.agreement_total.unanimous,
+                "label/majority_changed_total": summary.agreement_total.changed}
+               if summary.agreement_total.sentences else {}),
         })
         self.run.log_artifact(dataset_files(files.training), artifact_name_for(files.training), "dataset",
                               metadata={"labelled": summary.labelled_total, "unparseable": len(summary.unparseable),

@@ -60,8 +60,10 @@ class Generation:
     cached_prompt_tokens: int | None = None  # prompt tokens served from a prefix cache
     # The teacher's probability of every label at its answer (renormalised over the labels, summing to 1), from
     # the pass that chose the label or from scoring the labels once the thought closed; None where not scored.
-    # Each label is scored as answer_prefix + label + end of turn at the answer position, the quantity a
-    # constrained answer is chosen by (so that answer is the most probable label).
+    # They are the distribution the label came from: where transformers chose a constrained answer by scoring,
+    # P(answer_prefix + label + end of turn), so that label is their argmax; after a free answer (or a thought),
+    # P(label tokens | the reply up to answer_prefix), the end of turn only where a label's tokens begin another's
+    # (as classify scores the student: engines.label_tokens).
     label_probabilities: dict[str, float] | None = None
     # What the probabilities cost beyond the answer (0 when they came from the pass that chose the label):
     # scoring requests (vLLM: one per inner node of the labels' token trie; transformers: this row of a batch's

@@ -14,10 +14,11 @@ every label side by side, and a 4D attention mask lets a label token see the pre
 earlier tokens only, at positions that continue the context. The same pass gives the reply its
 ``label_probabilities`` (the scores renormalised over the labels), so the chosen label is their argmax.
 
-Label probabilities of a free answer (``params.score_labels``): the labels are scored at the reply's answer
-position (``label_tokens.answer_lead``: after the closed thought, before "Final Answer:") in one more pass per
-batch, the prompt prefix served from the shared cache; the thought's tokens are run again (generate's cache is
-gone by then), one prefill of the reply, far less than generating it token by token.
+Label probabilities of a free answer (``params.score_labels``): the labels' tokens (end of turn only where one
+label's tokens begin another's, ``answer_label_tokens``) are scored at the reply's answer position
+(``label_tokens.answer_lead``: after the closed thought, before "Final Answer:") in one more pass per batch, the
+prompt prefix served from the shared cache; the reply's tokens are run again (generate's cache is gone by then):
+one prefill of the reply, far less than generating it token by token.
 
 The student as a classifier (``classify``): the same scorer (hf_scoring) with the labels' answer tokens
 (label_tokens) after the prompt. Continuations form a trie and only its inner nodes run through the model, so
@@ -456,7 +457,8 @@ class HFEngine:
             lead = answer_lead(raw, params.answer_prefix, prompt_opened_thought=prompt.opens_thought)
             if lead is None:
                 continue
-            answer = answer_label_tokens(self.tokenizer, params.answer_prefix, labels, self.end_token)
+            answer = answer_label_tokens(self.tokenizer, params.answer_prefix, labels, self.end_token,
+                                         always_end=False)
             context = prompt.ids + lead_ids(self.tokenizer, raw, reply.tokens, lead) + list(answer.shared)
             plans[j] = _AnswerPlan(context, [list(c) for c in answer.continuations], params.answer_prefix)
         if not plans:
@@ -481,7 +483,7 @@ class HFEngine:
         added = separator + params.answer_prefix
         # Encode prefix and label together so the boundary tokenizes naturally (": en" -> ":", " en"); the tokens
         # all continuations share are context, the rest is what each label is scored on.
-        answer = answer_label_tokens(self.tokenizer, added, params.answer_labels, self.end_token)
+        answer = answer_label_tokens(self.tokenizer, added, params.answer_labels, self.end_token, always_end=True)
         return _AnswerPlan(
             context=prompt.ids + reply.tokens + list(answer.shared),
             continuations=[list(c) for c in answer.continuations],

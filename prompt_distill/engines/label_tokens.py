@@ -58,11 +58,23 @@ def label_tokens(tokenizer, chat: list[dict], labels: tuple[str, ...], end_ids) 
     return LabelTokens(tuple(sequences[0][:shared]), tuple(tuple(s[shared:]) for s in sequences))
 
 
-def answer_label_tokens(tokenizer, added: str, labels: tuple[str, ...], end_id: int) -> LabelTokens:
+def answer_label_tokens(tokenizer, added: str, labels: tuple[str, ...], end_id: int, *,
+                        always_end: bool) -> LabelTokens:
     """The teacher's answer tokens: per label, ``added + label`` encoded together (so the boundary tokenizes as the
-    model writes it: ": K" -> ":", " K") then the end-of-turn token, as the constrained answer is chosen (the reply
-    must end with the answer). The tokens all labels start with ("Final Answer:") become context."""
-    sequences = [tokenizer(added + label, add_special_tokens=False)["input_ids"] + [end_id] for label in labels]
+    model writes it: ": K" -> ":", " K"); the tokens all labels start with ("Final Answer:") become context.
+
+    ``always_end``: every label then the end-of-turn token, as transformers chooses a constrained answer (the
+    reply must end with it). Otherwise the end-of-turn token only where a label's tokens are a prefix of another
+    label's, as ``label_tokens`` does: the probability the label's tokens were written (sampled, or chosen by a
+    structured-output grammar token by token) with, whatever follows them.
+    """
+    bodies = [tokenizer(added + label, add_special_tokens=False)["input_ids"] for label in labels]
+    sequences = []
+    for body in bodies:
+        is_prefix = any(other != body and other[: len(body)] == body for other in bodies)
+        sequences.append(body + [end_id] if always_end or is_prefix else body)
+    if len(set(map(tuple, sequences))) != len(sequences):
+        raise ValueError(f"answer_label_tokens: two of the labels {', '.join(labels)} have the same answer tokens.")
     shared = min(_common_prefix(sequences), min(len(sequence) for sequence in sequences) - 1)
     return LabelTokens(tuple(sequences[0][:shared]), tuple(tuple(s[shared:]) for s in sequences))
 

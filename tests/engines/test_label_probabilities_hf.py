@@ -12,7 +12,7 @@ import torch
 
 from prompt_distill.engines.base import GenerationParams
 from prompt_distill.engines.hf import HFEngine, _Prompt, _Reply
-from prompt_distill.engines.label_tokens import answer_lead, lead_ids
+from prompt_distill.engines.label_tokens import answer_label_tokens, answer_lead, lead_ids
 from prompt_distill.models import load_tokenizer
 from prompt_distill.task import Task
 
@@ -48,11 +48,12 @@ def prompt_ids(engine, chat):
     return engine.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def naive_probabilities(engine, context_ids, added, labels):
-    """P(added + label + end of turn | context) per label from one plain forward each, renormalised."""
+def naive_probabilities(engine, context_ids, added, labels, *, end):
+    """P(added + label [+ end of turn] | context) per label from one plain forward each, renormalised."""
     logprobs = []
     for label in labels:
-        continuation = engine.tokenizer(added + label, add_special_tokens=False)["input_ids"] + [engine.end_token]
+        continuation = engine.tokenizer(added + label, add_special_tokens=False)["input_ids"]
+        continuation += [engine.end_token] if end else []
         with torch.no_grad():
             logits = engine.model(torch.tensor([context_ids + continuation])).logits.float()
         table = torch.log_softmax(logits[0], dim=-1)
@@ -76,7 +77,7 @@ def test_the_constrained_answer_carries_the_probabilities_of_the_pass_that_chose
     for chat, generation, row in zip(chats, generations, scores, strict=True):
         assert generation.finish_reason == "constrained"
         probabilities = generation.label_probabilities
-        assert_close(probabilities, naive_probabilities(engine, prompt_ids(engine, chat), PREFIX, LABELS))
+        assert_close(probabilities, naive_probabilities(engine, prompt_ids(engine, chat), PREFIX, LABELS, end=True))
         top = max(row.values())
         total = sum(math.exp(value - top) for value in row.values())
         assert_close(probabilities, {label: math.exp(row[label] - top) / total for label in LABELS}, 1e-9)
@@ -95,7 +96,8 @@ def test_a_cut_reply_is_answered_from_the_same_pass_as_its_probabilities(engine)
         probabilities = generation.label_probabilities
         assert label == max(probabilities, key=probabilities.get)
         reply_ids = engine.tokenizer(reply, add_special_tokens=False)["input_ids"]
-        expected = naive_probabilities(engine, prompt_ids(engine, chat) + reply_ids[:-1], "\n" + PREFIX, LABELS)
+        expected = naive_probabilities(engine, prompt_ids(engine, chat) + reply_ids[:-1], "\n" + PREFIX, LABELS,
+                                       end=True)
         assert_close(probabilities, expected, 1e-3)  # the reply re-encoded: its last token merges with "\n"
 
 
@@ -112,7 +114,12 @@ def test_a_free_answer_is_scored_at_its_answer_position_when_asked(engine):
         lead = answer_lead(generation.text, PREFIX, prompt_opened_thought=False)
         assert generation.text.startswith(lead + PREFIX)
         context = prompt_ids(engine, chat) + engine.tokenizer(lead, add_special_tokens=False)["input_ids"]
-        assert_close(generation.label_probabilities, naive_probabilities(engine, context, PREFIX, LABELS))
+        # The labels' own tokens (no end of turn: none of them begins another), as the reply wrote one of them.
+        assert_close(generation.label_probabilities, naive_probabilities(engine, context, PREFIX, LABELS, end=False))
+        label = task.parse(generation.text)
+        if len(engine.tokenizer(PREFIX + label, add_special_tokens=False)["input_ids"]) == 4:  # one label token
+            # Greedy wrote the most probable token there, so the label it wrote is the most probable label.
+            assert label == max(generation.label_probabilities, key=generation.label_probabilities.get)
         assert generation.scoring_requests == 1
         assert generation.scoring_prompt_tokens > generation.prompt_tokens
         assert generation.scoring_cached_tokens == generation.cached_prompt_tokens > 0
@@ -131,7 +138,7 @@ def test_an_answer_after_a_thought_is_scored_once_the_thought_is_closed(engine):
         scored = engine._score_answers([prompt], [reply], None, params, skip={})
     lead = "The words Hallo and Welt are German.</think>\n\n"
     context = prompt.ids + engine.tokenizer(lead, add_special_tokens=False)["input_ids"]
-    assert_close(scored[0].probabilities, naive_probabilities(engine, context, PREFIX, LABELS))
+    assert_close(scored[0].probabilities, naive_probabilities(engine, context, PREFIX, LABELS, end=False))
     # A thought cut by max_tokens has no answer position: nothing is scored.
     cut = _Reply(tokens[:5], 5, "length", "<think>\n" + engine.tokenizer.decode(tokens[:5]))
     with torch.inference_mode():
@@ -158,3 +165,13 @@ def test_the_answer_position(smollm2_dir):
     through = generated.index(close_id) + 1
     assert ids[:through] == generated[:through]  # the generated thought, as a prefix cache holds it
     assert tokenizer.decode(ids) == lead
+
+
+def test_the_end_of_turn_is_scored_where_a_label_begins_another(smollm2_tokenizer):
+    end = smollm2_tokenizer.eos_token_id
+    labels = ("zh", "zh-Hant", "en")
+    free = answer_label_tokens(smollm2_tokenizer, PREFIX, labels, end, always_end=False)
+    assert smollm2_tokenizer.decode(list(free.shared)) == "Final Answer:"
+    assert [continuation[-1] == end for continuation in free.continuations] == [True, False, False]
+    chosen = answer_label_tokens(smollm2_tokenizer, PREFIX, labels, end, always_end=True)
+    assert all(continuation[-1] == end for continuation in chosen.continuations)

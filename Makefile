@@ -57,7 +57,7 @@ SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
 	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation results-faults \
-	results-wandb
+	results-wandb results-distillation-targets results-teacher-votes
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -106,11 +106,20 @@ results-faults: setup
 # docs/wandb.md: labelling and training of the triage demo with and without wandb, alternating (about 20 min).
 results-wandb: setup
 	$(RECEIPT) wandb_overhead -- $(PY) scripts/bench_wandb_overhead.py
+# docs/feedback_triage.md: hard vs soft targets, 4 seeds x 3 arms on the triage task (issue 23), and whether a
+# majority of K sampled answers makes the teacher more accurate.
+DISTILL_EPOCHS ?= 1
+results-distillation-targets: setup
+	$(RECEIPT) distillation_targets -- env OMP_NUM_THREADS=1 $(PY) scripts/compare_distillation_targets.py \
+		--epochs $(DISTILL_EPOCHS)
+results-teacher-votes: setup
+	$(RECEIPT) teacher_votes -- env OMP_NUM_THREADS=1 $(PY) scripts/teacher_votes.py
 results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
-	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults results-wandb
+	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults results-wandb \
+		results-distillation-targets results-teacher-votes
 
 test: setup
 	$(PY) -m pytest

@@ -18,7 +18,6 @@ train as before.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,21 +26,10 @@ from ..duplicates import distinct_examples
 from ..preflight import PreflightError
 from ..student_framing import USER_ONLY, chat_ids
 from ..task import Task
+from ..teacher_targets import TEACHER_KEY, TeacherTarget
 
 
-TEACHER_KEY = "teacher"  # the training record's key (data contract, issue 23)
 TEACHER_COLUMN = "teacher_distribution"  # the dataset column the soft loss reads (empty: no teacher target)
-SUM_TOLERANCE = 1e-3  # a distribution whose probabilities sum further from 1 is refused
-
-
-@dataclass(frozen=True)
-class TeacherTarget:
-    """The teacher's distribution over the task's labels (in the task's label order, summing to 1), its confidence
-    in the label it gave (its probability, or the vote share), and where it came from."""
-
-    distribution: tuple[float, ...]
-    confidence: float
-    source: str
 
 
 @dataclass(frozen=True)
@@ -51,30 +39,15 @@ class Example:
     label: str
     teacher: TeacherTarget | None = None  # the record's "teacher" key; None in files written before it
 
+    def teacher_distribution(self, labels) -> list[float]:
+        """The teacher's probabilities in ``labels``' order; empty without a teacher entry."""
+        return [self.teacher.distribution.get(label, 0.0) for label in labels] if self.teacher else []
+
 
 def teacher_from_record(record: dict, task: Task, path, number: int) -> TeacherTarget | None:
     """The record's ``"teacher"`` entry checked against the task's labels (file:line errors), or None without one."""
     entry = record.get(TEACHER_KEY)
-    if entry is None:
-        return None
-    where = f"{path}:{number}"
-    distribution = entry.get("distribution") if isinstance(entry, dict) else None
-    if not isinstance(distribution, dict) or not distribution:
-        raise DataError(f"{where}: 'teacher' needs a 'distribution' object {{label: probability}}.")
-    unknown = [label for label in distribution if label not in task.labels]
-    if unknown:
-        raise DataError(f"{where}: the teacher's distribution names {', '.join(map(repr, unknown))}, not a label of "
-                        f"the task ({', '.join(task.labels)}).")
-    values = [distribution.get(label, 0.0) for label in task.labels]
-    if not all(isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1 for value in values):
-        raise DataError(f"{where}: the teacher's probabilities must be numbers in [0, 1].")
-    total = sum(values)
-    if abs(total - 1) > SUM_TOLERANCE:
-        raise DataError(f"{where}: the teacher's distribution sums to {total:.4f}, not 1.")
-    confidence = entry.get("confidence")
-    if not isinstance(confidence, (int, float)) or not 0 <= confidence <= 1:
-        raise DataError(f"{where}: the teacher's 'confidence' must be a number in [0, 1].")
-    return TeacherTarget(tuple(value / total for value in values), float(confidence), str(entry.get("source", "")))
+    return None if entry is None else TeacherTarget.from_json(entry, task.labels, f"{path}:{number}")
 
 
 def load_examples(path, task: Task) -> list[Example]:
@@ -121,15 +94,16 @@ def prompt_completion_record(example: Example, framing: str = USER_ONLY) -> dict
     return {"prompt": prompt_messages(example.text, framing), "completion": completion_messages(example.label)}
 
 
-def to_dataset(examples: list[Example], framing: str = USER_ONLY, teacher: bool = False):
-    """The prompt/completion dataset TRL tokenizes; ``teacher``: with the ``teacher_distribution`` column too (the
-    soft loss's targets, an empty list where the example has none), which no hard run carries."""
+def to_dataset(examples: list[Example], framing: str = USER_ONLY, teacher_labels=None):
+    """The prompt/completion dataset TRL tokenizes; with ``teacher_labels`` (soft targets) the
+    ``teacher_distribution`` column too, the teacher's probabilities in that label order (an empty list where the
+    example has none), which no hard run carries."""
     from datasets import Dataset
 
     rows = [prompt_completion_record(example, framing) for example in examples]
-    if teacher:
+    if teacher_labels is not None:
         for row, example in zip(rows, examples, strict=True):
-            row[TEACHER_COLUMN] = list(example.teacher.distribution) if example.teacher else []
+            row[TEACHER_COLUMN] = example.teacher_distribution(teacher_labels)
     return Dataset.from_list(rows)
 
 

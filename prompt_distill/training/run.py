@@ -252,17 +252,19 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer,
         raise DataError(f"{script_args.data_file}: every example is longer than max_length={config.max_length}.")
     soft = soft_targets(script_args)
     return PreparedData(selected.task, selected.examples_in_file, selected.selected, report,
-                        to_dataset(report.kept, framing, teacher=soft),
+                        to_dataset(report.kept, framing, teacher_labels=selected.task.labels if soft else None),
                         repeats_dropped=selected.repeats_dropped, held_out=selected.held_out,
                         distillation=selected.distillation,
-                        eval_dataset=eval_loss_dataset(script_args, config, tokenizer, selected.held_out, framing))
+                        eval_dataset=eval_loss_dataset(script_args, config, tokenizer, selected.held_out, framing,
+                                                     selected.task))
 
 
 def soft_targets(script_args: ScriptArguments) -> bool:
     return getattr(script_args, "distillation_target", "hard") == "soft"
 
 
-def eval_loss_dataset(script_args: ScriptArguments, config: SFTConfig, tokenizer, held_out: list, framing: str):
+def eval_loss_dataset(script_args: ScriptArguments, config: SFTConfig, tokenizer, held_out: list, framing: str,
+                      task=None):
     """The first --eval_loss_samples held-out examples (file order, so the same ones at every evaluation), those
     within max_length; None when there is no eval loss to compute (--split all, no held-out example, the flag 0 or
     --eval_strategy no). The held-out split is the one evaluate.py scores: never trained on."""
@@ -272,7 +274,7 @@ def eval_loss_dataset(script_args: ScriptArguments, config: SFTConfig, tokenizer
     chosen = held_out[: script_args.eval_loss_samples]
     kept = drop_too_long(chosen, tokenize_lengths(chosen, tokenizer, script_args.data_file, framing),
                          config.max_length).kept
-    return to_dataset(kept, framing, teacher=soft_targets(script_args)) if kept else None
+    return to_dataset(kept, framing, teacher_labels=task.labels if soft_targets(script_args) and task else None) if kept else None
 
 
 def distillation_trainer_class():

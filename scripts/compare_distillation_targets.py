@@ -134,7 +134,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--epochs", type=float, default=1.0, help="--num_train_epochs of every run (demo: 2).")
-    parser.add_argument("--min_teacher_confidence", type=float, default=0.5, help="The filter of soft+filter.")
+    parser.add_argument("--min_teacher_confidence", type=float, default=0.4,
+                        help="The filter of soft+filter (0.4: about the lowest fifth of the triage teacher's confidences).")
     parser.add_argument("--work_dir", type=Path, default=ROOT / "data" / "distillation_targets")
     parser.add_argument("--arms", default=",".join(ARMS))
     args = parser.parse_args(argv)

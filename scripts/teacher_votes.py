@@ -40,9 +40,9 @@ def majority(samples: list[dict], labels) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--num_samples", type=int, default=5)
+    parser.add_argument("--num_samples", type=int, default=3)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--max_tokens", type=int, default=8)
+    parser.add_argument("--max_tokens", type=int, default=4)
     parser.add_argument("--work_dir", type=Path, default=ROOT / "data" / "distillation_targets")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -174,8 +174,10 @@ def main(argv=None) -> int:
     for seed in range(args.seeds):
         for arm in args.arms.split(","):
             run_file = args.work_dir / "runs" / f"e{args.epochs:g}_p{args.min_teacher_confidence:g}_{arm}_seed{seed}.json"
-            runs.append(json.loads(run_file.read_text("utf-8")) if run_file.is_file()
-                        else train_and_score(seed, arm, args, sets, labels, run_file))
+            if run_file.is_file():  # finished by an earlier, interrupted invocation
+                runs.append({**json.loads(run_file.read_text("utf-8")), "earlier": True})
+            else:
+                runs.append(train_and_score(seed, arm, args, sets, labels, run_file))
 
     print()
     print(f"Triage student, {args.seeds} seeds x {{{', '.join(args.arms.split(','))}}}, {args.epochs:g} epoch(s) each "
@@ -197,7 +199,8 @@ def main(argv=None) -> int:
     print("\nper run (seed, targets, held-out, fresh, train s):")
     for run in runs:
         print(f"  {run['seed']} {run['arm']:<12} {run['held-out']['accuracy']:.1%} {run['fresh']['accuracy']:.1%} "
-              f"{run['train_s']:.0f}")
+              f"{run['train_s']:.0f}" + ("  (trained by an earlier invocation, read from its run file)"
+                                         if run.get("earlier") else ""))
     print(f"\n[compare] {len(runs)} runs; this invocation {time.perf_counter() - started:.0f} s")
     return 0
 

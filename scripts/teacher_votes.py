@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     print(f"Triage teacher ({MODEL}, with the prompt), {args.num_samples} samples per message at temperature "
           f"{args.temperature:g}, up to {args.max_tokens} generated tokens then the constrained label "
           f"(labelling {labelling_s:.0f} s)")
-    counts = [("1 sample (the first)", 1), ("majority of 3", 3), (f"majority of {args.num_samples}", args.num_samples)]
+    counts = [("1 sample (the first)", 1), *((f"majority of {k}", k) for k in sorted({3, args.num_samples}) if k > 1)]
     for name, texts in sets.items():
         mine = [records[text] for text in texts if text in records]
         print(f"\n{name}: {len(mine)} of {len(texts)} messages labelled")

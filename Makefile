@@ -57,7 +57,7 @@ SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
 	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation results-faults \
-	results-wandb results-distillation-targets results-teacher-votes
+	results-wandb results-distillation-targets results-distillation-mixed results-teacher-votes
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -112,6 +112,10 @@ DISTILL_EPOCHS ?= 1
 results-distillation-targets: setup
 	$(RECEIPT) distillation_targets -- env OMP_NUM_THREADS=1 $(PY) scripts/compare_distillation_targets.py \
 		--epochs $(DISTILL_EPOCHS)
+# The same student with half the hard label's NLL mixed into the soft targets (--hard_label_weight 0.5).
+results-distillation-mixed: setup
+	$(RECEIPT) distillation_targets_mixed -- env OMP_NUM_THREADS=1 $(PY) scripts/compare_distillation_targets.py \
+		--epochs $(DISTILL_EPOCHS) --arms mixed
 results-teacher-votes: setup
 	$(RECEIPT) teacher_votes -- env OMP_NUM_THREADS=1 $(PY) scripts/teacher_votes.py
 results: results-quick
@@ -119,7 +123,7 @@ results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
 	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults results-wandb \
-		results-distillation-targets results-teacher-votes
+		results-distillation-targets results-distillation-mixed results-teacher-votes
 
 test: setup
 	$(PY) -m pytest

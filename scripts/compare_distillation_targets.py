@@ -40,10 +40,15 @@ MODEL = "smollm2-135m-instruct"
 ARMS = ("hard", "soft", "soft+filter")
 
 
+EXTRA_ARMS = ("mixed",)  # --arms mixed: soft with half the hard label's NLL mixed in (--hard_label_weight 0.5)
+
+
 def arm_flags(arm: str, min_confidence: float) -> list[str]:
     if arm == "hard":
         return ["--distillation_target", "hard"]
     flags = ["--distillation_target", "soft"]
+    if arm == "mixed":
+        return flags + ["--hard_label_weight", "0.5"]
     return flags + (["--min_teacher_confidence", str(min_confidence)] if arm == "soft+filter" else [])
 
 
@@ -137,8 +142,11 @@ def main(argv=None) -> int:
     parser.add_argument("--min_teacher_confidence", type=float, default=0.4,
                         help="The filter of soft+filter (0.4: about the lowest fifth of the triage teacher's confidences).")
     parser.add_argument("--work_dir", type=Path, default=ROOT / "data" / "distillation_targets")
-    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"Among {', '.join(ARMS + EXTRA_ARMS)}.")
     args = parser.parse_args(argv)
+    unknown = set(args.arms.split(",")) - set(ARMS + EXTRA_ARMS)
+    if unknown:
+        parser.error(f"--arms: unknown {', '.join(sorted(unknown))}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from prompt_distill.cli import setup_logging
 
@@ -182,7 +190,7 @@ def main(argv=None) -> int:
     print()
     print(f"Triage student, {args.seeds} seeds x {{{', '.join(args.arms.split(','))}}}, {args.epochs:g} epoch(s) each "
           f"(lr 1e-3, batch 8, LoRA r 32), soft = KL to the teacher's label probabilities (temperature 1, hard label "
-          f"weight 0), filter = --min_teacher_confidence {args.min_teacher_confidence:g}")
+          f"weight 0; mixed: 0.5), filter = --min_teacher_confidence {args.min_teacher_confidence:g}")
     for name, (texts, _) in sets.items():
         print(f"\n{name} ({len(texts)} messages): base {base[name]['accuracy']:.1%}, teacher "
               f"{teacher_accuracy[name]:.1%}")

@@ -28,7 +28,6 @@ from ..student_framing import USER_ONLY, chat_ids
 from ..task import Task
 from ..teacher_targets import TEACHER_KEY, TeacherTarget
 
-
 TEACHER_COLUMN = "teacher_distribution"  # the dataset column the soft loss reads (empty: no teacher target)
 
 

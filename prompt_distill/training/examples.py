@@ -8,6 +8,12 @@ are the tokens it is given at inference.
 Why our own length check: TRL truncates sequences to ``max_length`` and then silently drops those left without a
 trainable token. An example whose label does not fit completely is useless (or harmful: a label without its
 end-of-turn token), so every example longer than ``max_length`` is dropped here, counted and reported by line.
+
+The teacher's distribution: a training record may carry ``"teacher": {"distribution": {label: p}, "confidence": p,
+"source": "probabilities"|"votes"}`` (the data contract of issue 23, written by create_data.py when the teacher's
+label probabilities or votes are known). ``Example.teacher`` keeps it, in the task's label order, for
+``--distillation_target soft`` (training/losses.py) and ``--min_teacher_confidence``; older files have no such key and
+train as before.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from ..duplicates import distinct_examples
 from ..preflight import PreflightError
 from ..student_framing import USER_ONLY, chat_ids
 from ..task import Task
+from ..teacher_targets import TEACHER_KEY, TeacherTarget
+
+TEACHER_COLUMN = "teacher_distribution"  # the dataset column the soft loss reads (empty: no teacher target)
 
 
 @dataclass(frozen=True)
@@ -27,6 +36,17 @@ class Example:
     line: int  # line number in the JSONL file, for messages
     text: str
     label: str
+    teacher: TeacherTarget | None = None  # the record's "teacher" key; None in files written before it
+
+    def teacher_distribution(self, labels) -> list[float]:
+        """The teacher's probabilities in ``labels``' order; empty without a teacher entry."""
+        return [self.teacher.distribution.get(label, 0.0) for label in labels] if self.teacher else []
+
+
+def teacher_from_record(record: dict, task: Task, path, number: int) -> TeacherTarget | None:
+    """The record's ``"teacher"`` entry checked against the task's labels (file:line errors), or None without one."""
+    entry = record.get(TEACHER_KEY)
+    return None if entry is None else TeacherTarget.from_json(entry, task.labels, f"{path}:{number}")
 
 
 def load_examples(path, task: Task) -> list[Example]:
@@ -40,7 +60,7 @@ def load_distinct_examples(path, task: Task) -> tuple[list[Example], int]:
     examples = []
     for number, record in iter_jsonl(path):
         text, label = example_from_record(record, task, path, number)
-        examples.append(Example(number, text, label))
+        examples.append(Example(number, text, label, teacher_from_record(record, task, path, number)))
     if not examples:
         raise DataError(f"{path}: no training examples.")
     kept, dropped = distinct_examples([(example.line, example.text, example.label) for example in examples], path)
@@ -73,10 +93,36 @@ def prompt_completion_record(example: Example, framing: str = USER_ONLY) -> dict
     return {"prompt": prompt_messages(example.text, framing), "completion": completion_messages(example.label)}
 
 
-def to_dataset(examples: list[Example], framing: str = USER_ONLY):
+def to_dataset(examples: list[Example], framing: str = USER_ONLY, teacher_labels=None):
+    """The prompt/completion dataset TRL tokenizes; with ``teacher_labels`` (soft targets) the
+    ``teacher_distribution`` column too, the teacher's probabilities in that label order (an empty list where the
+    example has none), which no hard run carries."""
     from datasets import Dataset
 
-    return Dataset.from_list([prompt_completion_record(example, framing) for example in examples])
+    rows = [prompt_completion_record(example, framing) for example in examples]
+    if teacher_labels is not None:
+        for row, example in zip(rows, examples, strict=True):
+            row[TEACHER_COLUMN] = example.teacher_distribution(teacher_labels)
+    return Dataset.from_list(rows)
+
+
+@dataclass(frozen=True)
+class ConfidenceFilter:
+    """What ``--min_teacher_confidence`` did to the training split."""
+
+    kept: list[Example]
+    left_out: list[Example]  # the teacher's confidence below the threshold
+    without_teacher: int  # kept examples whose record has no "teacher" key (their confidence is unknown)
+
+
+def filter_by_confidence(examples: list[Example], threshold: float) -> ConfidenceFilter:
+    """Leave out the examples whose teacher confidence is below ``threshold``; those without a teacher entry stay
+    (nothing says the teacher was unsure of them) and are counted."""
+    kept, left_out = [], []
+    for example in examples:
+        low = example.teacher is not None and example.teacher.confidence < threshold
+        (left_out if low else kept).append(example)
+    return ConfidenceFilter(kept, left_out, sum(example.teacher is None for example in kept))
 
 
 @dataclass(frozen=True)

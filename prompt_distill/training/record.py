@@ -74,6 +74,8 @@ def build_record(script_args, config, data, summary, trainer, output, wall, requ
             "dropped_too_long": len(data.report.too_long),
             "dropped_too_long_lines": [example.line for example in data.report.too_long],
         },
+        # --distillation_target and --min_teacher_confidence: the targets, and what the filter left out
+        "distillation": dict(getattr(data, "distillation", None) or {}),
         "task": task_entry(data.task),  # what evaluate.py, benchmark.py and predict.py take the task from
         "lora": {
             "r": script_args.lora_r,
@@ -128,6 +130,14 @@ def format_summary(record: dict, output_dir: Path) -> str:
         f"  final train loss {_rounded(results['final_train_loss'])}, {_rounded(results['train_tokens_per_second'])} "
         "train tokens/s",
     ]
+    distillation = record.get("distillation") or {}
+    if distillation.get("target") == "soft":
+        lines.append(f"  soft targets (temperature {distillation['temperature']}, hard label weight "
+                     f"{distillation['hard_label_weight']}): {distillation['examples_with_teacher']} examples with the "
+                     f"teacher's distribution, {distillation['hard_fallback']} without it on their hard label")
+    if distillation.get("min_teacher_confidence"):
+        lines.append(f"  {distillation['left_out_low_confidence']} left out: teacher confidence below "
+                     f"{distillation['min_teacher_confidence']} (--min_teacher_confidence)")
     if record.get("wandb_run_dir"):
         lines.append(f"  wandb run folder: {record['wandb_run_dir']}")
     if record.get("merged_model_dir"):

@@ -7,10 +7,12 @@ logs INFO under ``accelerate launch``, see ``cli.setup_logging``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,9 +38,26 @@ from ..tracking import (
 )
 from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
-from .examples import drop_too_long, file_sha256, load_distinct_examples, select_split, to_dataset, tokenize_lengths
+from .examples import (
+    TEACHER_COLUMN,
+    drop_too_long,
+    file_sha256,
+    filter_by_confidence,
+    load_distinct_examples,
+    prompt_messages,
+    select_split,
+    to_dataset,
+    tokenize_lengths,
+)
 from .lora import build_lora_config, summarize_adapters
-from .losses import DEFAULT_LOSS, loss_function
+from .losses import (
+    DEFAULT_LOSS,
+    TEACHER_TARGETS,
+    LabelDistillationLoss,
+    TeacherTargetsCollator,
+    check_distillation_flags,
+    loss_function,
+)
 from .record import (
     RUN_RECORD,
     build_record,
@@ -134,6 +153,7 @@ class SelectedData:
     selected: list
     repeats_dropped: int = field(default=0, kw_only=True)  # lines repeating an earlier sentence (same label)
     held_out: list = field(default_factory=list, kw_only=True)  # the eval split (--split train), for the eval loss
+    distillation: dict = field(default_factory=dict, kw_only=True)  # distillation_summary: targets and filter counts
 
 
 @dataclass
@@ -168,7 +188,45 @@ def read_data(script_args: ScriptArguments) -> SelectedData:
     held_out = [] if script_args.split == "all" else [
         example for example in examples
         if in_split(example.text, "eval", script_args.eval_fraction, script_args.split_seed)]
-    return SelectedData(task, len(examples), selected, repeats_dropped=repeats_dropped, held_out=held_out)
+    target = getattr(script_args, "distillation_target", "hard")
+    threshold = getattr(script_args, "min_teacher_confidence", 0.0)
+    left_out = []
+    if threshold > 0:
+        filtered = filter_by_confidence(selected, threshold)
+        selected, left_out = filtered.kept, filtered.left_out
+        logger.info(f"[train] --min_teacher_confidence {threshold}: {len(left_out)} of {len(filtered.kept) + len(left_out)} "
+                    f"training examples left out (teacher confidence below {threshold}); {filtered.without_teacher} "
+                    "kept without a teacher entry.")
+        if not selected:
+            raise DataError(f"{script_args.data_file}: every training example has a teacher confidence below "
+                            f"--min_teacher_confidence {threshold}.")
+    with_teacher = sum(example.teacher is not None for example in selected)
+    if target == "soft":
+        if not with_teacher:
+            raise DataError(f"{script_args.data_file}: --distillation_target soft needs the teacher's distribution "
+                            "(the \"teacher\" key of create_data.py's training file, written when the teacher's label "
+                            "probabilities are known); no training example has one.")
+        if with_teacher < len(selected):
+            logger.warning(f"[train] ⚠️  {len(selected) - with_teacher} of {len(selected)} training examples have no "
+                           "teacher distribution: they train on their hard label.")
+    distillation = distillation_summary(script_args, len(selected), with_teacher, len(left_out))
+    return SelectedData(task, len(examples), selected, repeats_dropped=repeats_dropped, held_out=held_out,
+                        distillation=distillation)
+
+
+def distillation_summary(script_args: ScriptArguments, selected: int, with_teacher: int, left_out: int) -> dict:
+    """What run_record.json says of the targets: which, with what settings, and what the filter left out."""
+    target = getattr(script_args, "distillation_target", "hard")
+    return {
+        "target": target,
+        "temperature": getattr(script_args, "distillation_temperature", 1.0) if target == "soft" else None,
+        "hard_label_weight": getattr(script_args, "hard_label_weight", 0.0) if target == "soft" else None,
+        "min_teacher_confidence": getattr(script_args, "min_teacher_confidence", 0.0),
+        "left_out_low_confidence": left_out,
+        "examples_with_teacher": with_teacher,
+        # under soft, the examples without a teacher entry train on their hard label
+        "hard_fallback": selected - with_teacher if target == "soft" else 0,
+    }
 
 
 def resolve_student_framing(script_args: ScriptArguments, tokenizer) -> str:
@@ -192,12 +250,21 @@ def prepare_data(script_args: ScriptArguments, config: SFTConfig, tokenizer,
     logger.info("[train] " + report.describe(config.max_length, script_args.data_file))
     if not report.kept:
         raise DataError(f"{script_args.data_file}: every example is longer than max_length={config.max_length}.")
-    return PreparedData(selected.task, selected.examples_in_file, selected.selected, report, to_dataset(report.kept, framing),
+    soft = soft_targets(script_args)
+    return PreparedData(selected.task, selected.examples_in_file, selected.selected, report,
+                        to_dataset(report.kept, framing, teacher_labels=selected.task.labels if soft else None),
                         repeats_dropped=selected.repeats_dropped, held_out=selected.held_out,
-                        eval_dataset=eval_loss_dataset(script_args, config, tokenizer, selected.held_out, framing))
+                        distillation=selected.distillation,
+                        eval_dataset=eval_loss_dataset(script_args, config, tokenizer, selected.held_out, framing,
+                                                     selected.task))
 
 
-def eval_loss_dataset(script_args: ScriptArguments, config: SFTConfig, tokenizer, held_out: list, framing: str):
+def soft_targets(script_args: ScriptArguments) -> bool:
+    return getattr(script_args, "distillation_target", "hard") == "soft"
+
+
+def eval_loss_dataset(script_args: ScriptArguments, config: SFTConfig, tokenizer, held_out: list, framing: str,
+                      task=None):
     """The first --eval_loss_samples held-out examples (file order, so the same ones at every evaluation), those
     within max_length; None when there is no eval loss to compute (--split all, no held-out example, the flag 0 or
     --eval_strategy no). The held-out split is the one evaluate.py scores: never trained on."""
@@ -207,7 +274,7 @@ def eval_loss_dataset(script_args: ScriptArguments, config: SFTConfig, tokenizer
     chosen = held_out[: script_args.eval_loss_samples]
     kept = drop_too_long(chosen, tokenize_lengths(chosen, tokenizer, script_args.data_file, framing),
                          config.max_length).kept
-    return to_dataset(kept, framing) if kept else None
+    return to_dataset(kept, framing, teacher_labels=task.labels if soft_targets(script_args) and task else None) if kept else None
 
 
 def distillation_trainer_class():
@@ -220,6 +287,20 @@ def distillation_trainer_class():
         example_order: EpochPermutation | None = None
         seen_examples: SeenExamples | None = None
         examples_before_filler: int = 0
+        soft_targets: bool = False  # the dataset carries TEACHER_COLUMN, the batches TEACHER_TARGETS
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            """TRL's own compute_loss; under soft targets the batch's ``teacher_targets`` is taken out of the inputs
+            first (model.forward never sees it) and given to the ``compute_loss_func`` as a keyword."""
+            targets = inputs.pop(TEACHER_TARGETS, None)
+            loss_func = self.compute_loss_func
+            if targets is None or not isinstance(loss_func, LabelDistillationLoss):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            self.compute_loss_func = functools.partial(loss_func, teacher_targets=targets)
+            try:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            finally:
+                self.compute_loss_func = loss_func
 
         def track_examples(self) -> None:
             """Train from the numbered rows plus the filler row, and record what each process collates."""
@@ -244,6 +325,8 @@ def distillation_trainer_class():
             super()._set_signature_columns_if_needed()
             if self.examples_before_filler and EXAMPLE_INDEX not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, EXAMPLE_INDEX]
+            if self.soft_targets and TEACHER_COLUMN not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, TEACHER_COLUMN]
 
         def _get_train_sampler(self, train_dataset=None):
             if not self.examples_before_filler:
@@ -255,6 +338,18 @@ def distillation_trainer_class():
             return self.example_order
 
     return DistillationTrainer
+
+
+def label_distillation_loss(script_args: ScriptArguments, tokenizer, model, data) -> LabelDistillationLoss:
+    """The soft loss for this task: the labels' answer tokens after the student's prompt, as classify scores them."""
+    from ..engines.hf import _eos_ids
+    from ..engines.label_tokens import label_tokens
+
+    check_distillation_flags(script_args.distillation_temperature, script_args.hard_label_weight,
+                             script_args.min_teacher_confidence)
+    framing = resolve_student_framing(script_args, tokenizer)
+    answer = label_tokens(tokenizer, prompt_messages("x", framing), tuple(data.task.labels), _eos_ids(model, tokenizer))
+    return LabelDistillationLoss(answer, script_args.distillation_temperature, script_args.hard_label_weight)
 
 
 def drop_example_index(collator):
@@ -279,11 +374,23 @@ def build_trainer(script_args: ScriptArguments, config: SFTConfig, tokenizer, da
 
         # nothing held out to score (--split all, no held-out example, --eval_loss_samples 0)
         config.eval_strategy, config.do_eval = IntervalStrategy.NO, False
-    trainer = distillation_trainer_class()(model=model, args=config, train_dataset=data.dataset,
-                                           eval_dataset=eval_dataset,
-                                           processing_class=tokenizer, peft_config=peft_config,
-                                           callbacks=list(callbacks),
-                                           compute_loss_func=loss_function(getattr(script_args, "loss", DEFAULT_LOSS)))
+    soft = soft_targets(script_args)
+    if soft and config.packing:
+        raise TrainingError("--distillation_target soft does not work with --packing (a packed row loses the "
+                            "teacher's per-example targets); padding-free batches (the default) keep them.")
+    compute_loss_func = (label_distillation_loss(script_args, tokenizer, model, data) if soft
+                         else loss_function(getattr(script_args, "loss", DEFAULT_LOSS)))
+    with warnings.catch_warnings():
+        # TRL 1.16 announces compute_loss_func's removal in v2 (subclass and override compute_loss instead); it is the
+        # hook this project was asked to use, and it costs one extra no-grad forward per batch (docs/training.md).
+        warnings.filterwarnings("ignore", message="`compute_loss_func` is deprecated", category=FutureWarning)
+        trainer = distillation_trainer_class()(model=model, args=config, train_dataset=data.dataset,
+                                               eval_dataset=eval_dataset,
+                                               processing_class=tokenizer, peft_config=peft_config,
+                                               callbacks=list(callbacks), compute_loss_func=compute_loss_func)
+    if soft:
+        trainer.soft_targets = True
+        trainer.data_collator = TeacherTargetsCollator(trainer.data_collator, len(data.task.labels), TEACHER_COLUMN)
     if not config.packing and len(trainer.train_dataset) != len(data.report.kept):
         raise TrainingError(
             f"TRL kept {len(trainer.train_dataset)} of {len(data.report.kept)} examples after tokenization; "
@@ -307,6 +414,9 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
     process logs progress, starts wandb and writes the adapter, tokenizer, run record and merged model. The
     summary to print is ``record.format_summary(result.record, result.output_dir)``."""
     check_flag_ranges(script_args)  # --eval_fraction, before anything loads
+    check_distillation_flags(getattr(script_args, "distillation_temperature", 1.0),
+                             getattr(script_args, "hard_label_weight", 0.0),
+                             getattr(script_args, "min_teacher_confidence", 0.0))
     main_process = is_main_process()
     requested_max_length = config.max_length
     resume = resolve_resume(config)

@@ -200,7 +200,7 @@ class HFEngine:
         self.batch_size = batch_size
         self.reuse_prefix = reuse_prefix and _cache_is_shareable(self.model.config)
         self.end_token = self.tokenizer.eos_token_id
-        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        self.eos_ids = model_end_of_turn_ids(self.model, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
         self._prefix: _SharedPrefix | None = None
         self._label_tokens: dict[tuple, LabelTokens] = {}
@@ -530,7 +530,9 @@ def _with_adapter(network, adapter_path):
     return PeftModel.from_pretrained(network, str(path) if path.is_dir() else adapter_path)
 
 
-def _eos_ids(model, tokenizer) -> tuple[int, ...]:
+def model_end_of_turn_ids(model, tokenizer) -> tuple[int, ...]:
+    """The tokens that end a reply for this model: the tokenizer's EOS and its generation config's (training's soft
+    targets score the labels with them too)."""
     configured = getattr(model.generation_config, "eos_token_id", None)
     configured = configured if isinstance(configured, list) else [configured]
     ids = [tokenizer.eos_token_id, *configured]

@@ -342,13 +342,14 @@ def distillation_trainer_class():
 
 def label_distillation_loss(script_args: ScriptArguments, tokenizer, model, data) -> LabelDistillationLoss:
     """The soft loss for this task: the labels' answer tokens after the student's prompt, as classify scores them."""
-    from ..engines.hf import _eos_ids
+    from ..engines.hf import model_end_of_turn_ids
     from ..engines.label_tokens import label_tokens
 
     check_distillation_flags(script_args.distillation_temperature, script_args.hard_label_weight,
                              script_args.min_teacher_confidence)
     framing = resolve_student_framing(script_args, tokenizer)
-    answer = label_tokens(tokenizer, prompt_messages("x", framing), tuple(data.task.labels), _eos_ids(model, tokenizer))
+    answer = label_tokens(tokenizer, prompt_messages("x", framing), tuple(data.task.labels),
+                          model_end_of_turn_ids(model, tokenizer))
     return LabelDistillationLoss(answer, script_args.distillation_temperature, script_args.hard_label_weight)
 
 

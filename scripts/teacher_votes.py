@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from compare_distillation_targets import label as label_with_default_teacher  # noqa: E402 (scripts/, beside this)
+
 from prompt_distill.data import DEFAULT_EVAL_FRACTION, DEFAULT_SPLIT_SEED, in_split, read_gold, read_sentences  # noqa: E402
 from prompt_distill.labeling.votes import combine  # noqa: E402
 from prompt_distill.task import load_task  # noqa: E402
@@ -69,13 +71,14 @@ def main(argv=None) -> int:
         record = json.loads(line)
         if "samples" in record:
             records[record["text"]] = record
+    # The default teacher's labels (temperature 0.15, labels scored): the ones the distillation comparison trains
+    # on, made here when that script has not run yet.
     default = {}
-    for name in ("triage.jsonl", "fresh.jsonl"):
-        path = args.work_dir / name
-        if path.is_file():
-            for line in path.read_text("utf-8").splitlines():
-                record = json.loads(line)
-                default[record["messages"][0]["content"]] = record["messages"][1]["content"]
+    for source, name in ((TASK_DIR / "sentences.txt", "triage.jsonl"), (TASK_DIR / "fresh.txt", "fresh.jsonl")):
+        label_with_default_teacher(source, args.work_dir / name)
+        for line in (args.work_dir / name).read_text("utf-8").splitlines():
+            record = json.loads(line)
+            default[record["messages"][0]["content"]] = record["messages"][1]["content"]
 
     print(f"Triage teacher ({MODEL}, with the prompt), {args.num_samples} samples per message at temperature "
           f"{args.temperature:g}, up to {args.max_tokens} generated tokens then the constrained label "

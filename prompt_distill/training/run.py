@@ -463,6 +463,7 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
                 merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR)
         if tracking:  # after run_record.json is written: the model artifact holds it
             finish_training_run(tracking, script_args, output_dir, record)
+        leave_process_group(trainer)
     finally:
         if tracking:
             tracking.finish()  # a no-op once finished; else the run ends here whatever happened
@@ -539,6 +540,17 @@ def use_full_state_dict(plugin) -> bool:
 def run(job: TrainingJob, callbacks=()) -> TrainingResult:
     """train_sft_trl.py's one entry: train and save what ``job`` says (see ``run_training``)."""
     return run_training(job.script, job.sft, callbacks=callbacks)
+
+
+def leave_process_group(trainer) -> None:
+    """Under ``accelerate launch``: every process waits here until the main one has written the adapter, record
+    and wandb run, then the process group is torn down while the interpreter is still whole. A process that exits
+    with its gloo group still up can die with SIGABRT at interpreter shutdown (gloo's worker threads still hold
+    tensors of finished collectives; pytorch/pytorch#179291), and torchrun then kills the main process in the middle
+    of its writes: it happened once in CI, rank 1 after the final gather. No-op in a single process."""
+    if trainer.args.world_size > 1:
+        trainer.accelerator.wait_for_everyone()
+        trainer.accelerator.state.destroy_process_group()
 
 
 def check_process_group(trainer) -> None:

@@ -45,8 +45,17 @@ def run(command, wandb_dir):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", WANDB_MODE="offline",
                TOKENIZERS_PARALLELISM="false", WANDB_DIR=str(wandb_dir))  # else ./wandb of the repository
     finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-5000:]
+    assert finished.returncode == 0, (first_failure_lines(finished.stderr) + finished.stdout[-3000:]
+                                      + finished.stderr[-5000:])
     return finished
+
+
+def first_failure_lines(stderr: str) -> str:
+    """What a dying process said before torchrun's summary buries it (a C++ terminate, a traceback's last line)."""
+    said = [line for line in stderr.splitlines()
+            if re.search(r"terminate called|what\(\)|Error|Exception|Aborted", line)
+            and "torch.distributed.elastic" not in line]
+    return "first failure lines:\n" + "\n".join(said[:20]) + "\n---\n"
 
 
 @pytest.fixture(scope="module")

@@ -448,6 +448,7 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
         output_dir = Path(config.output_dir)
         save_adapter(trainer, output_dir)  # every process takes part, the main one writes
         order = gathered_order(trainer)  # a collective: every process calls it
+        leave_process_group(trainer)  # the last collective is behind: the rest is the main process's files
 
         dtype = str(resolve_dtype(script_args.dtype, resolve_device(config))).removeprefix("torch.")
         record = build_record(script_args, config, data, summary, trainer, output, wall, requested_max_length,
@@ -463,7 +464,6 @@ def run_training(script_args: ScriptArguments, config: SFTConfig, callbacks=()) 
                 merge_adapter(trainer.model, tokenizer, output_dir / MERGED_SUBDIR)
         if tracking:  # after run_record.json is written: the model artifact holds it
             finish_training_run(tracking, script_args, output_dir, record)
-        leave_process_group(trainer)
     finally:
         if tracking:
             tracking.finish()  # a no-op once finished; else the run ends here whatever happened
@@ -543,13 +543,14 @@ def run(job: TrainingJob, callbacks=()) -> TrainingResult:
 
 
 def leave_process_group(trainer) -> None:
-    """Under ``accelerate launch``: every process waits here until the main one has written the adapter, record
-    and wandb run, then the process group is torn down while the interpreter is still whole. A process that exits
-    with its gloo group still up can die with SIGABRT at interpreter shutdown (gloo's worker threads still hold
-    tensors of finished collectives; pytorch/pytorch#179291), and torchrun then kills the main process in the middle
-    of its writes: it happened once in CI, rank 1 after the final gather. No-op in a single process."""
+    """Under ``accelerate launch``, once the last collective is done: all processes meet, then each tears its
+    process group down while its interpreter is still whole. A process that exits with its gloo group still up can
+    die with SIGABRT at interpreter shutdown (gloo's worker threads still hold tensors of finished collectives;
+    pytorch/pytorch#179291), and torchrun then kills the main process in the middle of its writes: it happened once
+    in CI, to rank 1. The main process writes the record, the merged model and the wandb run after this, with no
+    group to time out while the others wait. No-op in a single process."""
     if trainer.args.world_size > 1:
-        trainer.accelerator.wait_for_everyone()
+        trainer.accelerator.wait_for_everyone()  # else one process could shut down while another still sends
         trainer.accelerator.state.destroy_process_group()
 
 

@@ -75,7 +75,8 @@ def two_processes(fixture_files):
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(PROCESSES),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "--main_process_port", str(free_port()), "train_sft_trl.py",
-               *training_flags(base, data_file, output_dir, gradient_accumulation_steps=1)]
+               *training_flags(base, data_file, output_dir, gradient_accumulation_steps=1),
+               "--merge", "true"]  # the main process merges and saves after the process group is gone
     finished = run(command, folder / "logs-two")
     return finished, output_dir, json.loads((output_dir / "run_record.json").read_text("utf-8"))
 
@@ -93,6 +94,7 @@ def test_two_processes_write_one_adapter_one_record_one_log_and_see_each_example
     assert len(list((output_dir.parent / "logs-two" / "wandb").glob("offline-run-*"))) == 1
     assert not (output_dir / "wandb").exists()  # never inside the adapter folder
     assert record["wandb_run_dir"] is not None
+    assert (output_dir / "merged" / "model.safetensors").is_file()
 
     # One copy of each line the script prints, and one loss line per optimizer step.
     ours = [line for line in finished.stdout.splitlines() if line.startswith(("[train]", "Adapter saved to"))]

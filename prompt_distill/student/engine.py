@@ -13,11 +13,11 @@ from .. import engines
 from ..engines import EngineSettings, engine_class, engine_spec, select_backend
 from ..engines.base import AdapterNotServable
 from ..models import load_causal_lm, load_tokenizer
+from ..training.record import MERGED_SUBDIR
 from .check import Student, same_model
 
 logger = logging.getLogger(__name__)
 
-MERGED_SUBDIR = "merged"  # where train_sft_trl.py --merge writes the merged model, and where we merge to
 # The student sees a sentence and answers with a label: the reference's training max_length is ample, and vLLM's
 # default (the model's 262k context) would reserve KV-cache room that one GPU does not have.
 DEFAULT_STUDENT_MAX_MODEL_LEN = 2048

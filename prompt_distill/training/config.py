@@ -18,11 +18,11 @@ from ..student_framing import FRAMINGS
 from ..task import LABELS_HELP, PROMPT_FILE_HELP
 from ..tracking import DEFAULT_REPORT_TO, REPORT_TO_HELP, RUN_GROUP_HELP
 from .lora import AUTO, LoraSettings
+from .record import MERGED_SUBDIR
 
 DEFAULT_STUDENT = "Qwen/Qwen3-30B-A3B-Instruct-2507"
 DEFAULT_DATA_FILE = "./data/prompt_distillation_lang.jsonl"
 DEFAULT_OUTPUT_DIR = "./models/prompt_distillation_trl"
-MERGED_SUBDIR = "merged"
 # Reference README: cosine_with_min_lr decays to min_lr_rate x learning rate.
 DEFAULT_LR_SCHEDULER_KWARGS = {"min_lr_rate": 0.1}
 # The expert rank that fits one 80 GB H100 with max_length 2048 x batch 4 (see scripts/memory_budget.py); the

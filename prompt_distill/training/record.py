@@ -16,6 +16,7 @@ from .examples import file_sha256
 from .tracking import logged_losses, trained_tokens
 
 RUN_RECORD = "run_record.json"
+MERGED_SUBDIR = "merged"  # train_sft_trl.py --merge writes the merged model there; the student merges there too
 
 
 def write_record(output_dir: Path, record: dict) -> Path:

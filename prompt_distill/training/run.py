@@ -36,7 +36,7 @@ from ..tracking import (
     run_group,
     start_run,
 )
-from .config import MERGED_SUBDIR, ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
+from .config import ScriptArguments, TrainingError, TrainingJob, fsdp_launched, launched_processes
 from .data_order import EXAMPLE_INDEX, EpochPermutation, SeenExamples, add_index_and_filler, summarize_order
 from .examples import (
     TEACHER_COLUMN,
@@ -59,6 +59,7 @@ from .losses import (
     loss_function,
 )
 from .record import (
+    MERGED_SUBDIR,
     RUN_RECORD,
     build_record,
     distributed_summary,

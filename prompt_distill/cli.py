@@ -65,6 +65,14 @@ def given_flags(config) -> frozenset[str]:
     return frozenset(changed)
 
 
+def misplaced_flags_line(names: list[str], applies_to: str, alternative: str | None = None) -> str:
+    """The one line that refuses flags given where they do nothing: "--a, --b apply to APPLIES_TO. Drop them[, or
+    ALTERNATIVE]." """
+    several = len(names) > 1
+    return (f"{', '.join('--' + name for name in names)} {'apply' if several else 'applies'} to {applies_to}. "
+            f"Drop {'them' if several else 'it'}" + (f", or {alternative}." if alternative else "."))
+
+
 def _flag_field(field: dataclasses.Field) -> dataclasses.Field:
     """The field as transformers' parser takes it: no ``group``, and each alias in both spellings."""
     plain = copy.copy(field)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 import prompt_distill
-from prompt_distill.cli import flag, make_parser, parse_config, setup_logging
+from prompt_distill.cli import flag, make_parser, misplaced_flags_line, parse_config, setup_logging
 from prompt_distill.errors import PromptDistillError
 
 
@@ -241,3 +241,10 @@ def test_vllm_engine_kwargs_must_be_a_json_object(capsys):
 
     assert evaluate.main(["--backend", "transformers", "--vllm_engine_kwargs", "{cpu_offload_gb: 4}"]) == 2
     assert "--vllm_engine_kwargs must be a JSON object" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_misplaced_flags_line_names_each_flag_and_agrees_in_number():
+    one = misplaced_flags_line(["tensor_parallel_size"], "the vLLM backend only", "pass --backend vllm")
+    assert one == "--tensor_parallel_size applies to the vLLM backend only. Drop it, or pass --backend vllm."
+    several = misplaced_flags_line(["dtype", "quantization"], "a model loaded in this process")
+    assert several == "--dtype, --quantization apply to a model loaded in this process. Drop them."

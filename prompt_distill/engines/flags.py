@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ..cli import flag, given_flags
+from ..cli import flag, given_flags, misplaced_flags_line
 from ..preflight import PreflightError
 
 DTYPES = ("auto", "bfloat16", "float16", "float32")
@@ -143,10 +143,9 @@ def server_settings(config, backend: str) -> dict:
         given = given_flags(config) if served else frozenset()
         wrong = [name for name in SERVED_ONLY if name in given]
         if wrong:
-            verb = "apply" if len(wrong) > 1 else "applies"
-            raise PreflightError(f"{', '.join('--' + name for name in wrong)} {verb} to --backend {SERVED} only (a "
-                                 f"model behind a server); the backend is {backend}. Drop "
-                                 f"{'it' if len(wrong) == 1 else 'them'}, or pass --backend {SERVED}.")
+            raise PreflightError(misplaced_flags_line(
+                wrong, f"--backend {SERVED} only (a model behind a server); the backend is {backend}",
+                f"pass --backend {SERVED}"))
         return {}
     if not served:
         raise PreflightError(f"--backend {SERVED} is not available here: this script has no --base_url.")
@@ -210,10 +209,8 @@ def engine_flag_settings(config, backend: str) -> dict:
         given = given_flags(config)
         wrong = [name for name in VLLM_ONLY if name in given and (name != "vllm_engine_kwargs" or kwargs)]
         if wrong:
-            verb = "apply" if len(wrong) > 1 else "applies"
-            raise PreflightError(f"{', '.join('--' + name for name in wrong)} {verb} to the vLLM backend only; the "
-                                 f"backend is {backend}. Drop {'it' if len(wrong) == 1 else 'them'}, or pass "
-                                 "--backend vllm.")
+            raise PreflightError(misplaced_flags_line(wrong, f"the vLLM backend only; the backend is {backend}",
+                                                      "pass --backend vllm"))
     elif kwargs:
         check_vllm_engine_kwargs(kwargs, config)
     return {"dtype": None if config.dtype == "auto" else config.dtype, "quantization": config.quantization,

@@ -26,7 +26,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field, replace
 
-from ..cli import flag, given_flags, parse_config, report_error, setup_logging
+from ..cli import flag, given_flags, misplaced_flags_line, parse_config, report_error, setup_logging
 from ..engines import BackendChoice, choose_backend
 from ..engines.base import AdapterNotServable
 from ..engines.flags import SERVED, EngineFlags, ServerFlags
@@ -108,10 +108,8 @@ def check_served_flags(config, backend: str) -> None:
         return
     local = [name for name in LOCAL_ENGINE_FLAGS if name in given]
     if local:
-        verb = "apply" if len(local) > 1 else "applies"
-        raise StudentError(f"{', '.join('--' + name for name in local)} {verb} to a model loaded in this process; "
-                           f"with --base_url the server at {config.base_url} holds the student (set it on `vllm "
-                           f"serve`). Drop {'it' if len(local) == 1 else 'them'}.")
+        raise StudentError(misplaced_flags_line(local, "a model loaded in this process; with --base_url the server "
+                                                       f"at {config.base_url} holds the student (set it on `vllm serve`)"))
 
 
 # -- python -m prompt_distill.student.serving -------------------------------------------------------------------
